@@ -15,7 +15,8 @@ import numpy as np
 from medsr.errors import OutputError
 
 
-def check_output(path: str | os.PathLike, overwrite: bool, inputs: list[Path] | None = None) -> Path:
+def check_output(path: str | os.PathLike, overwrite: bool,
+                 inputs: list[Path] | None = None) -> Path:
     """Refuse to overwrite an existing output (unless asked) or any input, ever."""
     out = Path(path)
     for p in inputs or []:
