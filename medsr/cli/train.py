@@ -1,0 +1,52 @@
+"""``medsr train CONFIG.yaml [--run-dir DIR] [--set key=value ...] [--resume DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from medsr.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML config (see configs/ and docs/training.md)")
+    parser.add_argument("--run-dir", help="where the run is written (default runs/<config>-<time>)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.steps=1000 (repeatable)")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR from its last checkpoint")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar (default: when stderr is a terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from medsr.engine.config import load_config
+    from medsr.engine.manifest import read_manifest
+    from medsr.engine.train import train
+
+    argv = ["medsr", *sys.argv[1:]] if sys.argv and sys.argv[0] else None
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.run_dir and Path(args.run_dir).resolve() != run_dir.resolve():
+            raise UserError("--resume DIR continues DIR; do not also give another --run-dir")
+        base = read_manifest(run_dir)["config"]
+        cfg = load_config(None, args.sets, base=base)
+        if args.config:
+            cfg_file = load_config(args.config, args.sets)
+            if cfg_file != cfg:
+                raise UserError(f"{args.config} differs from the config of the run in "
+                                f"{run_dir}; resume without CONFIG, or use --set")
+        summary = train(cfg, run_dir, resume=True, argv=argv, progress=args.progress)
+    else:
+        if not args.config:
+            raise UserError("give a CONFIG.yaml (or --resume DIR)")
+        cfg = load_config(args.config, args.sets)
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
+            f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        summary = train(cfg, run_dir, argv=argv, progress=args.progress)
+    print(f"run: {summary['run_dir']}  steps: {summary['steps']}  best val PSNR: "
+          f"{summary['best_psnr']:.3f} dB at step {summary['best_step']}")
+    print(f"checkpoints: {summary['last']}  {summary['best']}")
+    return 0

@@ -1,0 +1,127 @@
+"""Training and validation datasets: cached normalised volumes -> on-the-fly LR/HR pairs.
+
+Volumes are loaded and normalised once through a MONAI ``CacheDataset``; the patch
+dataset then degrades each HR patch on the fly (domain randomisation comes from the
+degradation's random ranges). Sample ``i`` uses a generator seeded by ``(seed, stream, i)``
+and step ``s`` of a run consumes indices ``s*B .. s*B+B-1`` (:class:`IndexRangeSampler`),
+which is what makes a resumed run byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from monai.transforms import Compose, MapTransform
+from torch.utils.data import Dataset, Sampler
+
+from medsr.data.normalise import RobustNormalised
+from medsr.data.sampling import SamplingSpec, check_volume, draw
+from medsr.data.sources import read_item
+from medsr.engine.determinism import sample_rng
+from medsr.errors import UserError
+
+
+class LoadVolumed(MapTransform):
+    """Read ``image`` (and optional ``lr``, ``mask``) with medsr.io into (C, I, J, K) float32.
+
+    Adds ``spacing`` (mm, from the affine of ``image``) and ``affine``.
+    """
+
+    def __init__(self, keys=("image", "lr", "mask"), allow_missing_keys: bool = True) -> None:
+        super().__init__(keys, allow_missing_keys)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if d[key] is None:
+                continue
+            vol = read_item(d[key])
+            arr = np.asarray(vol.data, dtype=np.float32)
+            arr = arr[None] if arr.ndim == 3 else np.moveaxis(arr, -1, 0)
+            if key == "mask":
+                arr = arr[0] > 0
+            if key == "image":
+                d["spacing"] = tuple(float(s) for s in vol.spacing)
+                d["affine"] = np.asarray(vol.affine)
+                d["source"] = data[key]
+            d[key] = np.ascontiguousarray(arr)
+        return d
+
+
+def load_volumes(items: list[dict], lower: float, upper: float, cache: bool = True) -> list[dict]:
+    """Read and normalise every item (through a MONAI CacheDataset when ``cache``)."""
+    from monai.data import CacheDataset
+    from monai.data import Dataset as MonaiDataset
+
+    transform = Compose([LoadVolumed(), RobustNormalised(("image", "lr"), lower, upper)])
+    items = [{k: v for k, v in it.items() if v is not None} for it in items]
+    ds = (CacheDataset(items, transform, cache_rate=1.0, num_workers=0, progress=False)
+          if cache else MonaiDataset(items, transform))
+    return [ds[i] for i in range(len(ds))]
+
+
+class SRPatchDataset(Dataset):
+    """Map-style dataset of ``{"lr", "hr"}`` tensor pairs; index ``i`` is deterministic."""
+
+    def __init__(self, volumes: list[dict], spec: SamplingSpec, degradation: Any, seed: int,
+                 stream: int = 0, augment: bool = True) -> None:
+        if not volumes:
+            raise UserError("no volumes to sample from")
+        for v in volumes:
+            check_volume(v["image"].shape[1:], spec)
+            if spec.mode == "2.5d" and v["image"].shape[0] != 1:
+                raise UserError("2.5d sampling needs single-channel volumes")
+        self.volumes, self.spec, self.degradation = volumes, spec, degradation
+        self.seed, self.stream, self.augment = int(seed), int(stream), augment
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = sample_rng(self.seed, index, self.stream)
+        vol = self.volumes[int(rng.integers(len(self.volumes)))]
+        s = draw(vol, self.spec, rng, self.augment)
+        hr, lr = s["hr"], s["lr"]
+        if lr is None:
+            lr = degrade_patch(self.degradation, hr, s["spacing"], int(rng.integers(2**31 - 1)))
+        expected = tuple(p // k for p, k in zip(hr.shape[1:], self.spec.scale))
+        if tuple(lr.shape[1:]) != expected:
+            raise UserError(f"degradation gives LR patches of shape {tuple(lr.shape[1:])}, "
+                            f"expected {expected} (HR patch / scale); check the degradation "
+                            "scale and sampling.patch_size")
+        if self.spec.mode == "2.5d":
+            c = self.spec.context
+            hr = hr[c:c + 1]
+        return {"lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
+                "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))}
+
+
+def degrade_patch(degradation: Any, hr: np.ndarray, spacing: tuple, seed: int) -> np.ndarray:
+    """LR = D(HR) with the degradation's random state set from ``seed``."""
+    degradation.set_random_state(seed)
+    out = degradation(hr, spacing=tuple(spacing))
+    if isinstance(out, torch.Tensor):
+        out = out.detach().cpu().numpy()
+    return np.asarray(out, dtype=np.float32)
+
+
+class IndexRangeSampler(Sampler[int]):
+    """Yields ``start, start+1, ..., stop-1`` (sample indices of steps ``start/B ..``)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = int(start), int(stop)
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def fixed_batch(dataset: SRPatchDataset, n: int) -> dict[str, torch.Tensor]:
+    """The first ``n`` samples of ``dataset`` stacked (the fixed validation set)."""
+    samples = [dataset[i] for i in range(n)]
+    return {k: torch.stack([s[k] for s in samples]) for k in ("lr", "hr")}

@@ -1,0 +1,97 @@
+"""Slice profiles / point-spread functions as 1D kernels on the HR voxel grid.
+
+A kernel tap t is the integral of the continuous profile over the HR voxel
+[t - 1/2, t + 1/2] (in voxel units), so narrow kernels keep their mass and width exactly
+instead of being undersampled. Every kernel sums to 1 and is centred on tap 0 (the middle
+element of an odd-length array).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.special import erf
+
+from medsr.errors import UserError
+
+FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+PROFILES = ("gaussian", "rect", "none", "kernel")
+
+
+def gaussian_kernel(fwhm: float) -> np.ndarray:
+    """Gaussian of full width at half maximum ``fwhm`` (voxels), integrated per voxel."""
+    if fwhm < 0:
+        raise UserError(f"FWHM must be >= 0, got {fwhm}")
+    if fwhm == 0:
+        return np.ones(1)
+    sigma = fwhm * FWHM_TO_SIGMA
+    radius = int(math.ceil(4.0 * sigma + 1.0))
+    edges = np.arange(-radius - 0.5, radius + 1.0, 1.0) / (sigma * math.sqrt(2.0))
+    cdf = 0.5 * (1.0 + erf(edges))
+    k = np.diff(cdf)
+    return k / k.sum()
+
+
+def rect_kernel(width: float) -> np.ndarray:
+    """Box (rect) profile of total width ``width`` voxels, integrated per voxel."""
+    if width < 0:
+        raise UserError(f"slice thickness must be >= 0, got {width}")
+    if width == 0:
+        return np.ones(1)
+    radius = int(math.ceil(width / 2.0 + 0.5))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    lo = np.maximum(t - 0.5, -width / 2.0)
+    hi = np.minimum(t + 0.5, width / 2.0)
+    k = np.clip(hi - lo, 0.0, None)
+    k = k / k.sum()
+    nz = np.nonzero(k > 1e-15)[0]  # trim empty outer taps symmetrically
+    r = max(radius - nz[0], nz[-1] - radius)
+    return k[radius - r: radius + r + 1]
+
+
+def load_kernel(path: str | Path) -> np.ndarray:
+    """A user kernel from a ``.npy`` file (1D profile or N-D PSF), normalised to sum 1."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"kernel file {p} does not exist")
+    try:
+        k = np.load(p, allow_pickle=False).astype(np.float64)
+    except (ValueError, OSError) as exc:
+        raise UserError(f"cannot read kernel {p} as a .npy array: {exc}") from exc
+    if k.size == 0 or not np.all(np.isfinite(k)):
+        raise UserError(f"kernel {p} is empty or not finite")
+    s = k.sum()
+    if abs(s) < 1e-12:
+        raise UserError(f"kernel {p} sums to zero; cannot normalise it")
+    return k / s
+
+
+def profile_kernel(profile: str, width: float) -> np.ndarray | None:
+    """The 1D kernel of a named profile of width ``width`` voxels (None: no blur)."""
+    if profile == "none" or width == 0:
+        return None
+    if profile == "gaussian":
+        return gaussian_kernel(width)
+    if profile == "rect":
+        return rect_kernel(width)
+    raise UserError(f"unknown slice profile {profile!r}; choose gaussian, rect, none or kernel")
+
+
+def measured_fwhm(response: np.ndarray) -> float:
+    """Full width at half maximum of a 1D single-peaked response (linear interpolation)."""
+    r = np.asarray(response, dtype=np.float64)
+    i = int(np.argmax(r))
+    half = r[i] / 2.0
+    lo = i
+    while lo > 0 and r[lo - 1] > half:
+        lo -= 1
+    hi = i
+    while hi < r.size - 1 and r[hi + 1] > half:
+        hi += 1
+    if lo == 0 or hi == r.size - 1:
+        raise ValueError("response does not fall to half maximum inside the array")
+    left = lo - 1 + (half - r[lo - 1]) / (r[lo] - r[lo - 1])
+    right = hi + (r[hi] - half) / (r[hi] - r[hi + 1])
+    return float(right - left)

@@ -1,0 +1,212 @@
+"""Checkpoints that never unpickle: safetensors weights + JSON metadata, saved atomically.
+
+A model checkpoint (``last.safetensors``, ``best.safetensors``) holds the weights and,
+in the safetensors metadata under ``"medsr"`` (and in a ``.json`` beside it, for people),
+everything needed to rebuild and apply the network: architecture name, hyperparameters,
+scale, spatial_dims, channels, normalisation, degradation, sampling mode, medsr version.
+
+The training state (optimiser, EMA, RNG, step) is a directory with ``state.safetensors``
+(tensors) and ``state.json`` (everything else), written atomically as one unit.
+
+Loading never runs code from the file: safetensors is parsed as data; a foreign
+``.pt``/``.pth`` goes through ``torch.load(weights_only=True)``, which refuses any
+object that is not a tensor or a plain container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medsr import __version__
+from medsr.errors import UserError
+from medsr.io.common import atomic_path
+
+FORMAT = "medsr-checkpoint-1"
+INFO_KEYS = ("architecture", "hparams", "scale", "spatial_dims", "in_channels", "out_channels")
+
+
+def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU copies (safetensors refuses shared or strided storage)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_model(path: str | os.PathLike, state_dict: dict[str, torch.Tensor],
+               info: dict[str, Any]) -> Path:
+    """Write weights + info to ``path`` (.safetensors) and ``path.json``, each atomically."""
+    from safetensors.torch import save_file
+
+    missing = [k for k in INFO_KEYS if k not in info]
+    if missing:
+        raise ValueError(f"checkpoint info lacks {missing}")
+    info = {"format": FORMAT, "medsr_version": __version__, **info}
+    text = json.dumps(info, sort_keys=True)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(_plain(state_dict), str(tmp), metadata={"format": FORMAT, "medsr": text})
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def _kind(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise UserError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
+    raise UserError(f"{path} is not a checkpoint (neither safetensors nor a torch file)")
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, info) of a checkpoint, without executing anything stored in it.
+
+    ``info`` is empty for a foreign torch file that carries no medsr metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    if _kind(path) == "safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # SafetensorError, OSError, ...
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"checkpoint {path} is corrupted or not safetensors: {why}") from exc
+        if meta.get("format") != FORMAT or "medsr" not in meta:
+            raise UserError(f"{path} is a safetensors file but not a medsr checkpoint "
+                            "(no medsr metadata)")
+        try:
+            info = json.loads(meta["medsr"])
+        except json.JSONDecodeError as exc:
+            raise UserError(f"checkpoint {path} has corrupted medsr metadata") from exc
+        return state, info
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"refusing {path}: not a plain-weights torch file (loading it would "
+                        "unpickle arbitrary objects, or it is corrupted)") from exc
+    info: dict[str, Any] = {}
+    if isinstance(obj, dict) and isinstance(obj.get("medsr"), (str, dict)):
+        info = obj["medsr"] if isinstance(obj["medsr"], dict) else json.loads(obj["medsr"])
+    for key in ("state_dict", "model", "params", "params_ema"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} does not hold a state dict of tensors")
+    return dict(obj), info
+
+
+def build_model(info: dict[str, Any]) -> nn.Module:
+    """The zoo network described by checkpoint ``info`` (randomly initialised)."""
+    from medsr import models
+
+    missing = [k for k in INFO_KEYS if k not in info]
+    if missing:
+        raise UserError(f"checkpoint metadata lacks {', '.join(missing)}")
+    try:
+        return models.create(info["architecture"], spatial_dims=int(info["spatial_dims"]),
+                             scale=tuple(info["scale"]), in_channels=int(info["in_channels"]),
+                             out_channels=int(info["out_channels"]), **info["hparams"])
+    except UserError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"cannot build network {info['architecture']!r} from the "
+                        f"checkpoint: {exc}") from exc
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
+               architecture: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode on ``device``, info) from a checkpoint; never unpickles.
+
+    ``architecture`` supplies (or overrides) the info for a foreign weights file.
+    """
+    state, info = read_checkpoint(path)
+    info = {**info, **(architecture or {})}
+    if not info:
+        raise UserError(f"{path} carries no medsr metadata; say which architecture it is")
+    model = build_model(info)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"weights in {path} do not fit {info['architecture']!r}: "
+                        f"{str(exc).splitlines()[0]}") from exc
+    model.to(device).eval()
+    return model, info
+
+
+# --- training state: tensors in safetensors, the rest in JSON -------------------------
+
+def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    """Split ``opt.state_dict()`` into tensors and JSON (param_groups, scalar state)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for key, val in st.items():
+            if isinstance(val, torch.Tensor):
+                tensors[f"{prefix}.{pid}.{key}"] = val
+            else:
+                scalars.setdefault(str(pid), {})[key] = val
+    groups = json.loads(json.dumps(sd["param_groups"]))
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict,
+                        prefix: str) -> None:
+    """Inverse of :func:`flatten_optimizer`: load the state into ``opt``."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, val in tensors.items():
+        if not name.startswith(prefix + "."):
+            continue
+        pid, key = name[len(prefix) + 1:].split(".", 1)
+        state.setdefault(int(pid), {})[key] = val
+    for pid, st in meta["scalars"].items():
+        state.setdefault(int(pid), {}).update(st)
+    groups = meta["param_groups"]
+    for g in groups:
+        if "betas" in g and isinstance(g["betas"], list):
+            g["betas"] = tuple(g["betas"])
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def save_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor],
+               meta: dict[str, Any]) -> Path:
+    """Write a training-state directory (state.safetensors + state.json) atomically."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    with atomic_path(directory) as tmp:
+        tmp.mkdir()
+        save_file(_plain(tensors), str(tmp / "state.safetensors"), metadata={"format": FORMAT})
+        (tmp / "state.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n",
+                                        encoding="utf-8")
+    return directory
+
+
+def load_state(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a directory written by :func:`save_state`."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    try:
+        tensors = load_file(str(directory / "state.safetensors"))
+        meta = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"no training state in {directory} (nothing to resume)") from exc
+    except Exception as exc:
+        raise UserError(f"training state in {directory} is corrupted: {exc}") from exc
+    return tensors, meta

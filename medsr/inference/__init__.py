@@ -1,0 +1,1 @@
+"""Applying trained networks to whole volumes: tiling, slice-wise planes, fusion."""

@@ -1,0 +1,133 @@
+"""Apply an SR network to a whole volume: slice-wise 2D along planes, or 3D, tiled.
+
+A 2D network with scale (1, k) super-resolves one axis t: it runs on the planes that
+contain t and one in-plane axis u, for both choices of u, and the two results are
+averaged (through-plane fusion). A 2D network with scale (k, k) runs on the planes
+perpendicular to the unchanged axis. A 3D network with scale (k1, k2, k3) runs on the
+volume. Work is chunked over slices and tiles, so the process holds one float32 output
+array plus small tile buffers whatever the volume size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.errors import UserError
+from medsr.inference.tiling import tile_for_memory, tiled_forward
+
+
+@dataclass
+class PlaneJob:
+    """One pass of a 2D network: slices along ``slice_axis``, planes (u, t) of the volume."""
+
+    slice_axis: int
+    plane_axes: tuple[int, int]
+    scale: tuple[int, int]
+    weight: float
+
+
+def plan_planes(model_scale: Sequence[int], factors: Sequence[int],
+                shape: Sequence[int], fuse: bool = True) -> list[PlaneJob]:
+    """Which planes a 2D network with ``model_scale`` must run on to realise ``factors``."""
+    f = [int(k) for k in factors]
+    ms = tuple(int(s) for s in model_scale)
+    up = [ax for ax in range(3) if f[ax] > 1]
+    if len(up) == 1:
+        t = up[0]
+        k = f[t]
+        if ms not in ((1, k), (k, k)) and ms != (k, 1):
+            raise UserError(f"a 2D model with scale {ms} cannot give factor {k} along axis {t}")
+        others = [ax for ax in range(3) if ax != t and shape[ax] > 1]
+        if not others:
+            raise UserError("nothing to super-resolve: the volume is a single line of voxels")
+        if not fuse:
+            others = others[:1]
+        jobs = []
+        for u in others:
+            w = next(ax for ax in range(3) if ax not in (u, t))
+            if ms == (k, 1):
+                jobs.append(PlaneJob(w, (t, u), (k, 1), 1.0 / len(others)))
+            elif ms == (1, k):
+                jobs.append(PlaneJob(w, (u, t), (1, k), 1.0 / len(others)))
+            else:
+                raise UserError(f"a 2D model with isotropic scale {ms} cannot super-resolve "
+                                "one axis only; use a through-plane model")
+        return jobs
+    if len(up) == 2:
+        a, b = up
+        if ms != (f[a], f[b]):
+            raise UserError(f"a 2D model with scale {ms} cannot give factors {tuple(f)}")
+        w = next(ax for ax in range(3) if ax not in up)
+        return [PlaneJob(w, (a, b), ms, 1.0)]
+    if len(up) == 0:
+        return []
+    raise UserError("a 2D model cannot upsample all three axes at once; use a 3D model or "
+                    "two passes")
+
+
+def _slab_iter(n: int, batch: int):
+    for a in range(0, n, batch):
+        yield a, min(a + batch, n)
+
+
+def width_of(model: nn.Module) -> int:
+    """The widest convolution, for the memory estimate."""
+    widths = [m.out_channels for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    return max(widths) if widths else 64
+
+
+def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
+             device: torch.device | str = "cpu", batch: int = 8, halo: int = 16,
+             max_memory: float = 1.5e9, tile: Sequence[int] | None = None, fuse: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out."""
+    shape = data.shape
+    jobs = plan_planes(model.scale, factors, shape, fuse=fuse)
+    out_shape = tuple(n * int(k) for n, k in zip(shape, factors))
+    out = np.zeros(out_shape, dtype=np.float32)
+    width = width_of(model)
+    total = sum(shape[j.slice_axis] for j in jobs)
+    done = 0
+    for job in jobs:
+        u, t = job.plane_axes
+        plane = (shape[u], shape[t])
+        tile2 = list(tile) if tile is not None else tile_for_memory(
+            plane, job.scale, (halo, halo), width, max_memory, batch)
+        # (slice, u, t) view of the input
+        src = np.moveaxis(data, (job.slice_axis, u, t), (0, 1, 2))
+        dst = np.moveaxis(out, (job.slice_axis, u, t), (0, 1, 2))
+        for a, b in _slab_iter(src.shape[0], batch):
+            x = torch.from_numpy(np.ascontiguousarray(src[a:b]))[:, None]
+            y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=device)
+            if job.weight == 1.0:
+                dst[a:b] = y[:, 0].numpy()
+            else:
+                dst[a:b] += job.weight * y[:, 0].numpy()
+            done += b - a
+            if progress is not None:
+                progress(done, total)
+    return out
+
+
+def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
+             device: torch.device | str = "cpu", halo: int = 8, max_memory: float = 1.5e9,
+             tile: Sequence[int] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Run a 3D network over ``data`` (I, J, K) in tiles."""
+    ms = tuple(int(s) for s in model.scale)
+    if ms != tuple(int(k) for k in factors):
+        raise UserError(f"a 3D model with scale {ms} cannot give factors {tuple(factors)}")
+    tile3 = list(tile) if tile is not None else tile_for_memory(
+        data.shape, ms, (halo,) * 3, width_of(model), max_memory)
+    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None, None]
+    from medsr.inference.tiling import n_tiles
+
+    total = n_tiles(data.shape, tile3)
+    y = tiled_forward(model, x, ms, tile3, (halo,) * 3, device=device,
+                      progress=(lambda n: progress(n, total)) if progress else None)
+    return y[0, 0].numpy()

@@ -1,0 +1,293 @@
+"""NIfTI-1/2 (.nii, .nii.gz) and FreeSurfer MGH/MGZ through nibabel.
+
+Reading: ``Volume.data`` is indexed exactly as nibabel gives it, and ``Volume.affine`` is
+nibabel's affine (sform or qform, as nibabel chooses; RAS+ for MGH too), so data index
+order and affine always agree. scl_slope/scl_inter are applied (the data become float);
+without scaling the on-disk integer type is kept. A 4D file is refused unless
+``volume`` picks one of its volumes (0-based); a vector image (I, J, K, 1, C) (NIfTI's
+layout for colour or other per-voxel vectors) becomes C channels; other 5D+ is refused.
+
+Bad files raise :class:`~medsr.errors.InputError` with one line: random bytes, zero or
+negative pixdim, a NaN/singular affine, header dimensions larger than the file can hold
+(checked before anything is loaded), truncated or corrupt gzip streams.
+
+meta keys: ``format`` ('nifti' | 'mgh'), ``path``, ``dtype`` (on-disk dtype name),
+``scl`` ([slope, inter], only when scaling was applied), ``nifti_version`` (1 | 2),
+``qform_code``, ``sform_code``, ``unit`` ('mm' | 'um' | 'm'), ``original_shape``,
+``volume_index`` (when a 4D file was sliced).
+
+Writing: qform and sform both set (the source's codes when it had them, else 1 =
+scanner), xyz units from ``meta['unit']`` (mm by default; micron and meter are NIfTI
+units, nm/cm are converted to mm), zooms from the affine. Channels (I, J, K, C) are
+written as a vector image (I, J, K, 1, C), intent 'vector', so they read back as one
+volume. The
+output dtype is ``dtype`` or ``meta['dtype']`` or float32. Integers are rounded and
+clipped, never wrapped (``cast_to_dtype``); the one exception is a source that was
+itself stored with scl_slope/inter and no explicit ``dtype``: then nibabel computes a
+new slope/intercept so no precision is lost to rounding.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
+
+from medsr.errors import InputError, UserError
+from medsr.io.common import cast_to_dtype
+from medsr.volume import Volume
+
+# Exceptions nibabel, zlib and gzip raise on broken files.
+_BROKEN = (ImageFileError, HeaderDataError, EOFError, zlib.error, gzip.BadGzipFile, OSError,
+           ValueError, KeyError, IndexError, struct.error, MemoryError)
+# Deflate cannot compress better than about 1032:1; a header asking for more is lying.
+_MAX_DEFLATE_RATIO = 1100
+_UNITS_IN = {"mm": "mm", "micron": "um", "meter": "m"}
+_UNITS_OUT = {"mm": "mm", "um": "micron", "m": "meter"}
+_TO_MM = {"nm": 1e-6, "cm": 10.0, "pixel": 1.0}
+_MGH_DTYPES = (np.uint8, np.int16, np.int32, np.float32)
+
+
+def _dtype_name(dt: np.dtype) -> str:
+    """Native-endian name of a dtype ('int16' for '>i2')."""
+    return np.dtype(dt).newbyteorder("=").name
+
+
+def _raw_nifti_header(path: Path) -> nib.Nifti1Header:
+    """The header as stored on disk (nibabel silently 'fixes' bad pixdim on load)."""
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(path) as f:
+            head = f.read(540)
+    except _BROKEN as exc:
+        raise InputError(f"{path}: not a readable NIfTI file ({_reason(exc)})") from exc
+    if len(head) < 348:
+        raise InputError(f"{path}: not a NIfTI file (only {len(head)} header bytes)")
+    sizes = {struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0]}
+    if 540 in sizes and len(head) >= 540:
+        klass = nib.Nifti2Header
+    elif 348 in sizes:
+        klass = nib.Nifti1Header
+    else:
+        raise InputError(f"{path}: not a NIfTI file (bad header size field)")
+    try:
+        return klass.from_fileobj(io.BytesIO(head), check=False)
+    except _BROKEN as exc:
+        raise InputError(f"{path}: corrupt NIfTI header ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _check_nifti_header(path: Path, hdr: nib.Nifti1Header) -> None:
+    ndim = int(hdr["dim"][0])
+    if not 1 <= ndim <= 7:
+        raise InputError(f"{path}: corrupt NIfTI header (dim[0] = {ndim})")
+    dims = [int(d) for d in hdr["dim"][1:ndim + 1]]
+    if any(d <= 0 for d in dims):
+        raise InputError(f"{path}: zero-size image (dimensions {dims})")
+    pix = np.asarray(hdr["pixdim"][1:min(ndim, 3) + 1], dtype=np.float64)
+    if not np.all(np.isfinite(pix)) or np.any(pix <= 0):
+        raise InputError(f"{path}: invalid voxel size pixdim = {pix.tolist()} "
+                         "(must be positive)")
+    if int(hdr["sform_code"]) > 0:
+        srow = np.stack([hdr["srow_x"], hdr["srow_y"], hdr["srow_z"]]).astype(np.float64)
+        if not np.all(np.isfinite(srow)):
+            raise InputError(f"{path}: the sform affine contains NaN or infinity")
+    if int(hdr["qform_code"]) > 0:
+        q = np.asarray([hdr[k] for k in ("quatern_b", "quatern_c", "quatern_d",
+                                         "qoffset_x", "qoffset_y", "qoffset_z")], float)
+        if not np.all(np.isfinite(q)):
+            raise InputError(f"{path}: the qform contains NaN or infinity")
+
+
+def _check_size(path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> None:
+    """Refuse headers that claim more voxels than the file can possibly hold."""
+    need = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    have = path.stat().st_size
+    compressed = path.name.lower().endswith((".gz", ".mgz"))
+    if compressed:
+        if need > have * _MAX_DEFLATE_RATIO + (1 << 20):
+            raise InputError(f"{path}: header dimensions {list(shape)} need {need} bytes, far "
+                             f"more than a {have}-byte compressed file can hold (corrupt header)")
+    elif offset + need > have:
+        raise InputError(f"{path}: truncated; header dimensions {list(shape)} need "
+                         f"{offset + need} bytes, the file has {have}")
+
+
+def _select_volume(path: Path, shape: tuple[int, ...], volume: int | None) -> tuple:
+    """Index tuple picking a 3D volume; also the errors for 4D/5D inputs."""
+    if len(shape) <= 3:
+        if volume not in (None, 0):
+            raise UserError(f"{path} is {len(shape)}D; --volume applies to 4D inputs only")
+        return ()
+    extra = shape[3:]
+    if len(shape) >= 5 and shape[3] == 1 and all(n == 1 for n in shape[5:]):
+        # (I, J, K, 1, C): one volume of C-vectors (NIfTI intent 'vector', e.g. colour).
+        if volume not in (None, 0):
+            raise UserError(f"{path} holds one volume of {shape[4]}-vectors; "
+                            "--volume does not apply")
+        channels = slice(None) if shape[4] > 1 else 0
+        return (slice(None),) * 3 + (0, channels) + (0,) * (len(shape) - 5)
+    if len(shape) >= 5:
+        raise UserError(f"{path} is {len(shape)}D (shape {list(shape)}); only 3D images, "
+                        "4D series (one volume picked with --volume) and vector images "
+                        "(I, J, K, 1, C) are supported")
+    n = int(extra[0])
+    if n == 1 and volume in (None, 0):
+        return (slice(None),) * 3 + (0,) * len(extra)
+    if volume is None:
+        raise UserError(f"{path} is 4D with {n} volumes; pick one with --volume N "
+                        f"(0-based, 0..{n - 1})")
+    if not 0 <= int(volume) < n:
+        raise UserError(f"--volume {volume} is out of range: {path} has {n} volumes "
+                        f"(0..{n - 1})")
+    return (slice(None),) * 3 + (int(volume),) + (0,) * (len(extra) - 1)
+
+
+def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Volume:
+    """Read a NIfTI-1/2 or MGH/MGZ file into a Volume (see the module docstring)."""
+    path = Path(path)
+    low = path.name.lower()
+    is_mgh = low.endswith((".mgz", ".mgh"))
+    if not is_mgh:
+        _check_nifti_header(path, _raw_nifti_header(path))
+    try:
+        img = nib.load(path)
+    except _BROKEN as exc:
+        raise InputError(f"{path}: cannot read ({_reason(exc)})") from exc
+    if getattr(img, "affine", None) is None or not hasattr(img, "dataobj"):
+        raise InputError(f"{path}: not a volume image ({type(img).__name__})")
+    shape = tuple(int(n) for n in img.shape)
+    if any(n <= 0 for n in shape) or not shape:
+        raise InputError(f"{path}: zero-size image (shape {list(shape)})")
+    disk_dtype = img.get_data_dtype()
+    offset = int(getattr(img.dataobj, "offset", 0))
+    _check_size(path, shape, disk_dtype, offset)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{path}: invalid affine (NaN or singular):\n{affine}".splitlines()[0])
+    index = _select_volume(path, shape, volume)
+    try:
+        data = np.asanyarray(img.dataobj[index] if index else img.dataobj)
+    except _BROKEN as exc:
+        raise InputError(f"{path}: truncated or corrupt data ({_reason(exc)})") from exc
+    if data.dtype.names:  # RGB24 / RGBA32 NIfTI: fields become channels
+        data = np.stack([data[name] for name in data.dtype.names], axis=-1)
+        if data.ndim == 3:
+            data = data[:, :, None, :]
+    while data.ndim < 3:
+        data = data[..., None]
+    if not data.dtype.isnative:
+        data = data.astype(data.dtype.newbyteorder("="))
+    if data.dtype == np.float64 and disk_dtype.itemsize <= 2 and not disk_dtype.names:
+        data = data.astype(np.float32)  # scaled 8/16-bit integers: float32 is exact enough
+    meta: dict = {"format": "mgh" if is_mgh else "nifti", "path": str(path),
+                  "dtype": _dtype_name(disk_dtype if not disk_dtype.names
+                                       else disk_dtype[0]),
+                  "original_shape": list(shape)}
+    slope = getattr(img.dataobj, "slope", 1.0)
+    inter = getattr(img.dataobj, "inter", 0.0)
+    if (slope, inter) != (1.0, 0.0):
+        meta["scl"] = [float(slope), float(inter)]
+    if index and len(shape) >= 4 and shape[3] > 1:
+        meta["volume_index"] = int(volume)  # type: ignore[arg-type]
+    if not is_mgh:
+        hdr = img.header
+        meta["nifti_version"] = 2 if isinstance(hdr, nib.Nifti2Header) else 1
+        meta["qform_code"] = int(hdr["qform_code"])
+        meta["sform_code"] = int(hdr["sform_code"])
+        meta["unit"] = _UNITS_IN.get(hdr.get_xyzt_units()[0], "mm")
+    else:
+        meta["unit"] = "mm"
+    return Volume(data=np.ascontiguousarray(data), affine=affine, meta=meta)
+
+
+def output_dtype(vol: Volume, dtype: str | None) -> np.dtype:
+    """``dtype`` if given, else the source's on-disk dtype, else float32."""
+    if dtype is not None:
+        try:
+            return np.dtype(dtype)
+        except TypeError as exc:
+            raise UserError(f"unknown dtype {dtype!r}") from exc
+    if vol.meta.get("dtype"):
+        return np.dtype(vol.meta["dtype"])
+    return np.dtype(np.float32)
+
+
+def write_nifti(vol: Volume, path: str | os.PathLike, *, dtype: str | None = None,
+                nifti_version: int | None = None, description: str | None = None) -> Path:
+    """Write ``vol`` to ``path`` (.nii or .nii.gz) with qform/sform, zooms and units.
+
+    ``nifti_version`` 1 or 2 (default: the source's, 2 when a dimension exceeds 32767);
+    ``description`` goes to the 80-byte descrip field.
+    """
+    path = Path(path)
+    out_dtype = output_dtype(vol, dtype)
+    if out_dtype == np.bool_:
+        out_dtype = np.dtype(np.uint8)
+    version = nifti_version or vol.meta.get("nifti_version") or 1
+    if version not in (1, 2):
+        raise UserError(f"nifti_version must be 1 or 2, got {version}")
+    if max(vol.data.shape) > 32767:
+        version = 2
+    klass = nib.Nifti2Image if version == 2 else nib.Nifti1Image
+    data = vol.data
+    rescale = (dtype is None and vol.meta.get("scl") and np.issubdtype(out_dtype, np.integer)
+               and not np.issubdtype(data.dtype, np.integer))
+    if rescale:
+        # The source was scaled integers: let nibabel choose slope/inter again.
+        data = np.nan_to_num(np.asarray(data, dtype=np.float64))
+    elif np.issubdtype(out_dtype, np.integer):
+        data = cast_to_dtype(data, out_dtype)
+    else:
+        data = np.asarray(data, dtype=out_dtype)
+    if data.ndim == 4:  # channels -> NIfTI vector dimension 5, so they read back as one volume
+        data = data[:, :, :, None, :]
+    affine, unit = vol.affine, vol.meta.get("unit") or "mm"
+    if unit in _TO_MM:  # units NIfTI cannot name: convert the affine to mm
+        affine, unit = np.diag([_TO_MM[unit]] * 3 + [1.0]) @ affine, "mm"
+    img = klass(data, affine, dtype=out_dtype)
+    if data.ndim == 5:
+        img.header.set_intent("vector")
+    qcode = int(vol.meta.get("qform_code") or 1)
+    scode = int(vol.meta.get("sform_code") or 1)
+    img.set_sform(affine, code=scode)
+    img.set_qform(affine, code=qcode)
+    img.header.set_xyzt_units(_UNITS_OUT.get(unit, "mm"), "sec")
+    if not rescale:
+        img.header.set_slope_inter(1.0, 0.0)
+    if description is not None:
+        img.header["descrip"] = description.encode("utf-8", "replace")[:79]
+    nib.save(img, path)
+    return path
+
+
+def write_mgh(vol: Volume, path: str | os.PathLike, *, dtype: str | None = None) -> Path:
+    """Write ``vol`` as MGH/MGZ; dtypes MGH lacks are widened (uint16 -> int32) or float32."""
+    path = Path(path)
+    want = output_dtype(vol, dtype)
+    if want in [np.dtype(t) for t in _MGH_DTYPES]:
+        out = want
+    elif want in (np.dtype(np.int8), np.dtype(np.bool_)):
+        out = np.dtype(np.int16)
+    elif want in (np.dtype(np.uint16), np.dtype(np.uint32), np.dtype(np.int64),
+                  np.dtype(np.uint64)):
+        out = np.dtype(np.int32)
+    else:
+        out = np.dtype(np.float32)
+    data = cast_to_dtype(vol.data, out) if np.issubdtype(out, np.integer) \
+        else np.asarray(vol.data, dtype=out)
+    nib.save(nib.MGHImage(data, vol.affine), path)
+    return path

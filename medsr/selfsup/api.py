@@ -1,0 +1,258 @@
+"""Fit a through-plane network on one scan and apply it to the same scan (or a cohort).
+
+    >>> from medsr.selfsup import super_resolve_self_supervised
+    >>> sr, report = super_resolve_self_supervised(vol, budget_s=300)
+
+The whole call (set-up, training and inference) stays within ``budget_s``: the time
+inference will take is estimated from the network's speed on the training patches and
+held back from the training time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr import geometry
+from medsr.errors import UserError
+from medsr.inference.apply import apply_2d
+from medsr.inference.normalise import Normalisation
+from medsr.interpolate import resize
+from medsr.selfsup.axes import (
+    ThroughPlane,
+    detect_through_plane,
+    profile_kernel,
+    slice_thickness,
+)
+from medsr.selfsup.network import architecture_of, initial_model, load_fitted, save_fitted
+from medsr.selfsup.pairs import PairSampler
+from medsr.selfsup.trainer import TrainReport, train
+from medsr.volume import Volume
+
+INFERENCE_MARGIN = 1.5   # reserve this many times the estimated inference time
+HALO = 16
+RESAMPLE_METHOD = "lanczos"
+
+
+@dataclass
+class Fitted:
+    """A network fitted on a scan, with the task it was fitted for."""
+
+    model: nn.Module
+    through_plane: ThroughPlane
+    kernel: np.ndarray
+    thickness_mm: float
+    thickness_source: str
+    init: str
+    train_report: TrainReport
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def selfsup_info(self, seed: int) -> dict[str, Any]:
+        return {"through_plane": self.through_plane.to_dict(),
+                "slice_thickness_mm": self.thickness_mm,
+                "slice_thickness_source": self.thickness_source,
+                "slice_profile": [float(v) for v in self.kernel], "init": self.init,
+                "seed": seed, "train": self.train_report.to_dict(), **self.extra}
+
+
+def select_device(device: str | torch.device) -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    from medsr.engine.train import select_device as _select
+
+    return _select(device)
+
+
+def _training_array(vol: Volume) -> np.ndarray:
+    data = np.asarray(vol.data, dtype=np.float32)
+    return data.mean(axis=3) if data.ndim == 4 else data
+
+
+def _inference_pixels(shape: tuple[int, ...], tp: ThroughPlane) -> int:
+    """LR pixels the fused 2D application processes (both orientations)."""
+    n = int(np.prod(shape))
+    others = [ax for ax in range(3) if ax != tp.axis and shape[ax] > 1]
+    return n * max(1, len(others))
+
+
+def _seconds_per_pixel(model: nn.Module, sampler: PairSampler, device: torch.device,
+                       rng_seed: int) -> float:
+    """No-grad forward time per LR pixel on a batch of training patches."""
+    lo, _ = sampler.sample(np.random.default_rng(rng_seed + 10_007), 8)
+    lo = lo.to(device)
+    model.to(device).eval()
+    with torch.no_grad():
+        model(lo[:1])  # warm-up
+        t = time.perf_counter()
+        model(lo)
+        dt = time.perf_counter() - t
+    model.train()
+    return dt / lo.numel()
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
+def _seed(seed: int, device: torch.device) -> None:
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = None,
+        slice_profile: np.ndarray | None = None, profile: str = "gaussian", seed: int = 0,
+        device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
+        batch: int = 16, patch: int = 48, lr: float = 1e-3,
+        on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
+    """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
+    dev = select_device(device)
+    tp = detect_through_plane(vol)
+    thickness, source = slice_thickness_of(vol, tp, slice_thickness)
+    kernel = profile_kernel(tp, thickness, profile, slice_profile)
+    data = _training_array(vol)
+    norm = Normalisation.fit(data)
+    sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k, patch)
+    _seed(seed, dev)
+    model, started = initial_model(tp.k, init)
+    rep = train(model, sampler, seconds=seconds, seed=seed, device=dev, batch=batch, lr=lr,
+                max_steps=steps, progress=on_step)
+    return Fitted(model, tp, kernel, thickness, source, started, rep,
+                  {"profile": "kernel" if slice_profile is not None else profile})
+
+
+def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
+                       ) -> tuple[float, str]:
+    """(thickness mm, source): the argument, DICOM SliceThickness, else the spacing."""
+    return slice_thickness(vol, tp, given)
+
+
+def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
+          batch: int = 8, progress: Callable[[int, int], None] | None = None) -> Volume:
+    """Super-resolve ``vol``'s thick axis with a fitted (1, k) network, both orientations
+    fused, then resample to the exact spacing ratio if it is not the integer k."""
+    dev = select_device(device)
+    tp = detect_through_plane(vol)
+    k = int(model.scale[1])
+    if k != tp.k:
+        raise UserError(f"the model upsamples by {k} but this scan needs factor "
+                        f"{tp.factor:.4g} (x{tp.k} then resampling) along axis {tp.axis}")
+    model = model.to(dev).eval()
+    data = np.asarray(vol.data, dtype=np.float32)
+    chans = [data] if data.ndim == 3 else [data[..., c] for c in range(data.shape[3])]
+    factors = [1, 1, 1]
+    factors[tp.axis] = k
+    outs = []
+    for ch in chans:
+        norm = Normalisation.fit(ch)
+        with torch.no_grad():
+            y = apply_2d(model, norm.apply(ch), factors, device=dev, batch=batch, halo=HALO,
+                         fuse=True, progress=progress)
+        outs.append(norm.invert(y))
+    out = outs[0] if len(outs) == 1 else np.stack(outs, axis=3)
+    shape_in = vol.spatial_shape
+    f = np.ones(3)
+    f[tp.axis] = tp.factor
+    if tp.exact:
+        affine = geometry.upsampled_affine(vol.affine, f)
+    else:
+        shape_out = geometry.output_shape(shape_in, f)
+        r = np.ones(3)
+        r[tp.axis] = tp.factor / k
+        out = resize(out, r, RESAMPLE_METHOD, shape_out=shape_out).astype(np.float32)
+        affine = geometry.upsampled_affine(vol.affine, f, shape_in, shape_out)
+    return vol.with_data(out, affine)
+
+
+def apply_saved(vol: Volume, model_path: str | Path, *, device: str | torch.device = "auto"
+                ) -> Volume:
+    """Apply a model saved with ``save_model=`` to another scan acquired the same way."""
+    model, _ = load_fitted(model_path, device=select_device(device))
+    return apply(vol, model, device=device)
+
+
+def super_resolve_self_supervised(
+        vol: Volume, *, budget_s: float = 300, slice_thickness: float | None = None,
+        slice_profile: np.ndarray | None = None, seed: int = 0,
+        device: str | torch.device = "auto", init: str = "auto",
+        save_model: Path | None = None, progress: bool = True, profile: str = "gaussian",
+        steps: int | None = None) -> tuple[Volume, dict[str, Any]]:
+    """SR of ``vol``'s thick axis by a network trained on the scan itself, within ``budget_s``.
+
+    Returns the super-resolved Volume (affine ``geometry.upsampled_affine``) and a report
+    (task found, slice profile and where its thickness came from, steps trained, times).
+    ``slice_profile``: a 1D kernel sampled on the output through-plane grid (overrides
+    ``profile``, "gaussian" with FWHM = thickness or "rect" of width = thickness).
+    ``steps`` fixes the number of training steps (the budget still caps it).
+    """
+    t0 = time.perf_counter()
+    if not budget_s > 0:
+        raise UserError(f"the time budget must be positive, got {budget_s} s")
+    dev = select_device(device)
+    tp = detect_through_plane(vol)
+    thickness, source = slice_thickness_of(vol, tp, slice_thickness)
+    kernel = profile_kernel(tp, thickness, profile, slice_profile)
+    data = _training_array(vol)
+    norm = Normalisation.fit(data)
+    sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k)
+    _seed(seed, dev)
+    model, started = initial_model(tp.k, init)
+    per_px = _seconds_per_pixel(model, sampler, dev, seed)
+    est_infer = per_px * _inference_pixels(vol.spatial_shape, tp) * vol.channels
+    setup = time.perf_counter() - t0
+    train_s = budget_s - setup - INFERENCE_MARGIN * est_infer - 0.5
+    _seed(seed, dev)
+    with _progress_bar(progress) as bar:
+        on_step = on_slices = None
+        if bar is not None:
+            t_train = bar.add_task("self-supervised training", total=None, info="")
+            t_apply = bar.add_task("applying", total=None, info="", start=False)
+
+            def on_step(step: int, planned: int, loss: float) -> None:
+                bar.update(t_train, completed=step, total=planned or None,
+                           info=f"loss {loss:.4f}")
+
+            def on_slices(done: int, total: int) -> None:
+                bar.start_task(t_apply)
+                bar.update(t_apply, completed=done, total=total)
+
+        rep = train(model, sampler, seconds=train_s, seed=seed, device=dev, max_steps=steps,
+                    progress=on_step)
+        t_apply0 = time.perf_counter()
+        out = apply(vol, model, device=dev, progress=on_slices)
+        apply_s = time.perf_counter() - t_apply0
+    fitted = Fitted(model, tp, kernel, thickness, source, started, rep,
+                    {"profile": "kernel" if slice_profile is not None else profile})
+    report: dict[str, Any] = {
+        "method": "self-supervised", "architecture": architecture_of(model),
+        **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),
+        "setup_s": setup, "train_s_allowed": max(0.0, train_s),
+        "inference_s_estimated": est_infer, "inference_s": apply_s,
+        "shape_in": list(vol.spatial_shape), "shape_out": list(out.spatial_shape),
+    }
+    if save_model is not None:
+        report["saved_model"] = str(save_fitted(save_model, model, fitted.selfsup_info(seed)))
+    report["seconds"] = time.perf_counter() - t0
+    return out, report

@@ -1,0 +1,129 @@
+"""Training pairs from the scan alone: fine in-plane data degraded like the thick axis.
+
+For every fine axis a (the "degraded" axis) and a companion axis b (another fine axis, or
+the thick axis t when the image has only one fine axis), the planes (b, a) of the volume
+are blurred along a with the slice profile and sampled every k voxels, on the same grid
+the acquisition used along t (LR voxel m at fine position k m + (k - 1) / 2, as in
+:mod:`medsr.degrade.downsample` ``decimate``; for even k the value half-way between two
+fine samples is their mean). A pair is an HR patch (P_b, k L) and its LR patch (P_b, L):
+exactly what a 2D network with scale (1, k) sees when it is applied to the planes
+(u, t) of the scan. Using both fine axes as a is the in-plane axis swap.
+
+Patches are drawn with probability proportional to the local gradient magnitude (plus a
+floor, so flat regions are not forgotten), with random flips of both plane axes.
+Everything is drawn from one ``numpy.random.Generator``: a seed fixes the sample stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+import torch
+
+from medsr.degrade.blur import convolve_axis
+
+GRADIENT_FLOOR = 0.1  # share of the mean weight every patch origin gets regardless
+
+
+def degrade_lines(x: np.ndarray, kernel: np.ndarray, k: int, axis: int = -1) -> np.ndarray:
+    """Blur ``x`` along ``axis`` with ``kernel`` and sample every k-th voxel (LR grid).
+
+    LR sample m sits at fine position k m + (k - 1) / 2; ``n // k`` samples.
+    """
+    axis = axis % x.ndim
+    src = _sampling_source(x, kernel, k, axis)
+    n = x.shape[axis] // k
+    idx = np.arange(n) * k + (k - 1) // 2
+    return np.take(src, idx, axis=axis)
+
+
+def _sampling_source(x: np.ndarray, kernel: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """The blurred signal at positions j + (k - 1) / 2 - (k - 1) // 2 (i.e. +0 or +0.5)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    b = convolve_axis(t, np.asarray(kernel, dtype=np.float64), axis).numpy()
+    if k % 2 == 0:  # half-way between fine samples: mean of the two neighbours
+        nxt = np.take(b, np.r_[1:b.shape[axis], b.shape[axis] - 1], axis=axis)
+        b = 0.5 * (b + nxt)
+    return np.ascontiguousarray(b, dtype=np.float32)
+
+
+@dataclass
+class _Source:
+    hr: np.ndarray       # (slices, P_b axis, a axis) fine data
+    lr_src: np.ndarray   # blurred (and half-shifted) along the last axis
+    cdf: np.ndarray      # cumulative sampling weight over valid patch origins
+    origins_shape: tuple[int, int, int]
+    patch: tuple[int, int]  # (P_b, P_a) HR patch, P_a a multiple of k
+    axes: tuple[int, int, int]  # (slice, b, a) axes of the original volume
+
+
+class PairSampler:
+    """Draws (LR, HR) patch batches for a network with scale (1, k)."""
+
+    def __init__(self, data: np.ndarray, inplane_axes: tuple[int, ...], thick_axis: int,
+                 kernel: np.ndarray, k: int, patch: int = 48, gradient_weighted: bool = True):
+        if data.ndim != 3:
+            raise ValueError(f"expected (I, J, K) data, got shape {data.shape}")
+        self.k = int(k)
+        self.kernel = np.asarray(kernel, dtype=np.float64)
+        self.sources: list[_Source] = []
+        for a in inplane_axes:
+            others = [ax for ax in inplane_axes if ax != a and data.shape[ax] > 1]
+            b = others[0] if others else thick_axis
+            w = next(ax for ax in range(3) if ax not in (a, b))
+            self.sources.append(self._source(data, (w, b, a), patch, gradient_weighted))
+        weights = np.array([s.cdf[-1] for s in self.sources], dtype=np.float64)
+        self.source_p = weights / weights.sum()
+
+    def _source(self, data: np.ndarray, axes: tuple[int, int, int], patch: int,
+                gradient_weighted: bool) -> _Source:
+        hr = np.ascontiguousarray(np.transpose(data, axes), dtype=np.float32)
+        lr_src = _sampling_source(hr, self.kernel, self.k, axis=2)
+        n_b, n_a = hr.shape[1], hr.shape[2]
+        if n_a < self.k:
+            raise ValueError(f"an in-plane axis of {n_a} voxels is shorter than the factor")
+        p_b = min(patch, n_b)
+        p_a = min(max(self.k * max(1, round(patch / self.k)), self.k), (n_a // self.k) * self.k)
+        oshape = (hr.shape[0], n_b - p_b + 1, n_a - p_a + 1)
+        if gradient_weighted:
+            g = np.zeros_like(hr)
+            for ax in (1, 2):
+                if hr.shape[ax] > 1:
+                    g += np.abs(np.gradient(hr, axis=ax))
+            # mean gradient over the patch each origin starts
+            g = ndi.uniform_filter(g, size=(1, p_b, p_a), mode="nearest",
+                                   origin=(0, -(p_b // 2), -(p_a // 2)))
+            w = g[:, : oshape[1], : oshape[2]].astype(np.float64)
+            w = w + GRADIENT_FLOOR * max(float(w.mean()), 1e-12)
+        else:
+            w = np.ones(oshape)
+        cdf = np.cumsum(w.reshape(-1))
+        return _Source(hr, lr_src, cdf, oshape, (p_b, p_a), axes)
+
+    @property
+    def patch_shapes(self) -> list[tuple[int, int]]:
+        return [s.patch for s in self.sources]
+
+    def sample(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lr (B, 1, P_b, P_a / k), hr (B, 1, P_b, P_a)) float32, one source per batch."""
+        src = self.sources[int(rng.choice(len(self.sources), p=self.source_p))]
+        p_b, p_a = src.patch
+        k, off = self.k, (self.k - 1) // 2
+        u = rng.random(batch) * src.cdf[-1]
+        flat = np.minimum(np.searchsorted(src.cdf, u, side="right"), src.cdf.size - 1)
+        s_i, b_i, a_i = np.unravel_index(flat, src.origins_shape)
+        flips = rng.random((batch, 2)) < 0.5
+        lr = np.empty((batch, 1, p_b, p_a // k), dtype=np.float32)
+        hr = np.empty((batch, 1, p_b, p_a), dtype=np.float32)
+        for n in range(batch):
+            s, b0, a0 = int(s_i[n]), int(b_i[n]), int(a_i[n])
+            h = src.hr[s, b0:b0 + p_b, a0:a0 + p_a]
+            low = src.lr_src[s, b0:b0 + p_b, a0 + off:a0 + p_a:k]
+            if flips[n, 0]:
+                h, low = h[::-1], low[::-1]
+            if flips[n, 1]:  # the LR grid is symmetric within the patch, so this is exact
+                h, low = h[:, ::-1], low[:, ::-1]
+            hr[n, 0], lr[n, 0] = h, low
+        return torch.from_numpy(lr), torch.from_numpy(hr)

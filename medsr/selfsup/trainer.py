@@ -1,0 +1,111 @@
+"""A training loop that lives within a wall-clock budget.
+
+After a few calibration steps the loop estimates how many steps fit in the time it was
+given and fixes that number as the length of its cosine learning-rate schedule; it stops
+at that step or as soon as the clock runs out, whichever comes first, and reports how far
+it got. The schedule depends on the step count only, so two runs with the same seed and
+the same ``steps`` (``max_steps``) are identical on CPU; a budgeted run records the
+number it planned so it can be replayed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.selfsup.pairs import PairSampler
+
+CALIBRATION_STEPS = 6
+MIN_LR_FRACTION = 0.05
+
+
+@dataclass
+class TrainReport:
+    steps: int = 0
+    planned_steps: int = 0
+    seconds: float = 0.0
+    seconds_per_step: float = 0.0
+    stopped_by: str = ""          # "steps" (all planned done) or "budget"
+    loss_first: float = float("nan")
+    loss_last: float = float("nan")  # mean over the last 10% of steps
+    losses: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("losses")
+        return d
+
+
+def lr_at(step: int, total: int, base: float) -> float:
+    """``base`` for the calibration steps, then cosine decay to ``MIN_LR_FRACTION * base``
+    at step ``total`` (so the first steps do not depend on the planned total)."""
+    if step <= CALIBRATION_STEPS:
+        return base
+    t = min(1.0, (step - CALIBRATION_STEPS) / max(1, total - CALIBRATION_STEPS))
+    return base * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int = 0,
+          device: torch.device | str = "cpu", batch: int = 16, lr: float = 1e-3,
+          max_steps: int | None = None,
+          progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
+    """Fit ``model`` on pairs from ``sampler`` for at most ``seconds`` (and ``max_steps``).
+
+    ``progress(step, planned, loss)`` is called after every step.
+    """
+    start = time.perf_counter()
+    deadline = start + max(0.0, seconds)
+    rng = np.random.default_rng(seed)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = nn.L1Loss()
+    rep = TrainReport()
+    planned = max_steps if max_steps is not None else None
+    calib_start = None
+    step = 0
+    while True:
+        total = planned if planned is not None else step + 1  # unknown yet: lr stays base
+        if planned is not None and step >= planned:
+            rep.stopped_by = "steps"
+            break
+        now = time.perf_counter()
+        if now >= deadline and step > 0:
+            rep.stopped_by = "budget"
+            break
+        lo, hi = sampler.sample(rng, batch)
+        lo, hi = lo.to(device), hi.to(device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, lr)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(lo), hi)
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+        rep.losses.append(value)
+        step += 1
+        if step == 1:
+            calib_start = time.perf_counter()  # the first step pays one-off costs
+        elif planned is None and step == 1 + CALIBRATION_STEPS:
+            per_step = (time.perf_counter() - calib_start) / CALIBRATION_STEPS
+            left = deadline - time.perf_counter()
+            planned = step + max(0, int(0.95 * left / per_step))
+        if progress is not None:
+            progress(step, planned or 0, value)
+        if step == 1 and max_steps is None and time.perf_counter() >= deadline:
+            planned = 1
+    rep.steps = step
+    rep.planned_steps = planned if planned is not None else step
+    rep.seconds = time.perf_counter() - start
+    rep.seconds_per_step = rep.seconds / max(1, step)
+    if rep.losses:
+        rep.loss_first = rep.losses[0]
+        tail = rep.losses[-max(1, len(rep.losses) // 10):]
+        rep.loss_last = float(np.mean(tail))
+    model.eval()
+    return rep
