@@ -18,10 +18,10 @@ import numpy as np
 
 from medsr import geometry
 from medsr.errors import UserError
+from medsr.interpolate import METHODS as INTERPOLATION_METHODS
 from medsr.volume import Volume
 
 DEFAULT_MAX_OUTPUT_VOXELS = 1_000_000_000  # 4 GB as float32
-INTERPOLATION_METHODS = ("nearest", "linear", "cubic", "catmull-rom", "mitchell", "lanczos")
 CLASSICAL_METHODS = (*INTERPOLATION_METHODS, "ibp")
 
 

@@ -186,15 +186,16 @@ def _apply_axis(x: np.ndarray, W: sp.csr_matrix, axis: int) -> np.ndarray:
     x3 = x.reshape(pre, n_in, post)
     out = np.empty((pre, n_out, post), dtype=x.dtype)
     blocks = [(r0, r1, c0, c1, B.astype(x.dtype)) for r0, r1, c0, c1, B in _blocks(W)]
-    if post == 1 or post < 8 and pre >= 64:
-        # the axis is (nearly) the fastest: (pre*post rows) x n_in @ block.T
-        xt = x3 if post == 1 else np.ascontiguousarray(np.moveaxis(x3, 2, 1))
-        x2 = xt.reshape(pre * post, n_in)
+    if post == 1:  # the last axis: (rows x n_in) @ block.T, written in place
+        x2, o2 = x3.reshape(pre, n_in), out.reshape(pre, n_out)
+        for r0, r1, c0, c1, B in blocks:
+            np.matmul(x2[:, c0:c1], B.T, out=o2[:, r0:r1])
+    elif post < 8 and pre >= 64:  # the last spatial axis before a few channels
+        x2 = np.ascontiguousarray(np.moveaxis(x3, 2, 1)).reshape(pre * post, n_in)
         o2 = np.empty((pre * post, n_out), dtype=x.dtype)
         for r0, r1, c0, c1, B in blocks:
             np.matmul(x2[:, c0:c1], B.T, out=o2[:, r0:r1])
-        o3 = o2.reshape(pre, post, n_out)
-        out[...] = np.moveaxis(o3, 2, 1) if post > 1 else o3.reshape(pre, n_out, 1)
+        out[...] = np.moveaxis(o2.reshape(pre, post, n_out), 2, 1)
     else:
         for p in range(pre):
             for r0, r1, c0, c1, B in blocks:
@@ -255,8 +256,8 @@ def resize_volume(vol: Volume, factors, method: str = "cubic",
 def resize_torch(x, factors, method: str = "cubic", shape_out: Sequence[int] | None = None):
     """Resample a (N, C, *spatial) tensor on its device, the same grid and kernels as resize.
 
-    Each changed axis is one dense matmul with the (n_out x n_in) operator, so it is differentiable and suits patches; for whole large
-    volumes prefer :func:`resize`.
+    Each changed axis is one dense matmul with the (n_out x n_in) operator, so it is
+    differentiable and suits patches; for whole large volumes prefer :func:`resize`.
     """
     import torch
 

@@ -1,19 +1,30 @@
-"""``medsr infer``: super-resolve a scan (thin wrapper over medsr.infer)."""
+"""``medsr infer``: super-resolve one scan or a cohort (thin wrapper over medsr.infer)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
+from pathlib import Path
 
 from medsr.cli.args import float_list, scalar_or_list
+from medsr.errors import UserError
 from medsr.infer import CLASSICAL_METHODS, DEFAULT_MAX_OUTPUT_VOXELS, infer_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="NIfTI/MGZ file, DICOM directory or file, TIFF stack, image, "
-                                 "or folder of frames")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="NIfTI/MGZ file, DICOM directory or file, TIFF stack, image, folder of "
+                        "frames; several paths or glob patterns make a cohort run")
     p.add_argument("-o", "--output", help="output file or directory (format follows the suffix; "
-                                          "default: <stem>_sr beside the input)")
+                                          "default: <stem>_sr beside the input). For a cohort: "
+                                          "the output directory")
+    p.add_argument("--list", dest="list_file", metavar="CSV",
+                   help="cohort list: a CSV with an 'input' column")
+    p.add_argument("--summary", metavar="CSV", help="cohort summary CSV (default: "
+                   "medsr_summary.csv in the output directory)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="cohort: leave scans whose output exists (restart an interrupted run)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--scale", type=float_list, metavar="K|K1,K2,K3",
                    help="upsampling factor, one or per axis")
@@ -33,11 +44,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"refuse outputs larger than this (default {DEFAULT_MAX_OUTPUT_VOXELS:,})")
 
 
+def _options(args: argparse.Namespace) -> dict:
+    return dict(scale=scalar_or_list(args.scale), spacing=scalar_or_list(args.spacing),
+                method=args.method, overwrite=args.overwrite, dtype=args.dtype,
+                volume_index=args.volume, series=args.series, input_spacing=args.input_spacing,
+                max_output_voxels=args.max_output_voxels, anonymize=args.anonymize)
+
+
 def run(args: argparse.Namespace) -> int:
-    result = infer_file(args.input, args.output, scale=scalar_or_list(args.scale),
-                        spacing=scalar_or_list(args.spacing), method=args.method,
-                        overwrite=args.overwrite, dtype=args.dtype, volume_index=args.volume,
-                        series=args.series, input_spacing=args.input_spacing,
-                        max_output_voxels=args.max_output_voxels, anonymize=args.anonymize)
-    print(result.summary(), file=sys.stderr)
-    return 0
+    if not args.inputs and not args.list_file:
+        raise UserError("give an input (a file, a DICOM directory, a folder of frames) or --list")
+    cohort = (args.list_file is not None or len(args.inputs) > 1
+              or any(c in args.inputs[0] for c in "*?[") and not Path(args.inputs[0]).exists())
+    if not cohort:
+        result = infer_file(args.inputs[0], args.output, **_options(args))
+        print(result.summary(), file=sys.stderr)
+        return 0
+    return _run_cohort(args)
+
+
+def _run_cohort(args: argparse.Namespace) -> int:
+    from medsr import cohort
+
+    inputs = cohort.expand_inputs(args.inputs, args.list_file)
+    out_dir = Path(args.output) if args.output else None
+    if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"for several inputs -o must be a directory; {out_dir} is a file")
+        out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = cohort.output_paths(inputs, out_dir)
+    rank, world = cohort.init_distributed()
+    rows = cohort.process_cohort(inputs, outputs, partial(_infer_one, _options(args)),
+                                 skip_existing=args.skip_existing, rank=rank, world_size=world)
+    rows = cohort.gather_rows(rows, inputs)
+    failed = sum(r["status"] == "failed" for r in rows)
+    if rank == 0:
+        summary = Path(args.summary) if args.summary else (out_dir or Path(".")) / \
+            "medsr_summary.csv"
+        cohort.write_summary(rows, summary)
+        print(f"{len(rows)} scans: {len(rows) - failed} ok or skipped, {failed} failed; "
+              f"summary in {summary}", file=sys.stderr)
+    cohort.finish_distributed()
+    return 1 if failed else 0
+
+
+def _infer_one(options: dict, src: Path, dst: Path):
+    return infer_file(src, dst, **options)

@@ -177,7 +177,7 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Volume:
     _check_size(path, shape, disk_dtype, offset)
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(f"{path}: invalid affine (NaN or singular):\n{affine}".splitlines()[0])
+        raise InputError(f"{path}: invalid affine (NaN, infinite or zero voxel size)")
     index = _select_volume(path, shape, volume)
     try:
         data = np.asanyarray(img.dataobj[index] if index else img.dataobj)

@@ -97,7 +97,7 @@ def icnr_(weight: torch.Tensor, factors: Factors, init=nn.init.kaiming_normal_) 
 
 
 class SubpixelConv(nn.Sequential):
-    """conv (in -> out * prod(f), ICNR) -> N-d pixel shuffle -> optional activation."""
+    """conv (in -> out * prod(f), ICNR unless grouped) -> N-d pixel shuffle -> optional act."""
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, factors: Factors,
                  kernel_size: int = 3, act: str | None = None, groups: int = 1):
@@ -174,6 +174,8 @@ class Interpolate(nn.Module):
         if all(k == 1 for k in self.factors):
             return x
         size = [s * k for s, k in zip(x.shape[2:], self.factors)]
+        if self.method == "bicubic" and x.ndim != 4:
+            raise UserError("interpolation 'bicubic' is 2D only; use 'catmull-rom' in 3D")
         if self.method in self.TORCH_MODES:
             mode = self.TORCH_MODES[self.method] or ("bilinear" if x.ndim == 4 else "trilinear")
             kw = {} if mode == "nearest" else {"align_corners": False}

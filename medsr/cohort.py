@@ -1,0 +1,166 @@
+"""Many scans in one run: each on its own, a summary CSV, sharding under torchrun.
+
+A failure of one scan (a corrupt file, a bad header) is reported in the summary and on
+stderr, and the others go on; the run's exit code is 1 when any scan failed. Under
+``torchrun`` scan i is processed by rank i % world_size only, and rank 0 gathers the
+rows and writes the summary. ``skip_existing`` makes an interrupted run restartable:
+outputs are written atomically, so an existing output is a finished one.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from medsr.errors import UserError
+
+SUMMARY_FIELDS = ("input", "output", "status", "error", "seconds", "shape_in", "shape_out",
+                  "spacing_in", "spacing_out")
+
+
+def expand_inputs(inputs: Sequence[str], list_file: str | None = None) -> list[Path]:
+    """Paths, glob patterns and the ``input`` column of a CSV, in order, duplicates dropped."""
+    items: list[str] = []
+    for text in inputs:
+        if any(c in text for c in "*?[") and not Path(text).exists():
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise UserError(f"no file matches {text!r}")
+            items.extend(matches)
+        else:
+            items.append(text)
+    if list_file is not None:
+        path = Path(list_file)
+        if not path.is_file():
+            raise UserError(f"cohort list {path} does not exist")
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "input" not in reader.fieldnames:
+                raise UserError(f"cohort list {path} needs a header row with an 'input' column")
+            for row in reader:
+                value = (row.get("input") or "").strip()
+                if value:
+                    p = Path(value)
+                    items.append(str(p if p.is_absolute() else path.parent / p))
+    seen: set[str] = set()
+    out: list[Path] = []
+    for it in items:
+        key = os.path.abspath(it)
+        if key not in seen:
+            seen.add(key)
+            out.append(Path(it))
+    if not out:
+        raise UserError("no inputs given")
+    return out
+
+
+def output_paths(inputs: Sequence[Path], out_dir: Path | None) -> list[Path]:
+    """``<stem>_sr`` names in ``out_dir`` (or beside each input); collisions are an error."""
+    from medsr.io import default_output_path, detect_format
+
+    outs = []
+    for p in inputs:
+        try:
+            default = default_output_path(p, detect_format(p))
+        except UserError:
+            default = p.with_name(p.name + "_sr")  # unreadable input: reported when processed
+        outs.append(default if out_dir is None else out_dir / default.name)
+    seen: dict[str, Path] = {}
+    for p, o in zip(inputs, outs):
+        key = os.path.abspath(o)
+        if key in seen:
+            raise UserError(f"{seen[key]} and {p} would both be written to {o}; "
+                            "give them different names or separate runs")
+        seen[key] = p
+    return outs
+
+
+def _fmt(values: Sequence[float] | None) -> str:
+    return "" if values is None else "x".join(f"{v:.6g}" for v in values)
+
+
+def process_cohort(inputs: Sequence[Path], outputs: Sequence[Path],
+                   infer_one: Callable[[Path, Path], Any], *, skip_existing: bool = False,
+                   rank: int = 0, world_size: int = 1,
+                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
+                   ) -> list[dict[str, str]]:
+    """Run ``infer_one(input, output)`` on this rank's share; one summary row per scan."""
+    rows: list[dict[str, str]] = []
+    for i, (src, dst) in enumerate(zip(inputs, outputs)):
+        if i % world_size != rank:
+            continue
+        row = {k: "" for k in SUMMARY_FIELDS}
+        row.update(input=str(src), output=str(dst))
+        t0 = time.perf_counter()
+        if skip_existing and dst.exists():
+            row["status"] = "skipped"
+            rows.append(row)
+            log(f"skip {src.name}: {dst} exists")
+            continue
+        try:
+            result = infer_one(src, dst)
+            row.update(status="ok", shape_in=_fmt(result.shape_in),
+                       shape_out=_fmt(result.shape_out), spacing_in=_fmt(result.spacing_in),
+                       spacing_out=_fmt(result.spacing_out))
+            log(result.summary())
+        except UserError as exc:
+            msg = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
+            row.update(status="failed", error=msg)
+            log(f"medsr: error: {msg}")
+        except Exception as exc:  # a bug, not a user error: keep going, keep the trace
+            row.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            log(f"medsr: internal error on {src}:\n{traceback.format_exc()}")
+        row["seconds"] = f"{time.perf_counter() - t0:.2f}"
+        rows.append(row)
+    return rows
+
+
+def gather_rows(rows: list[dict[str, str]], inputs: Sequence[Path]) -> list[dict[str, str]]:
+    """Collect every rank's rows on all ranks (a no-op without a process group), in input order."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, rows)
+        rows = [r for part in gathered for r in part]
+    order = {str(p): i for i, p in enumerate(inputs)}
+    return sorted(rows, key=lambda r: order.get(r["input"], len(order)))
+
+
+def write_summary(rows: Sequence[dict[str, str]], path: Path) -> Path:
+    """The summary CSV, written atomically."""
+    from medsr.io.common import atomic_path
+
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join torchrun's process group (gloo: inference shards need no GPU collectives)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def finish_distributed() -> None:
+    """Leave the process group cleanly (all ranks wait for rank 0's summary first)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
