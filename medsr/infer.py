@@ -57,9 +57,10 @@ class InferResult:
         def fmt(v: Sequence[float]) -> str:
             return "x".join(f"{x:.4g}" for x in v)
 
-        return (f"{self.input.name}: {fmt(self.shape_in)} @ {fmt(self.spacing_in)} mm -> "
+        line = (f"{self.input.name}: {fmt(self.shape_in)} @ {fmt(self.spacing_in)} mm -> "
                 f"{fmt(self.shape_out)} @ {fmt(self.spacing_out)} mm, {self.method}, "
                 f"{self.seconds:.1f} s -> {self.output}")
+        return "\n".join([line, *(f"  note: {n}" for n in self.notes)])
 
 
 def plan_grid(vol: Volume, scale: float | Sequence[float] | None = None,
@@ -103,6 +104,57 @@ def super_resolve(vol: Volume, plan: Plan, method: str = "cubic", **options: Any
     return vol.with_data(data, affine=plan.affine_out)
 
 
+def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
+    """The network passes for ``plan``: a given model (name or path) or the shipped default
+    that fits the factors; [] when no shipped model fits (the caller falls back to cubic)."""
+    from medsr import pretrained
+    from medsr.inference.model_sr import Pass, load, pass_factors
+
+    K = pretrained.integer_factors(plan.factors)
+    if model is None:
+        passes = []
+        for p, axes in pretrained.choose(plan.factors):
+            net, info = load(p.name, device)
+            passes.append(Pass(net, info, pass_factors(net, axes)))
+        return passes
+    net, info = load(model, device)
+    if net.spatial_dims == 3:
+        axes = None
+    else:
+        up = [ax for ax in range(3) if K[ax] > 1]
+        axes = up[0] if len(up) == 1 else tuple(up) if len(up) == 2 else None
+        if axes is None:
+            raise UserError(f"a 2D model cannot realise factors {list(K)} in one pass; give "
+                            "factors along one or two axes, or use a 3D model")
+    f = pass_factors(net, axes)
+    if tuple(f) != tuple(K):
+        raise UserError(f"model {model} upsamples by {list(f)} here but the plan needs "
+                        f"{list(K)}; choose --scale/--spacing to match the model")
+    return [Pass(net, info, f)]
+
+
+def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
+                        tta: bool = False, max_memory: float = 1.5e9,
+                        progress: Any = None) -> Volume:
+    """Networks realise the integer factors K >= k; Lanczos resamples to the exact grid."""
+    from medsr import pretrained
+    from medsr.inference.model_sr import run_passes
+    from medsr.interpolate import resize
+
+    K = np.array(pretrained.integer_factors(plan.factors), dtype=float)
+    chans = [vol.data] if vol.data.ndim == 3 else [vol.data[..., c]
+                                                  for c in range(vol.data.shape[3])]
+    outs = []
+    for ch in chans:
+        y = run_passes(ch, passes, device=device, tta=tta, max_memory=max_memory,
+                       progress=progress)
+        if not np.allclose(K, plan.factors):
+            y = resize(y, plan.factors / K, method="lanczos", shape_out=plan.shape_out)
+        outs.append(y)
+    data = outs[0] if len(outs) == 1 else np.stack(outs, axis=-1)
+    return vol.with_data(data, affine=plan.affine_out)
+
+
 def _ibp(vol: Volume, plan: Plan, **options: Any) -> np.ndarray:
     from medsr.degrade.ibp import iterative_back_projection
 
@@ -120,32 +172,59 @@ def _ibp(vol: Volume, plan: Plan, **options: Any) -> np.ndarray:
 def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                scale: float | Sequence[float] | None = None,
                spacing: float | Sequence[float] | None = None,
-               method: str = "cubic", overwrite: bool = False, dtype: str | None = None,
+               method: str = "auto", model: str | Path | None = None, device: str = "auto",
+               tta: bool = False, max_memory: float = 1.5e9,
+               overwrite: bool = False, dtype: str | None = None,
                volume_index: int | None = None, series: str | None = None,
                input_spacing: Sequence[float] | None = None,
                max_output_voxels: int = DEFAULT_MAX_OUTPUT_VOXELS,
-               anonymize: bool = False) -> InferResult:
-    """Read ``input_path``, super-resolve it and write the result atomically."""
+               anonymize: bool = False, progress: bool | None = None) -> InferResult:
+    """Read ``input_path``, super-resolve it and write the result atomically.
+
+    ``method="auto"`` uses the shipped network that fits the factors (see
+    :mod:`medsr.pretrained`) and cubic B-spline where none does; ``model`` (a shipped name
+    or a checkpoint path) forces a network; any classical method name forces that method.
+    """
     from medsr import io
+    from medsr.io.common import check_output
 
     t0 = time.perf_counter()
     input_path = Path(input_path)
     fmt = io.detect_format(input_path)
     out_path = Path(output) if output is not None else io.default_output_path(input_path, fmt)
-    # Fail on the output location before any expensive work.
-    from medsr.io.common import check_output
-
-    check_output(out_path, overwrite, inputs=[input_path])
+    check_output(out_path, overwrite, inputs=[input_path])  # fail before any expensive work
     vol = io.read(input_path, volume=volume_index, series=series, input_spacing=input_spacing)
     plan = plan_grid(vol, scale=scale, spacing=spacing, max_output_voxels=max_output_voxels)
-    out = super_resolve(vol, plan, method=method)
+    notes: list[str] = []
+    out = None
+    used = method
+    if model is not None or method == "auto":
+        from medsr.inference.model_sr import select_device, use_all_cores
+        from medsr.progress import progress_bar
+
+        dev = select_device(device)
+        use_all_cores()
+        passes = model_passes(plan, model, dev)
+        if passes:
+            used = " + ".join(str(p.info.get("name") or model or p.info["architecture"])
+                              for p in passes)
+            with progress_bar(f"{input_path.name}: super-resolving", progress) as update:
+                out = super_resolve_model(vol, plan, passes, device=dev, tta=tta,
+                                          max_memory=max_memory, progress=update)
+        else:
+            used = "cubic"
+            if np.any(plan.factors > 1):
+                notes.append(f"no shipped model for factors {np.round(plan.factors, 3).tolist()}"
+                             "; used cubic B-spline")
+    if out is None:
+        out = super_resolve(vol, plan, method=used)
     options: dict[str, Any] = {}
     if anonymize:
         options["anonymize"] = True
     written = io.write(out, out_path, overwrite=overwrite, dtype=dtype, inputs=[input_path],
                        **options)
-    return InferResult(input=input_path, output=Path(written), method=method,
+    return InferResult(input=input_path, output=Path(written), method=used,
                        shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
                        spacing_in=tuple(float(s) for s in vol.spacing),
                        spacing_out=tuple(float(s) for s in out.spacing),
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, notes=notes)

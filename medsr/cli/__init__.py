@@ -3,13 +3,21 @@
 Each subcommand lives in its own module with ``add_arguments(parser)`` and
 ``run(args) -> int``. The mapping below is the whole registry (no import side effects);
 modules are imported only when their command runs, so ``medsr --help`` is fast.
+
+Errors the user can act on end the run with one line on stderr and exit code 2: a
+:class:`~medsr.errors.UserError`, a bad argument, a file-system error (read-only, full,
+permission denied) and running out of memory. SIGTERM (a scheduler's polite kill) is
+turned into an orderly stop so temporary outputs are removed; SIGKILL cannot be caught,
+and atomic writes guarantee that it leaves the previous output or none.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import signal
 import sys
 import warnings
 
@@ -24,11 +32,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("medsr.cli.models", "list the networks and the shipped weights"),
 }
 
+# OSErrors that describe the environment (disk, permissions, paths), not a bug.
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                       errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EMFILE,
+                       errno.ENFILE, errno.ENAMETOOLONG, errno.EIO, errno.ELOOP, errno.EXDEV,
+                       errno.ENOTEMPTY, errno.ETXTBSY, errno.EFBIG}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``medsr infer: error: ...``."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medsr", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="medsr", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"medsr {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module_name, help_text) in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
@@ -43,7 +64,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"medsr: warning: {message}", file=sys.stderr)
+    text = " ".join(str(message).split())  # one line, whatever the library wrote
+    print(f"medsr: warning: {text}", file=sys.stderr)
+
+
+class _LogFormat(logging.Formatter):
+    """medsr's own INFO lines as they are; anything else as one ``medsr: <level>:`` line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = " ".join(record.getMessage().split())
+        if record.name.startswith("medsr") and record.levelno <= logging.INFO:
+            return record.getMessage()
+        return f"medsr: {record.levelname.lower()}: {text}"
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormat())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("medsr").setLevel(logging.INFO)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwind (atomic writes remove their temporaries), then exit 143.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it.
+    """
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
+def _os_error_line(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.filename2:
+        where += f" -> {exc.filename2}"
+    return f"{exc.strerror or exc}:{where}" if where else str(exc.strerror or exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,15 +111,34 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     warnings.showwarning = _warning_line
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _setup_logging()
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        previous = None
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
         print(f"medsr: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("medsr: error: out of memory; make the job smaller (e.g. lower "
+              "--max-output-voxels, or a smaller tile/patch size)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        print(f"medsr: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("medsr: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("medsr: terminated (SIGTERM); no partial output was left", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

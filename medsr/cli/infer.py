@@ -30,8 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="upsampling factor, one or per axis")
     g.add_argument("--spacing", type=float_list, metavar="MM|MM1,MM2,MM3",
                    help="target voxel spacing in mm, one or per axis")
-    p.add_argument("--method", default="cubic", choices=CLASSICAL_METHODS,
-                   help="classical method (default: cubic B-spline)")
+    p.add_argument("--method", default="auto", choices=("auto", *CLASSICAL_METHODS),
+                   help="auto (default): the shipped network that fits the factors, cubic "
+                        "B-spline where none does; or a classical method")
+    p.add_argument("--model", metavar="NAME|PATH",
+                   help="a shipped model (medsr models --pretrained) or a checkpoint "
+                        "(.safetensors from medsr train)")
+    p.add_argument("--tta", action="store_true",
+                   help="flip self-ensemble (slower, slightly better)")
+    p.add_argument("--max-memory", type=float, default=1.5, metavar="GB",
+                   help="memory for network tiles in GB (default 1.5); tiles shrink to fit")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--dtype", help="output dtype (default: the input's)")
     p.add_argument("--volume", type=int, help="pick volume N (0-based) of a 4D input")
@@ -46,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> dict:
     return dict(scale=scalar_or_list(args.scale), spacing=scalar_or_list(args.spacing),
-                method=args.method, overwrite=args.overwrite, dtype=args.dtype,
+                method=args.method, model=args.model, device=args.device, tta=args.tta,
+                max_memory=args.max_memory * 1e9, overwrite=args.overwrite, dtype=args.dtype,
                 volume_index=args.volume, series=args.series, input_spacing=args.input_spacing,
                 max_output_voxels=args.max_output_voxels, anonymize=args.anonymize)
 

@@ -5,8 +5,9 @@ in the safetensors metadata under ``"medsr"`` (and in a ``.json`` beside it, for
 everything needed to rebuild and apply the network: architecture name, hyperparameters,
 scale, spatial_dims, channels, normalisation, degradation, sampling mode, medsr version.
 
-The training state (optimiser, EMA, RNG, step) is a directory with ``state.safetensors``
-(tensors) and ``state.json`` (everything else), written atomically as one unit.
+The training state (optimiser, EMA, RNG, step) is a directory ``state-<step>`` with
+``state.safetensors`` (tensors) and ``state.json`` (everything else), written atomically
+as one unit.
 
 Loading never runs code from the file: safetensors is parsed as data; a foreign
 ``.pt``/``.pth`` goes through ``torch.load(weights_only=True)``, which refuses any
@@ -48,7 +49,9 @@ def save_model(path: str | os.PathLike, state_dict: dict[str, torch.Tensor],
     text = json.dumps(info, sort_keys=True)
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_file(_plain(state_dict), str(tmp), metadata={"format": FORMAT, "medsr": text})
+        # ONE metadata key: safetensors keeps metadata in a hash map, so the header order of
+        # several keys (and hence the file's bytes) would vary from process to process.
+        save_file(_plain(state_dict), str(tmp), metadata={"medsr": text})
     with atomic_path(path.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
@@ -85,13 +88,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         except Exception as exc:  # SafetensorError, OSError, ...
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(f"checkpoint {path} is corrupted or not safetensors: {why}") from exc
-        if meta.get("format") != FORMAT or "medsr" not in meta:
+        if "medsr" not in meta:
             raise UserError(f"{path} is a safetensors file but not a medsr checkpoint "
                             "(no medsr metadata)")
         try:
             info = json.loads(meta["medsr"])
         except json.JSONDecodeError as exc:
             raise UserError(f"checkpoint {path} has corrupted medsr metadata") from exc
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise UserError(f"{path} is not a medsr checkpoint of format {FORMAT}")
         return state, info
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -195,6 +200,30 @@ def save_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor],
         (tmp / "state.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n",
                                         encoding="utf-8")
     return directory
+
+
+def save_state_versioned(ckpt_dir: str | os.PathLike, step: int,
+                         tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Save ``ckpt_dir/state-<step>`` (a new name, so the rename is atomic even though a
+    directory cannot atomically replace another), then delete older state directories:
+    whenever the process dies, one complete state remains."""
+    import shutil
+
+    ckpt_dir = Path(ckpt_dir)
+    out = save_state(ckpt_dir / f"state-{step:09d}", tensors, meta)
+    for old in ckpt_dir.glob("state-*"):
+        if old != out and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def latest_state(ckpt_dir: str | os.PathLike) -> Path:
+    """The newest complete training-state directory in ``ckpt_dir``."""
+    found = sorted(p for p in Path(ckpt_dir).glob("state-*")
+                   if (p / "state.json").is_file() and (p / "state.safetensors").is_file())
+    if not found:
+        raise UserError(f"no training state in {ckpt_dir} (nothing to resume)")
+    return found[-1]
 
 
 def load_state(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

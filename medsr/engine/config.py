@@ -52,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
         "name": "srcnn",
         "scale": [2, 2],         # per patch axis (or one number)
         "hparams": {},
+        "init": None,            # a checkpoint to start from (e.g. a pixel-loss pre-training)
     },
     "discriminator": {
         "name": "vgg",           # used only when loss.adversarial > 0

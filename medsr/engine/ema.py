@@ -23,7 +23,7 @@ class EMA:
         for k, v in model.state_dict().items():
             s = self.shadow[k]
             if v.is_floating_point():
-                s.mul_(self.decay).add_(v.detach().float(), alpha=1.0 - self.decay)
+                s.lerp_(v.detach().float(), 1.0 - self.decay)  # exact when s == v
             else:
                 s.copy_(v)
 

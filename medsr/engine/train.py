@@ -30,9 +30,10 @@ from medsr.engine import config as cfgmod
 from medsr.engine import determinism, distributed
 from medsr.engine.checkpoint import (
     flatten_optimizer,
+    latest_state,
     load_state,
     save_model,
-    save_state,
+    save_state_versioned,
     unflatten_optimizer,
 )
 from medsr.engine.ema import EMA
@@ -235,7 +236,7 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
           argv: list[str] | None = None, progress: bool | None = None) -> dict[str, Any]:
     """Train as ``cfg`` says, writing the run into ``run_dir``; returns a summary dict.
 
-    With ``resume=True`` the run continues from ``run_dir/checkpoints/state``.
+    With ``resume=True`` the run continues from the newest ``run_dir/checkpoints/state-*``.
     """
     from medsr.data.dataset import IndexRangeSampler, SRPatchDataset, fixed_batch, load_volumes
     from medsr.data.sources import list_items, split_items
@@ -275,6 +276,15 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
     # model, losses, optimisers (created after seeding: same init every run)
     in_ch, out_ch = model_channels(cfg, train_vols[0]["image"].shape[0])
     model = create_model(cfg, in_ch, out_ch).to(device)
+    if cfg["model"]["init"] and not resume:
+        from medsr.engine.checkpoint import read_checkpoint
+
+        init_state, _ = read_checkpoint(cfg["model"]["init"])
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError as exc:
+            raise UserError(f"model.init {cfg['model']['init']} does not fit "
+                            f"{cfg['model']['name']}: {str(exc).splitlines()[0]}") from exc
     info = model_info(cfg, model, in_ch, out_ch, degradation)
     loss_fn = build_loss(cfg["loss"]).to(device)
     optimizer = build_optimizer(model.parameters(), cfg["optim"])
@@ -293,7 +303,7 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
 
     state = RunState()
     if resume:
-        tensors, meta = load_state(ckpt_dir / "state")
+        tensors, meta = load_state(latest_state(ckpt_dir))
         model.load_state_dict(_sub(tensors, "model."))
         unflatten_optimizer(optimizer, tensors, meta["optimizer"], "optim")
         if ema is not None:
@@ -366,7 +376,7 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
         r_t, r_m = determinism.rng_state()
         tensors.update(r_t)
         meta["rng"] = r_m
-        save_state(ckpt_dir / "state", tensors, meta)
+        save_state_versioned(ckpt_dir, step, tensors, meta)
         save_model(ckpt_dir / "last.safetensors", _export(model, ema), {**info, "step": step})
 
     for step, batch in zip(range(state.step, total), loader):

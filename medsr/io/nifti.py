@@ -141,7 +141,7 @@ def _select_volume(path: Path, shape: tuple[int, ...], volume: int | None) -> tu
         channels = slice(None) if shape[4] > 1 else 0
         return (slice(None),) * 3 + (0, channels) + (0,) * (len(shape) - 5)
     if len(shape) >= 5:
-        raise UserError(f"{path} is {len(shape)}D (shape {list(shape)}); only 3D images, "
+        raise InputError(f"{path} is {len(shape)}D (shape {list(shape)}); only 3D images, "
                         "4D series (one volume picked with --volume) and vector images "
                         "(I, J, K, 1, C) are supported")
     n = int(extra[0])
@@ -187,6 +187,9 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Volume:
         data = np.stack([data[name] for name in data.dtype.names], axis=-1)
         if data.ndim == 3:
             data = data[:, :, None, :]
+    if data.ndim > 4:  # e.g. an RGB vector image with several components per voxel
+        raise InputError(f"{path}: {data.ndim}D data (shape {list(data.shape)}) after "
+                         "unpacking its channels; not one 3D volume")
     while data.ndim < 3:
         data = data[..., None]
     if not data.dtype.isnative:

@@ -32,7 +32,14 @@ from medsr.selfsup.axes import (
     profile_kernel,
     slice_thickness,
 )
-from medsr.selfsup.network import architecture_of, initial_model, load_fitted, save_fitted
+from medsr.selfsup.network import (
+    ARCHITECTURE,
+    architecture_of,
+    build,
+    initial_model,
+    load_fitted,
+    save_fitted,
+)
 from medsr.selfsup.pairs import PairSampler
 from medsr.selfsup.trainer import TrainReport, train
 from medsr.volume import Volume
@@ -40,6 +47,7 @@ from medsr.volume import Volume
 INFERENCE_MARGIN = 1.5   # reserve this many times the estimated inference time
 HALO = 16
 RESAMPLE_METHOD = "lanczos"
+LEARNING_RATE = 2e-3
 
 
 @dataclass
@@ -64,11 +72,16 @@ class Fitted:
 
 
 def select_device(device: str | torch.device) -> torch.device:
+    """auto -> CUDA when available, else CPU; cuda without a GPU is a UserError."""
     if isinstance(device, torch.device):
         return device
-    from medsr.engine.train import select_device as _select
-
-    return _select(device)
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise UserError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"device {device} requested but no CUDA GPU is available")
+    return torch.device("cuda" if device == "auto" else device)
 
 
 def _training_array(vol: Volume) -> np.ndarray:
@@ -123,25 +136,60 @@ def _seed(seed: int, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = None,
-        slice_profile: np.ndarray | None = None, profile: str = "gaussian", seed: int = 0,
-        device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
-        batch: int = 16, patch: int = 48, lr: float = 1e-3,
-        on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
-    """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
-    dev = select_device(device)
+@dataclass
+class _Setup:
+    tp: ThroughPlane
+    thickness: float
+    source: str
+    kernel: np.ndarray
+    data: np.ndarray
+    sampler: PairSampler
+    model: nn.Module
+    started: str
+    profile: str
+
+
+def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.ndarray | None,
+             profile: str, seed: int, device: torch.device, init: str, patch: int,
+             network: dict[str, Any] | None) -> _Setup:
+    """Everything training needs: the task, the profile, the pair sampler, the network."""
     tp = detect_through_plane(vol)
     thickness, source = slice_thickness_of(vol, tp, slice_thickness)
     kernel = profile_kernel(tp, thickness, profile, slice_profile)
+    # the first optimiser in a process imports torch._dynamo (seconds): pay it here, in the
+    # set-up the budget accounts for, not in the first timed training step
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     data = _training_array(vol)
     norm = Normalisation.fit(data)
     sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k, patch)
-    _seed(seed, dev)
-    model, started = initial_model(tp.k, init)
-    rep = train(model, sampler, seconds=seconds, seed=seed, device=dev, batch=batch, lr=lr,
-                max_steps=steps, progress=on_step)
-    return Fitted(model, tp, kernel, thickness, source, started, rep,
-                  {"profile": "kernel" if slice_profile is not None else profile})
+    _seed(seed, device)
+    if network:
+        if init == "default":
+            raise UserError("init='default' fine-tunes the shipped network; do not also "
+                            "give a network specification")
+        spec = dict(network)
+        model, started = build(tp.k, spec.pop("architecture", ARCHITECTURE), **spec), "scratch"
+    else:
+        model, started = initial_model(tp.k, init)
+    return _Setup(tp, thickness, source, kernel, data, sampler, model, started,
+                  "kernel" if slice_profile is not None else profile)
+
+
+def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = None,
+        slice_profile: np.ndarray | None = None, profile: str = "gaussian", seed: int = 0,
+        device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
+        batch: int = 16, patch: int = 48, lr: float = LEARNING_RATE,
+        network: dict[str, Any] | None = None,
+        on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
+    """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
+    dev = select_device(device)
+    st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
+                  profile=profile, seed=seed, device=dev, init=init, patch=patch,
+                  network=network)
+    rep = train(st.model, st.sampler, seconds=seconds, seed=seed, device=dev, batch=batch,
+                lr=lr, max_steps=steps, progress=on_step)
+    return Fitted(st.model, st.tp, st.kernel, st.thickness, st.source, st.started, rep,
+                  {"profile": st.profile})
 
 
 def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
@@ -199,28 +247,28 @@ def super_resolve_self_supervised(
         slice_profile: np.ndarray | None = None, seed: int = 0,
         device: str | torch.device = "auto", init: str = "auto",
         save_model: Path | None = None, progress: bool = True, profile: str = "gaussian",
-        steps: int | None = None) -> tuple[Volume, dict[str, Any]]:
+        steps: int | None = None, batch: int = 16, patch: int = 48,
+        lr: float = LEARNING_RATE, network: dict[str, Any] | None = None
+        ) -> tuple[Volume, dict[str, Any]]:
     """SR of ``vol``'s thick axis by a network trained on the scan itself, within ``budget_s``.
 
     Returns the super-resolved Volume (affine ``geometry.upsampled_affine``) and a report
     (task found, slice profile and where its thickness came from, steps trained, times).
     ``slice_profile``: a 1D kernel sampled on the output through-plane grid (overrides
     ``profile``, "gaussian" with FWHM = thickness or "rect" of width = thickness).
-    ``steps`` fixes the number of training steps (the budget still caps it).
+    ``steps`` fixes the number of training steps (the budget still caps it); ``network``
+    (``{"architecture": name, **hparams}``) replaces the default network (from scratch).
+    At least one training step is always taken, even if the budget is already spent.
     """
     t0 = time.perf_counter()
     if not budget_s > 0:
         raise UserError(f"the time budget must be positive, got {budget_s} s")
     dev = select_device(device)
-    tp = detect_through_plane(vol)
-    thickness, source = slice_thickness_of(vol, tp, slice_thickness)
-    kernel = profile_kernel(tp, thickness, profile, slice_profile)
-    data = _training_array(vol)
-    norm = Normalisation.fit(data)
-    sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k)
-    _seed(seed, dev)
-    model, started = initial_model(tp.k, init)
-    est_infer = _estimate_inference(model, data, tp, dev) * vol.channels
+    st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
+                  profile=profile, seed=seed, device=dev, init=init, patch=patch,
+                  network=network)
+    model, tp = st.model, st.tp
+    est_infer = _estimate_inference(model, st.data, tp, dev) * vol.channels
     setup = time.perf_counter() - t0
     train_s = budget_s - setup - INFERENCE_MARGIN * est_infer - 0.5
     _seed(seed, dev)
@@ -238,13 +286,13 @@ def super_resolve_self_supervised(
                 bar.start_task(t_apply)
                 bar.update(t_apply, completed=done, total=total)
 
-        rep = train(model, sampler, seconds=train_s, seed=seed, device=dev, max_steps=steps,
-                    progress=on_step)
+        rep = train(model, st.sampler, seconds=train_s, seed=seed, device=dev, batch=batch,
+                    lr=lr, max_steps=steps, progress=on_step)
         t_apply0 = time.perf_counter()
         out = apply(vol, model, device=dev, progress=on_slices)
         apply_s = time.perf_counter() - t_apply0
-    fitted = Fitted(model, tp, kernel, thickness, source, started, rep,
-                    {"profile": "kernel" if slice_profile is not None else profile})
+    fitted = Fitted(model, tp, st.kernel, st.thickness, st.source, st.started, rep,
+                    {"profile": st.profile})
     report: dict[str, Any] = {
         "method": "self-supervised", "architecture": architecture_of(model),
         **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),

@@ -49,7 +49,7 @@ def _sampling_source(x: np.ndarray, kernel: np.ndarray, k: int, axis: int) -> np
     return np.ascontiguousarray(b, dtype=np.float32)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Source:
     hr: np.ndarray       # (slices, P_b axis, a axis) fine data
     lr_src: np.ndarray   # blurred (and half-shifted) along the last axis
@@ -108,13 +108,15 @@ class PairSampler:
 
     def sample(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(lr (B, 1, P_b, P_a / k), hr (B, 1, P_b, P_a)) float32, one source per batch."""
-        src = self.sources[int(rng.choice(len(self.sources), p=self.source_p))]
+        which = int(rng.choice(len(self.sources), p=self.source_p))
+        src = self.sources[which]
         p_b, p_a = src.patch
         k, off = self.k, (self.k - 1) // 2
         u = rng.random(batch) * src.cdf[-1]
         flat = np.minimum(np.searchsorted(src.cdf, u, side="right"), src.cdf.size - 1)
         s_i, b_i, a_i = np.unravel_index(flat, src.origins_shape)
         flips = rng.random((batch, 2)) < 0.5
+        self.last_draw = (which, s_i, b_i, a_i, flips)  # for inspection
         lr = np.empty((batch, 1, p_b, p_a // k), dtype=np.float32)
         hr = np.empty((batch, 1, p_b, p_a), dtype=np.float32)
         for n in range(batch):

@@ -1,0 +1,128 @@
+"""Super-resolve a volume with trained networks: load, normalise, apply (tiled), restore.
+
+Integer factors are realised by the networks; a non-integer factor is realised by SR to
+the next integer followed by band-limited (Lanczos-3, antialiased) resampling onto the
+exact target grid, whose centre and spacing follow :mod:`medsr.geometry`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.errors import UserError
+from medsr.inference.apply import apply_2d, apply_3d
+
+
+def select_device(device: str = "auto") -> torch.device:
+    """auto -> CUDA when present, else CPU; asking for CUDA without one is a user error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (torch "
+                        f"{torch.__version__} sees none); use --device cpu")
+    return torch.device(device)
+
+
+def use_all_cores() -> None:
+    """Intra-op threads = the cores this process may use (not more)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+
+
+class FlipEnsemble(nn.Module):
+    """Self-ensemble: average the network over flips of every spatial axis (2^d passes)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.scale = net.scale
+        self.spatial_dims = net.spatial_dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = list(range(2, x.dim()))
+        out = None
+        n = 0
+        for mask in range(2 ** len(dims)):
+            flip = [d for i, d in enumerate(dims) if mask >> i & 1]
+            xi = torch.flip(x, flip) if flip else x
+            yi = self.net(xi)
+            yi = torch.flip(yi, flip) if flip else yi
+            out = yi if out is None else out + yi
+            n += 1
+        return out / n
+
+
+@dataclass
+class Pass:
+    """One network pass: a model and the per-volume-axis factors it realises."""
+
+    model: nn.Module
+    info: dict[str, Any]
+    factors: tuple[int, int, int]
+
+
+def load(ref: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """A shipped model by name (see medsr.pretrained) or a checkpoint path; never unpickles."""
+    from medsr import pretrained
+    from medsr.engine.checkpoint import load_model
+
+    if str(ref) in pretrained.PRETRAINED:
+        p = pretrained.PRETRAINED[str(ref)]
+        if not p.available:
+            raise UserError(f"pretrained model {ref!r} is not installed ({p.path} missing)")
+        ref = p.path
+    return load_model(ref, device=device)
+
+
+def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[int, int, int]:
+    """Volume factors of a model pass: through-plane along ``axes`` or in-plane on a pair."""
+    scale = tuple(int(s) for s in model.scale)
+    if model.spatial_dims == 3:
+        return scale  # type: ignore[return-value]
+    f = [1, 1, 1]
+    if isinstance(axes, int):
+        f[axes] = max(scale)
+    elif axes is not None:
+        f[axes[0]], f[axes[1]] = scale
+    else:
+        raise UserError("a 2D model needs to know which axes it upsamples")
+    return tuple(f)  # type: ignore[return-value]
+
+
+def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device,
+               tta: bool = False, fuse: bool = True, max_memory: float = 1.5e9,
+               tile: Sequence[int] | None = None, batch: int = 8,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Apply the passes in order to one channel (I, J, K), intensities restored."""
+    from medsr.data.normalise import robust_range
+
+    out = np.asarray(data, dtype=np.float32)
+    for p in passes:
+        norm = p.info.get("normalisation") or {}
+        lo, hi = robust_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
+        x = (out - lo) / (hi - lo)
+        net = FlipEnsemble(p.model) if tta else p.model
+        with torch.inference_mode():
+            if p.model.spatial_dims == 2:
+                y = apply_2d(net, x.astype(np.float32, copy=False), p.factors, device=device,
+                             batch=batch, max_memory=max_memory, tile=tile, fuse=fuse,
+                             progress=progress)
+            else:
+                y = apply_3d(net, x.astype(np.float32, copy=False), p.factors, device=device,
+                             max_memory=max_memory, tile=tile, progress=progress)
+        del x
+        y *= hi - lo
+        y += lo
+        out = y
+    return out

@@ -1,0 +1,148 @@
+"""medsr self-supervised SR against ECLARE (the reference tool) at equal wall time.
+
+ECLARE (``pip install eclare``; Remedios et al.) pins scipy 1.11.4 and wants torch, so it
+gets its own virtual environment, created by this script outside CI under
+``~/.cache/medsr-eclare`` (``--venv``). PyPI's torch wheel for Linux drags in several GB
+of CUDA libraries, so the venv borrows this interpreter's (CPU) torch through a ``.pth``
+shim of symlinks instead; ECLARE and radifox-utils are installed with ``--no-deps`` and
+their other requirements explicitly.
+
+For each case the HR volume (MNI152 at 1 mm, from nilearn) gets thick slices simulated
+with ``medsr.degrade`` (profile FWHM / width = k mm, ``decimate``) and written as NIfTI.
+ECLARE runs first with the true slice profile and ``--n-patches`` (default 12,800 = 100
+steps of batch 128, the cut the issue measured at ~10.5 minutes on this machine); its
+wall time T, process start to finish, is then the budget medsr gets
+(``super_resolve_self_supervised(budget_s=T)``). Prints case, method, PSNR, SSIM,
+seconds. Long: run by hand, never in CI.
+
+    python pipelines/compare_eclare.py                       # MNI, Gaussian, x4
+    python pipelines/compare_eclare.py --cases mni-gauss-x4 mni-rect-x4 --n-patches 6400
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_selfsup import CASES, load_image, run_cubic, score, thick_slices  # noqa: E402
+
+ECLARE = "eclare==1.0.1"
+NO_DEPS = [ECLARE, "radifox-utils==1.0.3"]
+DEPS = ["numpy<2", "scipy==1.11.4", "nibabel", "tqdm", "matplotlib", "exceptiongroup",
+        "tomli", "sigpy-lite", "transforms3d"]
+# torch and its pure-python requirements, borrowed from this interpreter
+TORCH_PACKAGES = ["torch", "torchgen", "functorch", "filelock", "fsspec", "jinja2",
+                  "markupsafe", "networkx", "sympy", "mpmath", "typing_extensions"]
+
+
+def run(cmd: list[str], **kw) -> None:
+    print("+", " ".join(map(str, cmd)), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_venv(root: Path) -> Path:
+    """Create (once) the ECLARE venv; returns its ``run-eclare`` executable."""
+    venv = root / "venv"
+    exe = venv / "bin" / "run-eclare"
+    if exe.is_file():
+        return exe
+    root.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, "-m", "venv", str(venv)])
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    run([*pip, *DEPS])
+    run([*pip, "--no-deps", *NO_DEPS])
+    shim = root / "torch-shim"
+    shim.mkdir(exist_ok=True)
+    site = Path(sysconfig.get_paths()["purelib"])
+    for name in TORCH_PACKAGES:
+        for src in site.glob(f"{name}*"):
+            if src.name.startswith(name) and (src.is_dir() or src.suffix == ".py"):
+                dst = shim / src.name
+                if not dst.exists():
+                    dst.symlink_to(src)
+    vsite = next((venv / "lib").glob("python3*/site-packages"))
+    (vsite / "medsr_torch_shim.pth").write_text(str(shim) + "\n")
+    run([str(venv / "bin" / "python"), "-c", "import torch, scipy, eclare; "
+         "print('eclare venv: torch', torch.__version__, 'scipy', scipy.__version__)"])
+    return exe
+
+
+def run_eclare(exe: Path, lr_path: Path, out_dir: Path, k: int, profile: str,
+               n_patches: int, batch: int) -> tuple[np.ndarray, float]:
+    import nibabel as nib
+
+    cmd = [str(exe), "--in-fpath", str(lr_path), "--out-dir", str(out_dir),
+           "--relative-slice-thickness", str(float(k)),
+           "--relative-slice-profile-type", profile, "--n-patches", str(n_patches),
+           "--batch-size", str(batch), "--gpu-id", "-1"]
+    t = time.perf_counter()
+    with open(out_dir / "eclare.log", "w") as log:
+        run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - t
+    out = next(out_dir.glob("*_eclare.nii*"))
+    return np.asarray(nib.load(str(out)).get_fdata(), dtype=np.float32), seconds
+
+
+def common(hr: np.ndarray, sr: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Same-shape views (ECLARE may round the through-plane length differently)."""
+    if hr.shape == sr.shape:
+        return hr, sr, ""
+    sl = tuple(slice(0, min(a, b)) for a, b in zip(hr.shape, sr.shape))
+    return hr[sl], sr[sl], f"shape {sr.shape} vs {hr.shape}: compared on the overlap"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", nargs="*", default=["mni-gauss-x4"],
+                    choices=[c for c in CASES if c.startswith("mni")])
+    ap.add_argument("--n-patches", type=int, default=12_800)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "medsr-eclare")
+    ap.add_argument("--work", type=Path, default=None, help="where volumes go (default: "
+                    "<venv>/runs)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if os.environ.get("CI"):
+        print("compare_eclare.py is a long manual benchmark; not run in CI")
+        return 0
+    import nibabel as nib
+
+    from medsr.selfsup import super_resolve_self_supervised
+
+    exe = ensure_venv(args.venv)
+    work = args.work or args.venv / "runs"
+    rows = []
+    for case in args.cases:
+        name, axis, k, profile = CASES[case]
+        hr, lr = thick_slices(load_image(name), axis, k, profile)
+        d = work / case
+        d.mkdir(parents=True, exist_ok=True)
+        lr_path = d / "lr.nii.gz"
+        nib.save(nib.Nifti1Image(lr.data, lr.affine), str(lr_path))
+        t = time.perf_counter()
+        cub = run_cubic(lr, axis, k)
+        rows.append((case, "cubic", *score(hr.data, cub), time.perf_counter() - t, ""))
+        ecl, t_ecl = run_eclare(exe, lr_path, d, k, profile, args.n_patches, args.batch_size)
+        h, e, note = common(hr.data, ecl)
+        rows.append((case, f"ECLARE ({args.n_patches} patches)", *score(h, e), t_ecl, note))
+        t = time.perf_counter()
+        sr, rep = super_resolve_self_supervised(lr, budget_s=t_ecl, profile=profile,
+                                                seed=args.seed, progress=sys.stderr.isatty())
+        rows.append((case, f"medsr self-sup ({t_ecl:.0f}s)", *score(hr.data, sr.data),
+                     time.perf_counter() - t, f"{rep['train']['steps']} steps"))
+    print(f"{'case':<14} {'method':<28} {'PSNR':>7} {'SSIM':>7} {'seconds':>8}  note")
+    for case, method, p, s, sec, note in rows:
+        print(f"{case:<14} {method:<28} {p:7.2f} {s:7.4f} {sec:8.1f}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,283 @@
+"""Self-supervised through-plane SR (medsr.selfsup) on small synthetic volumes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+from torch import nn
+
+from medsr import geometry
+from medsr.degrade import Degradation
+from medsr.errors import UserError
+from medsr.selfsup import (
+    PairSampler,
+    apply,
+    degrade_lines,
+    detect_through_plane,
+    fit,
+    load_fitted,
+    profile_kernel,
+    slice_thickness,
+    super_resolve_self_supervised,
+)
+from medsr.volume import Volume
+
+TINY = {"architecture": "sp_vdsr", "depth": 3, "features": 8}  # keeps the tests fast
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The machine is shared: one thread, restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _phantom(shape=(40, 36, 32), seed=0) -> np.ndarray:
+    """Smooth blobs plus a few sharp-edged boxes: structure at several scales."""
+    rng = np.random.default_rng(seed)
+    x = ndi.gaussian_filter(rng.standard_normal(shape), 2.0)
+    for _ in range(6):
+        lo = [int(rng.integers(0, max(1, n - 6))) for n in shape]
+        x[tuple(slice(a, a + int(rng.integers(3, 8))) for a in lo)] += 0.5
+    return (100 * x + 50).astype(np.float32)
+
+
+def _volume(spacing=(1.0, 1.0, 4.0), shape=(40, 36, 10), oblique=False, seed=0) -> Volume:
+    A = np.diag([*spacing, 1.0])
+    if oblique:
+        c, s = np.cos(0.3), np.sin(0.3)
+        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+        A[:3, :3] = R @ np.diag(spacing) @ np.diag([-1, 1, 1])
+        A[:3, 3] = [12.5, -40.0, 7.25]
+    return Volume(_phantom(shape, seed), A)
+
+
+# ----------------------------------------------------------------------- axis detection
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_detects_the_coarse_axis_and_factor(axis):
+    spacing = [0.9, 0.9, 0.9]
+    spacing[axis] = 3.6
+    tp = detect_through_plane(_volume(tuple(spacing), (12, 12, 12), oblique=True))
+    assert tp.axis == axis and tp.k == 4 and tp.factor == 4.0 and tp.exact
+    assert sorted(tp.inplane_axes) == [a for a in range(3) if a != axis]
+    assert tp.spacing_hr == pytest.approx(0.9)
+
+
+def test_one_slice_2d_image_uses_its_fine_axis():
+    vol = Volume(_phantom((40, 12, 1)), np.diag([1.0, 3.0, 1.0, 1.0]))  # K = 1 ignored
+    tp = detect_through_plane(vol)
+    assert (tp.axis, tp.k, tp.inplane_axes) == (1, 3, (0,))
+
+
+def test_non_integer_factor_rounds_up_and_isotropic_is_refused():
+    tp = detect_through_plane(_volume((1.0, 1.0, 2.5), (8, 8, 8)))
+    assert (tp.k, tp.factor, tp.exact) == (3, 2.5, False)
+    assert tp.spacing_hr == pytest.approx(2.5 / 3)
+    with pytest.raises(UserError, match="isotropic"):
+        detect_through_plane(_volume((1.0, 1.0, 1.1), (8, 8, 8)))
+
+
+# ----------------------------------------------------------------------- slice profile
+def _variance(k: np.ndarray) -> float:
+    x = np.arange(k.size) - k.size // 2
+    return float(np.sum(k * x * x))
+
+
+@pytest.mark.parametrize("thickness", [4.0, 2.0, 6.0])  # equal to, gap, overlap
+def test_gaussian_profile_fwhm_is_the_thickness(thickness):
+    vol = _volume((1.0, 1.0, 4.0), (8, 8, 8))
+    tp = detect_through_plane(vol)
+    th, src = slice_thickness(vol, tp, thickness)
+    assert (th, src) == (thickness, "argument")
+    k = profile_kernel(tp, th, "gaussian")
+    sigma = thickness / (2 * np.sqrt(2 * np.log(2)))  # FWHM -> sigma, in 1 mm voxels
+    assert k.sum() == pytest.approx(1.0) and k.size % 2 == 1
+    assert np.argmax(k) == k.size // 2
+    # integrating over a voxel adds the variance of a unit box, 1/12
+    assert _variance(k) == pytest.approx(sigma**2 + 1 / 12, rel=1e-3)
+
+
+def test_thickness_sources_and_rect_profile():
+    vol = _volume((0.5, 0.5, 3.0), (8, 8, 8))
+    tp = detect_through_plane(vol)
+    assert slice_thickness(vol, tp) == (3.0, "spacing")
+    dicom = vol.with_data(vol.data, dicom={"slice_thickness": 2.0})
+    assert slice_thickness(dicom, tp) == (2.0, "dicom")
+    assert slice_thickness(dicom, tp, 5.0) == (5.0, "argument")
+    box = profile_kernel(tp, 2.0, "rect")  # 2 mm on a 0.5 mm grid: 4 voxels wide
+    np.testing.assert_allclose(box, [0.125, 0.25, 0.25, 0.25, 0.125])
+    user = profile_kernel(tp, 2.0, kernel=np.array([1.0, 1.0]))  # even: re-centred
+    np.testing.assert_allclose(user, [0.25, 0.5, 0.25])
+    with pytest.raises(UserError):
+        slice_thickness(vol, tp, -1.0)
+
+
+# ----------------------------------------------------------------------- pair geometry
+@pytest.mark.parametrize("k,profile", [(4, "gaussian"), (3, "rect"), (2, "gaussian")])
+def test_in_plane_degradation_reproduces_the_through_plane_acquisition(k, profile):
+    """An isotropic volume acquired thick along z, and the same volume transposed so
+    that x plays z: the pair generator's LR along x equals the acquisition's LR."""
+    hr = _phantom((24, 20, 12 * k))
+    key = "fwhm" if profile == "gaussian" else "thickness"
+    acq = Degradation(scale=[1, 1, k], profile=profile, downsample="decimate",
+                      **{key: [None, None, float(k)]})
+    lr_z = acq(hr[None].astype(np.float64))[0]
+    tp_vol = Volume(np.zeros((2, 2, 2), np.float32), np.diag([1.0, 1.0, float(k), 1.0]))
+    kern = profile_kernel(detect_through_plane(tp_vol), float(k), profile)
+    lr_x = degrade_lines(np.moveaxis(hr, 2, 0), kern, k, axis=0)
+    np.testing.assert_allclose(np.moveaxis(lr_x, 0, 2), lr_z, rtol=0, atol=1e-3)
+
+
+def test_sampled_patches_are_degraded_crops_with_consistent_flips():
+    k = 4
+    data = _phantom((30, 28, 6))
+    kern = profile_kernel(detect_through_plane(_volume((1, 1, 4.0), (4, 4, 4))), 4.0)
+    s = PairSampler(data, (0, 1), 2, kern, k, patch=16)
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        lr, hr = s.sample(rng, 6)
+        assert lr.shape == (6, 1, 16, 4) and hr.shape == (6, 1, 16, 16)
+        src_i, s_i, b_i, a_i, flips = s.last_draw
+        src = s.sources[src_i]
+        for n in range(6):
+            rows = slice(b_i[n], b_i[n] + 16)
+            h = src.hr[s_i[n], rows, a_i[n]:a_i[n] + 16]
+            # LR = the plane blurred along a, sampled at a0 + k m + (k - 1) / 2 (mean of
+            # the two middle samples for even k), computed here without the sampler
+            full = ndi.convolve1d(src.hr[s_i[n]].astype(np.float64), kern, axis=1,
+                                  mode="reflect")
+            pos = a_i[n] + k * np.arange(4) + (k - 1) / 2
+            lo_i = np.floor(pos).astype(int)
+            expect = 0.5 * (full[rows, lo_i] + full[rows, lo_i + 1])
+            if flips[n, 0]:
+                h, expect = h[::-1], expect[::-1]
+            if flips[n, 1]:
+                h, expect = h[:, ::-1], expect[:, ::-1]
+            np.testing.assert_array_equal(hr[n, 0].numpy(), h)
+            np.testing.assert_allclose(lr[n, 0].numpy(), expect, atol=1e-3)
+    # both in-plane axes are degraded (the axis swap): one source per fine axis
+    assert sorted(src.axes[2] for src in s.sources) == [0, 1]
+
+
+def test_sampling_prefers_structure():
+    data = np.zeros((8, 64, 64), np.float32)
+    data[:, :, 40:] = np.random.default_rng(0).standard_normal((8, 64, 24)) * 10
+    kern = np.array([0.25, 0.5, 0.25])
+    s = PairSampler(data, (1, 2), 0, kern, 2, patch=8)
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(20):
+        s.sample(rng, 10)
+        src_i, _, b_i, a_i, _ = s.last_draw
+        col = a_i if s.sources[src_i].axes[2] == 2 else b_i
+        hits += int(np.sum(col + 8 > 40))
+    assert hits > 0.8 * 200  # textured third of the image gets most patches
+
+
+# ----------------------------------------------------------------------- fusion
+class _ShiftNet(nn.Module):
+    """Linear (1, k) net: x + 0.5 (x[u+1] - x[u-1]) along the plane's first axis, then
+    nearest-neighbour upsampling along the second: its two orientations differ."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.scale = (1, k)
+        self.conv = nn.Conv2d(1, 1, (3, 1), padding=(1, 0), bias=False)
+        with torch.no_grad():
+            self.conv.weight[:] = torch.tensor([-0.5, 1.0, 0.5]).view(1, 1, 3, 1)
+
+    def forward(self, x):
+        return torch.repeat_interleave(self.conv(x), self.scale[1], dim=3)
+
+
+def test_fusion_averages_both_in_plane_orientations():
+    vol = _volume((1.0, 1.0, 3.0), (14, 12, 5))
+    out = apply(vol, _ShiftNet(3), device="cpu")
+    x = vol.data.astype(np.float64)
+
+    def diff(ax):  # central difference with half-sample symmetric edges
+        p = np.pad(x, [(1, 1) if a == ax else (0, 0) for a in range(3)], mode="symmetric")
+        sl = [slice(None)] * 3
+        hi, lo = list(sl), list(sl)
+        hi[ax], lo[ax] = slice(2, None), slice(None, -2)
+        return p[tuple(hi)] - p[tuple(lo)]
+
+    up = lambda a: np.repeat(a, 3, axis=2)  # noqa: E731
+    fused = up(x + 0.25 * (diff(0) + diff(1)))
+    one_way = up(x + 0.5 * diff(0))
+    np.testing.assert_allclose(out.data, fused, atol=1e-3)
+    assert np.abs(out.data - one_way).max() > 1.0
+
+
+# ----------------------------------------------------------------------- end to end
+def test_geometry_is_the_upsampled_affine_exactly():
+    vol = _volume((1.0, 1.0, 3.0), (16, 14, 5), oblique=True)
+    out = apply(vol, _ShiftNet(3), device="cpu")
+    assert out.spatial_shape == (16, 14, 15)
+    np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 1, 3)))
+
+
+def test_non_integer_factor_lands_on_the_centre_preserving_grid():
+    vol = _volume((1.0, 2.5, 1.0), (16, 6, 14), oblique=True)
+    out = apply(vol, _ShiftNet(3), device="cpu")
+    shape_out = geometry.output_shape(vol.spatial_shape, (1, 2.5, 1))
+    assert out.spatial_shape == shape_out == (16, 15, 14)
+    np.testing.assert_array_equal(
+        out.affine, geometry.upsampled_affine(vol.affine, (1, 2.5, 1), vol.spatial_shape,
+                                              shape_out))
+    np.testing.assert_allclose(geometry.spacing_of(out.affine), [1.0, 1.0, 1.0])
+    # a constant stays constant through SR + resampling
+    const = apply(vol.with_data(np.full(vol.spatial_shape, 7.0, np.float32)), _ShiftNet(3),
+                  device="cpu")
+    np.testing.assert_allclose(const.data, 7.0, atol=1e-3)
+
+
+def test_budget_is_honoured_and_steps_reported():
+    vol = _volume((1.0, 1.0, 4.0), (48, 44, 12))
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # one-off import, per process
+    t = time.perf_counter()
+    out, rep = super_resolve_self_supervised(vol, budget_s=4.0, device="cpu", progress=False,
+                                             network=TINY)
+    wall = time.perf_counter() - t
+    assert wall < 4.0 + 1.5, wall
+    assert rep["train"]["steps"] > 10 and rep["train"]["stopped_by"] in ("budget", "steps")
+    # training used the time the budget left it (less the inference reserve)
+    assert rep["train"]["seconds"] > 0.5 * rep["train_s_allowed"] > 0.5
+    assert rep["seconds"] <= wall
+    assert rep["through_plane"]["axis"] == 2 and rep["through_plane"]["k"] == 4
+    assert rep["slice_thickness_source"] == "spacing" and rep["init"] == "scratch"
+    assert out.spatial_shape == (48, 44, 48)
+    np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 1, 4)))
+
+
+def test_seeded_runs_are_identical_and_saved_model_reproduces(tmp_path):
+    vol = _volume((1.0, 3.0, 1.0), (32, 8, 30))
+    kw = dict(budget_s=60.0, steps=3, seed=7, device="cpu", progress=False, network=TINY)
+    a, rep_a = super_resolve_self_supervised(vol, save_model=tmp_path / "fit", **kw)
+    b, _ = super_resolve_self_supervised(vol, **kw)
+    np.testing.assert_array_equal(a.data, b.data)
+    c, _ = super_resolve_self_supervised(vol, **{**kw, "seed": 8})
+    assert not np.array_equal(a.data, c.data)
+    saved = tmp_path / "fit.safetensors"
+    assert rep_a["saved_model"] == str(saved) and saved.with_suffix(".json").is_file()
+    model, info = load_fitted(saved)
+    assert info["selfsup"]["through_plane"]["k"] == 3 and info["selfsup"]["seed"] == 7
+    np.testing.assert_array_equal(apply(vol, model, device="cpu").data, a.data)
+    # the same model on another scan acquired the same way; a different factor is refused
+    other = _volume((1.0, 3.0, 1.0), (20, 6, 18), seed=1)
+    assert apply(other, model, device="cpu").spatial_shape == (20, 18, 18)
+    with pytest.raises(UserError, match="factor"):
+        apply(_volume((1.0, 2.0, 1.0), (20, 6, 18)), model, device="cpu")
+
+
+def test_training_reduces_the_loss():
+    vol = _volume((1.0, 1.0, 4.0), (40, 36, 10))
+    f = fit(vol, seconds=60.0, steps=40, device="cpu", batch=8, patch=24, network=TINY)
+    assert f.train_report.steps == 40 and f.train_report.stopped_by == "steps"
+    assert f.train_report.loss_last < 0.8 * f.train_report.loss_first
