@@ -73,6 +73,9 @@ def plan_grid(vol: Volume, scale: float | Sequence[float] | None = None,
     if scale is not None:
         factors = geometry.as_factors(scale, 3)
     elif spacing is not None:
+        s = np.atleast_1d(np.asarray(spacing, dtype=float))
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise UserError(f"--spacing needs positive numbers in mm, got {s.tolist()}")
         factors = geometry.factors_for_spacing(vol.affine, spacing)
     else:
         factors = geometry.default_factors(vol.affine, shape_in)

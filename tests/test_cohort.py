@@ -87,7 +87,8 @@ def test_cohort_sharded_over_two_torchrun_ranks(tmp_path):
     paths = make_cohort(tmp_path / "in", n=7, corrupt=3)
     out = tmp_path / "out"
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "medsr", "infer",
+        [torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(free_port()), "-m", "medsr", "infer",
          *[str(p) for p in paths], "-o", str(out)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode != 0, proc.stderr  # one scan failed

@@ -201,3 +201,35 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "plain.pt"), "--data",
                  str(data / "vol0.nii.gz"), "--out", str(tmp_path / "e")]) == 2
     assert "no medsr metadata" in capsys.readouterr().err
+
+
+def test_csv_source_with_paired_lr_and_mask(tmp_path):
+    from medsr.data import SamplingSpec, SRPatchDataset, list_items, load_volumes
+
+    data = _volumes(tmp_path, n=2, shape=(32, 32, 10))
+    rows = ["image,lr,mask"]
+    for i in range(2):
+        img = nib.load(data / f"vol{i}.nii.gz")
+        hr = img.get_fdata().astype(np.float32)
+        lr = hr.reshape(16, 2, 16, 2, 10).mean(axis=(1, 3))
+        nib.save(nib.Nifti1Image(lr, AFFINE), data / f"lr{i}.nii.gz")
+        mask = np.zeros(hr.shape, np.uint8)
+        mask[8:24, 8:24] = 1
+        nib.save(nib.Nifti1Image(mask, AFFINE), data / f"mask{i}.nii.gz")
+        rows.append(f"data/vol{i}.nii.gz,data/lr{i}.nii.gz,data/mask{i}.nii.gz")
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    items = list_items({"source": "csv", "path": str(tmp_path / "list.csv")})
+    vols = load_volumes(items, 0.5, 99.5)
+    spec = SamplingSpec("2d", (2,), 1, (8, 8), (2, 2), flips=True, permute=True)
+    ds = SRPatchDataset(vols, spec, degradation=None, seed=0)
+    for i in range(10):
+        s = ds[i]
+        hr, lr = s["hr"].numpy()[0], s["lr"].numpy()[0]
+        # the paired LR crop is exactly the block mean of the HR crop (same normalisation)
+        np.testing.assert_allclose(hr.reshape(4, 2, 4, 2).mean(axis=(1, 3)), lr, atol=1e-5)
+    cfg = _config(tmp_path, data)
+    cfg.write_text(cfg.read_text().replace(
+        f"source: folder, path: '{data}', pattern: '*.nii.gz'",
+        f"source: csv, path: '{tmp_path / 'list.csv'}'"))
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--no-progress",
+                 "--set", "train.steps=2"]) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -10,6 +11,16 @@ from pathlib import Path
 from medsr.cli.args import float_list, scalar_or_list
 from medsr.errors import UserError
 from medsr.infer import CLASSICAL_METHODS, DEFAULT_MAX_OUTPUT_VOXELS, infer_file
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--anonymize", action="store_true",
                    help="apply the basic DICOM de-identification profile to DICOM output")
-    p.add_argument("--max-output-voxels", type=int, default=DEFAULT_MAX_OUTPUT_VOXELS,
+    p.add_argument("--max-output-voxels", type=_positive_int, default=DEFAULT_MAX_OUTPUT_VOXELS,
                    help=f"refuse outputs larger than this (default {DEFAULT_MAX_OUTPUT_VOXELS:,})")
 
 
@@ -81,6 +92,8 @@ def _run_cohort(args: argparse.Namespace) -> int:
         if out_dir.exists() and not out_dir.is_dir():
             raise UserError(f"for several inputs -o must be a directory; {out_dir} is a file")
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise UserError(f"output directory {out_dir} is not writable")
     outputs = cohort.output_paths(inputs, out_dir)
     rank, world = cohort.init_distributed()
     rows = cohort.process_cohort(inputs, outputs, partial(_infer_one, _options(args)),
