@@ -241,7 +241,12 @@ def test_cli_table_and_pretrained(capsys):
     line = next(line for line in out.splitlines() if line.startswith("srcnn"))
     assert line.split()[1:] == ["8.13K", "8.03K"]
     assert main(["models", "--pretrained"]) == 0
-    assert "no pretrained weights" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    from medsr import pretrained
+
+    for p in pretrained.PRETRAINED.values():
+        line = next(line for line in out.splitlines() if line.split()[:1] == [p.name])
+        assert ("not installed" in line) != p.available
     assert main(["models", "--scale", "0"]) == 2
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
-import medsr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,20 +24,19 @@ def _human(n: float) -> str:
     return f"{n:.0f}"
 
 
-def weight_cards(folder: Path | None = None) -> list[dict]:
-    """The model cards (``medsr/weights/*.json``) shipped with the package."""
-    folder = folder or Path(medsr.__file__).parent / "weights"
-    return [json.loads(p.read_text()) | {"card": p.name} for p in sorted(folder.glob("*.json"))]
-
-
 def run(args: argparse.Namespace) -> int:
     if args.pretrained:
-        cards = weight_cards()
-        if not cards:
-            print("no pretrained weights ship with medsr yet (medsr/weights/ has no model "
-                  "cards); train one with `medsr train`")
-        for c in cards:
-            print(f"{c['card']}: " + ", ".join(f"{k}={v}" for k, v in c.items() if k != "card"))
+        from medsr import pretrained
+
+        print("pretrained models (medsr infer picks the one that fits, --model NAME forces one)")
+        for p in pretrained.PRETRAINED.values():
+            if p.available:
+                info = json.loads(p.path.with_suffix(".json").read_text())
+                print(f"  {p.name:16s} {p.kind:14s} x{p.factor}  {info['architecture']} "
+                      f"{json.dumps(info['hparams'].get('features'))} features, "
+                      f"card: {p.path.with_suffix('.md')}")
+            else:
+                print(f"  {p.name:16s} {p.kind:14s} x{p.factor}  (not installed)")
         return 0
     from medsr.models.complexity import zoo_table
 

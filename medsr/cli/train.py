@@ -43,9 +43,19 @@ def run(args: argparse.Namespace) -> int:
         if not args.config:
             raise UserError("give a CONFIG.yaml (or --resume DIR)")
         cfg = load_config(args.config, args.sets)
+        from medsr.engine.distributed import check_env, world_size
+
+        check_env()
+        if world_size() > 1 and not args.run_dir:
+            raise UserError("under torchrun give --run-dir: the default name holds the start "
+                            "time, which the processes would not agree on")
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (
             f"{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         summary = train(cfg, run_dir, argv=argv, progress=args.progress)
+    from medsr.engine.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun, rank 0 alone reports
+        return 0
     print(f"run: {summary['run_dir']}  steps: {summary['steps']}  best val PSNR: "
           f"{summary['best_psnr']:.3f} dB at step {summary['best_step']}")
     print(f"checkpoints: {summary['last']}  {summary['best']}")

@@ -1,6 +1,6 @@
 """Datasets and patch samplers for training: sources, normalisation, 2D/2.5D/3D sampling."""
 
-from medsr.data.dataset import IndexRangeSampler, SRPatchDataset, load_volumes
+from medsr.data.dataset import IndexRangeSampler, SRPatchDataset, StepShardSampler, load_volumes
 from medsr.data.normalise import (
            RobustNormalise,
            RobustNormalised,
@@ -12,5 +12,5 @@ from medsr.data.sampling import SamplingSpec, draw
 from medsr.data.sources import list_items, split_items
 
 __all__ = ["IndexRangeSampler", "RobustNormalise", "RobustNormalised", "SRPatchDataset",
-           "SamplingSpec", "denormalise", "draw", "list_items", "load_volumes", "normalise",
-           "robust_range", "split_items"]
+           "SamplingSpec", "StepShardSampler", "denormalise", "draw", "list_items",
+           "load_volumes", "normalise", "robust_range", "split_items"]

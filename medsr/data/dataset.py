@@ -4,7 +4,8 @@ Volumes are loaded and normalised once through a MONAI ``CacheDataset``; the pat
 dataset then degrades each HR patch on the fly (domain randomisation comes from the
 degradation's random ranges). Sample ``i`` uses a generator seeded by ``(seed, stream, i)``
 and step ``s`` of a run consumes indices ``s*B .. s*B+B-1`` (:class:`IndexRangeSampler`),
-which is what makes a resumed run byte-identical to an uninterrupted one.
+which is what makes a resumed run byte-identical to an uninterrupted one. Under torchrun
+each rank takes its block of those indices (:class:`StepShardSampler`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,36 @@ class IndexRangeSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
+
+
+class StepShardSampler(Sampler[int]):
+    """This rank's share of the global sample indices of steps ``start_step .. stop_step-1``.
+
+    Step ``s`` of a run owns the global indices ``s*B .. s*B+B-1`` (``B`` = global batch);
+    rank ``r`` of ``W`` takes the contiguous block ``s*B + r*b .. s*B + r*b + b-1`` with
+    ``b = B / W``. The union over ranks is the single-process step's batch, the shares are
+    disjoint, and with ``W = 1`` this is :class:`IndexRangeSampler`. Every index is a fresh
+    random draw (:class:`SRPatchDataset`), so there is no epoch to reshuffle.
+    """
+
+    def __init__(self, start_step: int, stop_step: int, global_batch: int, rank: int = 0,
+                 world_size: int = 1) -> None:
+        if global_batch % world_size:
+            raise UserError(f"global batch {global_batch} is not divisible by {world_size} "
+                            "processes")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        self.start, self.stop = int(start_step), int(stop_step)
+        self.global_batch, self.rank, self.world = int(global_batch), int(rank), int(world_size)
+        self.local = self.global_batch // self.world
+
+    def __iter__(self):
+        for s in range(self.start, self.stop):
+            first = s * self.global_batch + self.rank * self.local
+            yield from range(first, first + self.local)
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start) * self.local
 
 
 def fixed_batch(dataset: SRPatchDataset, n: int) -> dict[str, torch.Tensor]:

@@ -8,6 +8,11 @@ What makes it reproducible, and resumable to the last bit:
   are saved with the step in one atomic directory; rows of ``metrics.csv`` written after
   that step are dropped on resume;
 - deterministic algorithms are enforced (:mod:`medsr.engine.determinism`).
+
+Under torchrun (:mod:`medsr.engine.distributed`) the model is wrapped in
+DistributedDataParallel, ``sampling.batch_size`` is the global batch and rank ``r`` takes
+its block of every step's sample indices, so a step sees the same samples as the
+single-process step; validation is sharded and gathered exactly; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -214,22 +219,32 @@ class RunState:
 @torch.no_grad()
 def validate(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
              chunk: int = 8) -> tuple[float, float]:
-    """Mean PSNR / SSIM over the fixed validation patches (normalised intensities, range 1)."""
+    """Mean PSNR / SSIM over the fixed validation patches (normalised intensities, range 1).
+
+    Under torchrun each rank scores its contiguous block of the patches; the per-patch
+    values are put in place in a zero vector and summed over ranks (adding zeros is exact),
+    so every rank gets the very per-patch list, and mean, a single process computes.
+    """
     from medsr.losses.ssim import ssim
 
+    n = batch["lr"].shape[0]
+    mine = distributed.shard(n) if distributed.is_active() else range(n)
     was = model.training
     model.eval()
-    psnrs, ssims = [], []
-    for a in range(0, batch["lr"].shape[0], chunk):
-        lr = batch["lr"][a:a + chunk].to(device)
-        hr = batch["hr"][a:a + chunk].to(device)
+    values = np.zeros((2, n), dtype=np.float64)
+    for a in range(mine.start, mine.stop, chunk):
+        b = min(a + chunk, mine.stop)
+        lr = batch["lr"][a:b].to(device)
+        hr = batch["hr"][a:b].to(device)
         sr = model(lr).float()
         for i in range(sr.shape[0]):
             mse = float(torch.mean((sr[i] - hr[i]) ** 2))
-            psnrs.append(10.0 * math.log10(1.0 / mse) if mse > 0 else 100.0)
-            ssims.append(float(ssim(sr[i:i + 1], hr[i:i + 1], data_range=1.0)))
+            values[0, a + i] = 10.0 * math.log10(1.0 / mse) if mse > 0 else 100.0
+            values[1, a + i] = float(ssim(sr[i:i + 1], hr[i:i + 1], data_range=1.0))
     model.train(was)
-    return float(np.mean(psnrs)), float(np.mean(ssims))
+    if distributed.is_active():
+        values = distributed.all_reduce_sum(torch.from_numpy(values), device).numpy()
+    return float(np.mean(values[0].tolist())), float(np.mean(values[1].tolist()))
 
 
 def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
@@ -237,25 +252,43 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
     """Train as ``cfg`` says, writing the run into ``run_dir``; returns a summary dict.
 
     With ``resume=True`` the run continues from the newest ``run_dir/checkpoints/state-*``.
+    Under torchrun this joins the process group (NCCL on GPU, gloo on CPU) and leaves it
+    at the end; every rank must call it with the same arguments.
     """
-    from medsr.data.dataset import IndexRangeSampler, SRPatchDataset, fixed_batch, load_volumes
+    distributed.check_env()
+    if cfg["num_threads"]:
+        torch.set_num_threads(int(cfg["num_threads"]))
+    device = select_device(cfg["device"])
+    created = distributed.setup(device)
+    try:
+        return _train(cfg, Path(run_dir), device, resume=resume, argv=argv, progress=progress)
+    finally:
+        distributed.cleanup(created)
+
+
+def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
+           argv: list[str] | None, progress: bool | None) -> dict[str, Any]:
+    from torch.nn.parallel import DistributedDataParallel
+
+    from medsr.data.dataset import SRPatchDataset, StepShardSampler, fixed_batch, load_volumes
     from medsr.data.sources import list_items, split_items
     from medsr.losses import build_loss, discriminator_loss
 
-    run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     main = distributed.is_main_process()
+    rank, world = distributed.rank(), distributed.world_size()
+    bs = int(cfg["sampling"]["batch_size"])
+    local_bs = distributed.local_batch(bs, world)
+    # every rank checks before any rank writes (a late rank must not see rank 0's manifest)
+    if not resume and (run_dir / "manifest.json").exists():
+        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or "
+                        "another --run-dir")
+    distributed.barrier()
     if not resume and main:
-        if (run_dir / "manifest.json").exists():
-            raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or "
-                            "another --run-dir")
         ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     seed = int(cfg["seed"])
-    if cfg["num_threads"]:
-        torch.set_num_threads(int(cfg["num_threads"]))
     determinism.enable_determinism(seed)
-    device = select_device(cfg["device"])
     use_amp = bool(cfg["train"]["amp"]) and device.type == "cuda"
 
     # data
@@ -300,6 +333,10 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
         opt_d = build_optimizer(disc.parameters(), {**cfg["optim"], "weight_decay": 0.0},
                                 lr=float(cfg["discriminator"]["lr"]))
     scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    if rank > 0:
+        # stochastic layers (if any) draw different numbers on each rank; the data does not
+        # use these generators (sample i is a pure function of (seed, i))
+        determinism.seed_all(seed + rank)
 
     state = RunState()
     if resume:
@@ -313,10 +350,11 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
             unflatten_optimizer(opt_d, tensors, meta["optimizer_d"], "optim_d")
         if scaler is not None and meta.get("scaler"):
             scaler.load_state_dict(meta["scaler"])
-        determinism.set_rng_state(tensors, meta["rng"])
+        _restore_rng(tensors, meta, rank)
         state = RunState(step=meta["step"], best_psnr=meta["best_psnr"],
                          best_step=meta["best_step"], acc=meta["acc"], acc_n=meta["acc_n"])
-        log.info("resuming %s at step %d", run_dir, state.step)
+        if main:
+            log.info("resuming %s at step %d", run_dir, state.step)
 
     terms = sorted(loss_fn.weights)
     columns = ["step", "lr", "loss", *[f"loss_{t}" for t in terms]]
@@ -327,7 +365,8 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
         if resume:
             manifest = read_manifest(run_dir)
             manifest.setdefault("resumes", []).append(
-                {"step": state.step, "command": list(sys.argv if argv is None else argv)})
+                {"step": state.step, "command": list(sys.argv if argv is None else argv),
+                 "world_size": world})
         else:
             manifest = build_manifest(cfg, seed=seed, device=str(device), argv=argv, extra={
                 "data": {"train": [v["source"] for v in train_vols],
@@ -337,15 +376,18 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
                 "model": {k: info[k] for k in ("architecture", "hparams", "scale",
                                                "spatial_dims", "in_channels", "out_channels")},
                 "parameters": int(sum(p.numel() for p in model.parameters())),
+                "distributed": {"world_size": world, "backend": (
+                    distributed.backend_for(device) if world > 1 else None),
+                    "global_batch": bs, "batch_per_process": local_bs},
             })
         write_manifest(run_dir, manifest)
         metrics.start(state.step if resume else None)
 
     total = int(cfg["train"]["steps"])
-    bs = int(cfg["sampling"]["batch_size"])
     nw = int(cfg["sampling"]["num_workers"])
     loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=bs, sampler=IndexRangeSampler(state.step * bs, total * bs),
+        train_ds, batch_size=local_bs,
+        sampler=StepShardSampler(state.step, total, bs, rank, world),
         num_workers=nw, worker_init_fn=determinism.seed_worker if nw else None,
         generator=determinism.make_generator(seed), pin_memory=device.type == "cuda")
 
@@ -354,8 +396,17 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
     t = cfg["train"]
     bar = _Progress(total, state.step, progress)
     model.train()
+    # DDP averages gradients over ranks in backward; `model` stays the bare network (saved
+    # without a "module." prefix, used for validation and EMA)
+    ddp_ids = [device.index] if device.type == "cuda" else None
+    net = DistributedDataParallel(model, device_ids=ddp_ids) if world > 1 else model
+    disc_net = (DistributedDataParallel(disc, device_ids=ddp_ids)
+                if world > 1 and disc is not None else disc)
 
     def save_all(step: int) -> None:
+        r_t, r_m = determinism.rng_state()
+        per_rank = distributed.all_gather_objects(
+            ({k: v.clone() for k, v in r_t.items()}, r_m))
         if not main:
             return
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -373,9 +424,11 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
             meta["optimizer_d"] = d_m
         if scaler is not None:
             meta["scaler"] = scaler.state_dict()
-        r_t, r_m = determinism.rng_state()
         tensors.update(r_t)
         meta["rng"] = r_m
+        for r, (t_r, m_r) in enumerate(per_rank[1:], start=1):
+            tensors.update({f"rank{r}.{k}": v for k, v in t_r.items()})
+            meta.setdefault("rng_ranks", {})[str(r)] = m_r
         save_state_versioned(ckpt_dir, step, tensors, meta)
         save_model(ckpt_dir / "last.safetensors", _export(model, ema), {**info, "step": step})
 
@@ -386,7 +439,7 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
         lr_t = batch["lr"].to(device, non_blocking=device.type == "cuda")
         hr_t = batch["hr"].to(device, non_blocking=device.type == "cuda")
         with torch.autocast(device_type=device.type, enabled=use_amp):
-            sr = model(lr_t)
+            sr = net(lr_t)
             fake = real = None
             if disc is not None:
                 disc.requires_grad_(False)
@@ -409,7 +462,7 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
         if disc is not None and opt_d is not None:
             disc.requires_grad_(True)
             with torch.autocast(device_type=device.type, enabled=use_amp):
-                ld = discriminator_loss(kind, disc(hr_t), disc(sr.detach()))
+                ld = discriminator_loss(kind, disc_net(hr_t), disc_net(sr.detach()))
             opt_d.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(ld).backward()
@@ -423,13 +476,16 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
         if ema is not None:
             ema.update(model)
 
-        if not math.isfinite(float(loss.detach())):
-            raise UserError(f"training diverged at step {step + 1} (loss is not finite); "
-                            "lower optim.lr or set train.grad_clip")
-        state.step = step + 1
         vals = {"loss": float(loss.detach()), **{f"loss_{k}": v for k, v in parts.items()}}
         if loss_d is not None:
             vals["loss_d"] = loss_d
+        if world > 1:  # the mean of the ranks' local-batch means = the global-batch mean
+            summed = distributed.all_reduce_sum(list(vals.values()), device)
+            vals = {k: float(v) / world for k, v in zip(vals, summed.tolist())}
+        if not math.isfinite(vals["loss"]):  # the same decision on every rank
+            raise UserError(f"training diverged at step {step + 1} (loss is not finite); "
+                            "lower optim.lr or set train.grad_clip")
+        state.step = step + 1
         for k, v in vals.items():
             state.acc[k] = state.acc.get(k, 0.0) + v
         state.acc_n += 1
@@ -464,6 +520,18 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
     return {"run_dir": str(run_dir), "steps": state.step, "best_psnr": state.best_psnr,
             "best_step": state.best_step, "last": str(ckpt_dir / "last.safetensors"),
             "best": str(ckpt_dir / "best.safetensors")}
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], meta: dict, rank: int) -> None:
+    """This rank's saved RNG states (rank 0's when the run was saved with fewer ranks)."""
+    own = _sub(tensors, f"rank{rank}.") if rank > 0 else {}
+    if own and str(rank) in meta.get("rng_ranks", {}):
+        determinism.set_rng_state(own, meta["rng_ranks"][str(rank)])
+    else:
+        if rank > 0:
+            log.warning("no saved RNG state for rank %d (the run was saved with fewer "
+                        "processes); using rank 0's", rank)
+        determinism.set_rng_state(tensors, meta["rng"])
 
 
 def _sub(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

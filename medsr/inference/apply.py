@@ -81,6 +81,7 @@ def width_of(model: nn.Module) -> int:
     return max(widths) if widths else 64
 
 
+@torch.inference_mode()
 def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              device: torch.device | str = "cpu", batch: int = 8, halo: int = 16,
              max_memory: float = 1.5e9, tile: Sequence[int] | None = None, fuse: bool = True,
@@ -114,6 +115,7 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
     return out
 
 
+@torch.inference_mode()
 def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              device: torch.device | str = "cpu", halo: int = 8, max_memory: float = 1.5e9,
              tile: Sequence[int] | None = None,

@@ -25,6 +25,7 @@ from medsr import geometry
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d
 from medsr.inference.normalise import Normalisation
+from medsr.inference.tiling import reflect_pad
 from medsr.interpolate import resize
 from medsr.selfsup.axes import (
     ThroughPlane,
@@ -44,8 +45,8 @@ from medsr.selfsup.pairs import PairSampler
 from medsr.selfsup.trainer import TrainReport, train
 from medsr.volume import Volume
 
-INFERENCE_MARGIN = 1.5   # reserve this many times the estimated inference time
-HALO = 16
+INFERENCE_MARGIN = 1.3   # reserve this many times the estimated inference time
+MAX_HALO = 32
 RESAMPLE_METHOD = "lanczos"
 LEARNING_RATE = 2e-3
 
@@ -84,30 +85,41 @@ def select_device(device: str | torch.device) -> torch.device:
     return torch.device("cuda" if device == "auto" else device)
 
 
+def halo_of(model: nn.Module) -> int:
+    """Tile halo covering the receptive field: the summed radii of the convolutions
+    (an upper bound for a feed-forward net) plus 3 for a Lanczos-3 skip."""
+    radius = sum((m.kernel_size[0] - 1) // 2 * m.dilation[0] for m in model.modules()
+                 if isinstance(m, nn.Conv2d))
+    return int(min(MAX_HALO, max(4, radius + 3)))
+
+
 def _training_array(vol: Volume) -> np.ndarray:
     data = np.asarray(vol.data, dtype=np.float32)
     return data.mean(axis=3) if data.ndim == 4 else data
 
 
 def _estimate_inference(model: nn.Module, data: np.ndarray, tp: ThroughPlane,
-                        device: torch.device) -> float:
-    """Seconds the fused application to ``data`` will take: one real plane, timed."""
+                        device: torch.device, batch: int = 8) -> float:
+    """Seconds the fused application to ``data`` will take: a batch of real planes, timed
+    as ``apply_2d`` runs them (best of two, per orientation, scaled to the slice count)."""
     shape = data.shape
     others = [ax for ax in range(3) if ax != tp.axis and shape[ax] > 1]
     total = 0.0
     model.to(device).eval()
     for u in others or [tp.axis]:
         w = next(ax for ax in range(3) if ax not in (u, tp.axis))
-        plane = np.moveaxis(data, (w, u, tp.axis), (0, 1, 2))[shape[w] // 2]
-        x = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None, None]
-        x = x.to(device)
+        n = min(batch, shape[w])
+        mid = shape[w] // 2 - n // 2
+        planes = np.moveaxis(data, (w, u, tp.axis), (0, 1, 2))[mid:mid + n]
+        x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))[:, None]
+        x = reflect_pad(x.to(device), (halo_of(model),) * 2)  # as tiled_forward pads
         best = float("inf")
         with torch.no_grad():
             for _ in range(2):
                 t = time.perf_counter()
                 model(x)
                 best = min(best, time.perf_counter() - t)
-        total += best * shape[w]
+        total += best * shape[w] / n
     model.train()
     return total
 
@@ -217,8 +229,8 @@ def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
     for ch in chans:
         norm = Normalisation.fit(ch)
         with torch.no_grad():
-            y = apply_2d(model, norm.apply(ch), factors, device=dev, batch=batch, halo=HALO,
-                         fuse=True, progress=progress)
+            y = apply_2d(model, norm.apply(ch), factors, device=dev, batch=batch,
+                         halo=halo_of(model), fuse=True, progress=progress)
         outs.append(norm.invert(y))
     out = outs[0] if len(outs) == 1 else np.stack(outs, axis=3)
     shape_in = vol.spatial_shape
@@ -270,7 +282,8 @@ def super_resolve_self_supervised(
     model, tp = st.model, st.tp
     est_infer = _estimate_inference(model, st.data, tp, dev) * vol.channels
     setup = time.perf_counter() - t0
-    train_s = budget_s - setup - INFERENCE_MARGIN * est_infer - 0.5
+    reserve = INFERENCE_MARGIN * est_infer + 0.5
+    train_s = budget_s - setup - reserve
     _seed(seed, dev)
     with _progress_bar(progress) as bar:
         on_step = on_slices = None
@@ -286,8 +299,9 @@ def super_resolve_self_supervised(
                 bar.start_task(t_apply)
                 bar.update(t_apply, completed=done, total=total)
 
-        rep = train(model, st.sampler, seconds=train_s, seed=seed, device=dev, batch=batch,
-                    lr=lr, max_steps=steps, progress=on_step)
+        rep = train(model, st.sampler, seconds=train_s + reserve, reserve_s=reserve,
+                    seed=seed, device=dev, batch=batch, lr=lr, max_steps=steps,
+                    progress=on_step)
         t_apply0 = time.perf_counter()
         out = apply(vol, model, device=dev, progress=on_slices)
         apply_s = time.perf_counter() - t_apply0

@@ -53,14 +53,19 @@ def lr_at(step: int, total: int, base: float) -> float:
 
 def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int = 0,
           device: torch.device | str = "cpu", batch: int = 16, lr: float = 1e-3,
-          max_steps: int | None = None,
+          max_steps: int | None = None, reserve_s: float = 0.0,
           progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
     """Fit ``model`` on pairs from ``sampler`` for at most ``seconds`` (and ``max_steps``).
 
-    ``progress(step, planned, loss)`` is called after every step.
+    ``reserve_s``: of those seconds, what to leave unused at the end (the caller's
+    inference), as timed at the start. The machine may be shared: the reserve is scaled
+    by how much slower (or faster) recent steps run than the calibration steps, so
+    training stops early enough when the load rises. ``progress(step, planned, loss)`` is
+    called after every step.
     """
     start = time.perf_counter()
-    deadline = start + max(0.0, seconds)
+    end = start + max(0.0, seconds)
+    deadline = end - reserve_s
     rng = np.random.default_rng(seed)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -68,6 +73,8 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
     rep = TrainReport()
     planned = max_steps if max_steps is not None else None
     calib_start = None
+    per_step = recent = None
+    last = start
     step = 0
     while True:
         total = planned if planned is not None else step + 1  # unknown yet: lr stays base
@@ -89,11 +96,17 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
         value = float(loss.detach())
         rep.losses.append(value)
         step += 1
+        now = time.perf_counter()
+        if per_step is not None:  # track the load: scale the reserve by the slow-down
+            recent = 0.9 * recent + 0.1 * (now - last) if recent else now - last
+            slow = min(4.0, max(0.5, recent / per_step))
+            deadline = end - reserve_s * slow
+        last = now
         if step == 1:
             calib_start = time.perf_counter()  # the first step pays one-off costs
         elif planned is None and step == 1 + CALIBRATION_STEPS:
-            per_step = (time.perf_counter() - calib_start) / CALIBRATION_STEPS
-            left = deadline - time.perf_counter()
+            per_step = (now - calib_start) / CALIBRATION_STEPS
+            left = deadline - now
             planned = step + max(0, int(0.95 * left / per_step))
         if progress is not None:
             progress(step, planned or 0, value)

@@ -1,0 +1,155 @@
+"""`medsr infer --model`: network passes, exact geometry, tiling, fusion and fallbacks."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from medsr import geometry, models
+from medsr.cli import main
+from medsr.engine.checkpoint import save_model
+from medsr.engine.train import CREATE_KEYS
+from medsr.inference.apply import apply_2d, plan_planes
+from medsr.inference.model_sr import FlipEnsemble
+from medsr.inference.tiling import reflect_pad
+from medsr.volume import Volume
+
+
+def checkpoint(path, scale=(1, 4), spatial_dims=2, seed=0):
+    torch.manual_seed(seed)
+    net = models.create("sp_vdsr", spatial_dims=spatial_dims, scale=scale, depth=3, features=8)
+    hp = {k: v for k, v in net.hparams.items() if k not in CREATE_KEYS}
+    info = {"architecture": "sp_vdsr", "hparams": hp, "scale": list(net.scale),
+            "spatial_dims": spatial_dims, "in_channels": 1, "out_channels": 1,
+            "normalisation": {"lower": 0.5, "upper": 99.5}}
+    save_model(path, net.state_dict(), info)
+    return path, net.eval()
+
+
+def oblique_affine(spacing):
+    A = np.eye(4)
+    c, s = np.cos(0.3), np.sin(0.3)
+    A[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag(spacing)
+    A[:3, 3] = [-20.0, 7.5, 33.0]
+    return A
+
+
+@pytest.fixture
+def thick_scan(tmp_path):
+    rng = np.random.default_rng(0)
+    data = (rng.random((12, 10, 5)) * 800 + 100).astype(np.int16)
+    A = oblique_affine([1.0, 1.0, 4.0])
+    p = tmp_path / "thick.nii.gz"
+    nib.save(nib.Nifti1Image(data, A), p)
+    return p, A
+
+
+def test_model_output_geometry_and_values(tmp_path, thick_scan):
+    src, A = thick_scan
+    ck, net = checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "sr.nii.gz"
+    assert main(["infer", str(src), "-o", str(out), "--model", str(ck)]) == 0
+    img = nib.load(out)
+    assert img.shape == (12, 10, 20)
+    np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, (1, 1, 4)), atol=1e-5)
+    assert img.get_data_dtype() == np.int16
+    # the same computation by hand: normalise, run the net on both planes (reflect-padded by
+    # the default halo, as the tiler does), average, restore
+    x = nib.load(src).get_fdata().astype(np.float32)
+    lo, hi = np.percentile(x, [0.5, 99.5])
+    xn = ((x - lo) / (hi - lo)).astype(np.float32)
+    h = 16
+
+    def run(planes):  # (slices, u, t) -> (slices, u, 4t)
+        t = reflect_pad(torch.from_numpy(np.ascontiguousarray(planes))[:, None], [h, h])
+        with torch.inference_mode():
+            y = net(t)[:, 0]
+        return y[:, h:h + planes.shape[1], 4 * h:4 * h + 4 * planes.shape[2]].numpy()
+
+    a = run(xn.transpose(1, 0, 2)).transpose(1, 0, 2)   # slices along y: planes (x, z)
+    b = run(xn)                                          # slices along x: planes (y, z)
+    expect = np.rint((a + b) / 2 * (hi - lo) + lo)
+    np.testing.assert_allclose(img.get_fdata(), expect, atol=1.0)
+
+
+def test_non_integer_factor_goes_to_next_integer_then_resamples(tmp_path, thick_scan):
+    src, A = thick_scan
+    ck, _ = checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "sr.nii.gz"
+    # 4 mm -> 1.1 mm: k = 3.64 -> network x4, then Lanczos onto the exact grid
+    assert main(["infer", str(src), "-o", str(out), "--model", str(ck),
+                 "--spacing", "1,1,1.1"]) == 0
+    img = nib.load(out)
+    k = np.array([1, 1, 4 / 1.1])
+    shape = geometry.output_shape((12, 10, 5), k)
+    assert img.shape == shape
+    np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, k, (12, 10, 5), shape),
+                               atol=1e-5)
+    np.testing.assert_allclose(img.header.get_zooms(), [1, 1, 1.1], atol=1e-5)
+
+
+def test_model_that_does_not_fit_the_plan_is_a_user_error(tmp_path, thick_scan, capsys):
+    src, _ = thick_scan
+    ck, _ = checkpoint(tmp_path / "m.safetensors", scale=(1, 2))
+    code = main(["infer", str(src), "-o", str(tmp_path / "o.nii.gz"), "--model", str(ck)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "upsamples by [1, 1, 2]" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_cuda_request_without_cuda_is_a_user_error(tmp_path, thick_scan, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    src, _ = thick_scan
+    ck, _ = checkpoint(tmp_path / "m.safetensors")
+    code = main(["infer", str(src), "-o", str(tmp_path / "o.nii.gz"), "--model", str(ck),
+                 "--device", "cuda"])
+    assert code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+def test_plan_planes_fuses_both_orientations_and_handles_one_slice():
+    jobs = plan_planes((1, 4), (1, 1, 4), (10, 12, 5))
+    assert [(j.slice_axis, j.plane_axes) for j in jobs] == [(1, (0, 2)), (0, (1, 2))]
+    assert sum(j.weight for j in jobs) == 1
+    one = plan_planes((1, 4), (1, 4, 1), (10, 5, 1))  # a 2D image with a coarse second axis
+    assert [(j.slice_axis, j.plane_axes) for j in one] == [(2, (0, 1))]
+    inplane = plan_planes((2, 2), (2, 2, 1), (10, 12, 5))
+    assert [(j.slice_axis, j.plane_axes, j.weight) for j in inplane] == [(2, (0, 1), 1.0)]
+
+
+def test_flip_ensemble_of_an_equivariant_net_is_the_net():
+    net = models.create("sp_vdsr", scale=(2, 2), depth=2, features=4).eval()
+    # a net made flip-equivariant by construction: the average over flips
+    ens = FlipEnsemble(net)
+    x = torch.rand(1, 1, 9, 7)
+    with torch.inference_mode():
+        y = ens(x)
+        y_flipped = ens(torch.flip(x, [2, 3]))
+    np.testing.assert_allclose(torch.flip(y_flipped, [2, 3]).numpy(), y.numpy(), atol=1e-5)
+
+
+def test_apply_2d_tiles_equal_whole(tmp_path):
+    _, net = checkpoint(tmp_path / "m.safetensors", scale=(1, 3))
+    x = np.random.default_rng(1).random((20, 17, 9)).astype(np.float32)
+    whole = apply_2d(net, x, (1, 1, 3), tile=(64, 64), halo=12)
+    tiled = apply_2d(net, x, (1, 1, 3), tile=(5, 4), halo=12)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_single_slice_nifti_in_plane(tmp_path):
+    ck, _ = checkpoint(tmp_path / "m.safetensors", scale=(2, 2))
+    rng = np.random.default_rng(2)
+    p = tmp_path / "slice.nii.gz"
+    A = oblique_affine([0.8, 0.8, 3.0])
+    nib.save(nib.Nifti1Image(rng.random((16, 12, 1)).astype(np.float32), A), p)
+    out = tmp_path / "o.nii.gz"
+    assert main(["infer", str(p), "-o", str(out), "--model", str(ck)]) == 0
+    img = nib.load(out)
+    assert img.shape == (32, 24, 1)
+    np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, (2, 2, 1)), atol=1e-5)
+
+
+def test_volume_helper_types():
+    v = Volume(np.zeros((2, 3, 4), np.float32), np.eye(4))
+    assert v.spatial_shape == (2, 3, 4) and v.channels == 1
