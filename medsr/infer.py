@@ -130,7 +130,7 @@ def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
             raise UserError(f"a 2D model cannot realise factors {list(K)} in one pass; give "
                             "factors along one or two axes, or use a 3D model")
     f = pass_factors(net, axes)
-    if tuple(f) != tuple(K):
+    if any((fk < k) or (k == 1 and fk != 1) for fk, k in zip(f, K)):
         raise UserError(f"model {model} upsamples by {list(f)} here but the plan needs "
                         f"{list(K)}; choose --scale/--spacing to match the model")
     return [Pass(net, info, f)]
@@ -140,11 +140,12 @@ def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
                         tta: bool = False, max_memory: float = 1.5e9,
                         progress: Any = None) -> Volume:
     """Networks realise the integer factors K >= k; Lanczos resamples to the exact grid."""
-    from medsr import pretrained
     from medsr.inference.model_sr import run_passes
     from medsr.interpolate import resize
 
-    K = np.array(pretrained.integer_factors(plan.factors), dtype=float)
+    K = np.ones(3)
+    for p in passes:  # what the networks realise (>= the plan's factors, rounded up)
+        K *= np.array(p.factors, dtype=float)
     chans = [vol.data] if vol.data.ndim == 3 else [vol.data[..., c]
                                                   for c in range(vol.data.shape[3])]
     outs = []

@@ -56,24 +56,32 @@ def integer_factors(factors: Sequence[float], tol: float = 1e-6) -> tuple[int, i
     return tuple(max(1, math.ceil(float(k) - tol)) for k in factors)  # type: ignore[return-value]
 
 
-def choose(factors: Sequence[float]) -> list[tuple[Pretrained, int | tuple[int, int]]]:
-    """The passes that realise ``factors`` (rounded up to integers) with shipped weights.
+def _smallest_at_least(kind: str, k: int) -> Pretrained | None:
+    """The shipped model of ``kind`` with the smallest factor >= k (SR further, then the
+    exact grid is reached by band-limited resampling)."""
+    fits = [p for p in shipped() if p.kind == kind and p.factor >= k]
+    return min(fits, key=lambda p: p.factor) if fits else None
 
-    Returns a list of (model, axis) passes — axis is the coarse axis for a through-plane
-    model or the pair of axes for an in-plane one — or [] when nothing shipped fits.
+
+def choose(factors: Sequence[float]) -> list[tuple[Pretrained, int | tuple[int, int]]]:
+    """The passes that realise ``factors`` with shipped weights.
+
+    Returns a list of (model, axes) passes — axes is the coarse axis for a through-plane
+    model or the pair of axes for an in-plane one — or [] when nothing shipped fits. Each
+    pass uses the shipped model with the smallest factor >= the factor needed (e.g. x3 by
+    the x4 model); the caller resamples from that grid to the exact one.
     """
     K = integer_factors(factors)
     up = [ax for ax in range(3) if K[ax] > 1]
-    avail = {p.name: p for p in shipped()}
     if len(up) == 1:
-        p = avail.get(f"thick-slice-x{K[up[0]]}")
+        p = _smallest_at_least("through-plane", K[up[0]])
         return [(p, up[0])] if p else []
     if len(up) == 2 and K[up[0]] == K[up[1]]:
-        p = avail.get(f"in-plane-x{K[up[0]]}")
+        p = _smallest_at_least("in-plane", K[up[0]])
         return [(p, (up[0], up[1]))] if p else []
     if len(up) == 3 and K[0] == K[1]:
         # in-plane on the (0, 1) planes, then through-plane along axis 2
-        first = avail.get(f"in-plane-x{K[0]}")
-        second = avail.get(f"thick-slice-x{K[2]}")
+        first = _smallest_at_least("in-plane", K[0])
+        second = _smallest_at_least("through-plane", K[2])
         return [(first, (0, 1)), (second, 2)] if first and second else []
     return []

@@ -62,6 +62,17 @@ def train_one(name: str, data_dir: Path, runs: Path, sets: list[str]) -> tuple[s
     return name, time.perf_counter() - t0, run_dir
 
 
+def collect_run(name: str, data_dir: Path, runs: Path, sets: list[str]
+                ) -> tuple[str, float, Path]:
+    """A finished run; its training time from the run's own files (manifest -> best)."""
+    run_dir = runs / name
+    best = run_dir / "checkpoints" / "best.safetensors"
+    if not best.exists():
+        raise SystemExit(f"{run_dir} has no best checkpoint; train it first")
+    secs = best.stat().st_mtime - (run_dir / "manifest.json").stat().st_mtime
+    return name, secs, run_dir
+
+
 def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
     rows = [r for r in (run_dir / "metrics.csv").read_text().splitlines()[1:] if r]
     last_val = [r.split(",") for r in rows if r.split(",")[-1]]
@@ -100,13 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated model names")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "default")
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--collect-only", action="store_true",
+                    help="do not train: copy finished runs from --runs into medsr/weights")
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else MODELS
     args.runs.mkdir(parents=True, exist_ok=True)
     data_dir = make_training_data(args.runs / "data")
     WEIGHTS.mkdir(exist_ok=True)
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(train_one, n, data_dir, args.runs, args.sets) for n in names]
+        futures = [pool.submit(collect_run if args.collect_only else train_one, n, data_dir,
+                               args.runs, args.sets) for n in names]
         for fut in futures:
             name, secs, run_dir = fut.result()
             src = run_dir / "checkpoints" / "best.safetensors"
