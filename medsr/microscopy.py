@@ -57,23 +57,36 @@ def plan_isotropic(vol: Volume, spacing: float | None = None, **plan_options: An
     return plan_grid(vol, scale=(1.0, 1.0, dz / target), **plan_options)
 
 
+def kind_of(vol: Volume) -> str | None:
+    """'frames' for pictures, frames folders, video and RGB(A) TIFFs (TIFF samples axis S),
+    'stack' for other TIFFs (microscopy), None for everything else (scans)."""
+    fmt = vol.meta.get("format")
+    if fmt in FRAME_FORMATS:
+        return "frames"
+    if fmt == "tiff":
+        rgb = "S" in (vol.meta.get("tiff_axes") or "") and vol.channels in (3, 4)
+        return "frames" if rgb else "stack"
+    return None
+
+
 def default_model_for(vol: Volume, plan: Any) -> str | None:
     """The shipped model that realises ``plan`` for this kind of input, if installed.
 
-    TIFF stacks with only z upsampled -> ``microscopy-z<K>``; pictures, frames and video
-    with the two in-plane axes upsampled equally -> ``frames-x<K>`` (K the integer factor
-    the network gives; a non-integer factor is finished by Lanczos resampling). Returns
+    Stacks (:func:`kind_of`) with only z upsampled -> ``microscopy-z<K>``; frames (pictures,
+    frames, video, RGB TIFF) with both in-plane axes upsampled equally -> ``frames-x<K>``
+    (K the integer factor the network gives; a non-integer factor is finished by Lanczos
+    resampling). Returns
     the registry name when :mod:`medsr.pretrained` knows it, else the weight file path
     when the file exists, else None.
     """
     from medsr import pretrained
 
     K = pretrained.integer_factors(plan.factors)
-    fmt = vol.meta.get("format")
+    kind = kind_of(vol)
     name = None
-    if fmt == "tiff" and K[0] == K[1] == 1 and K[2] > 1:
+    if kind == "stack" and K[0] == K[1] == 1 and K[2] > 1:
         name, file = f"microscopy-z{K[2]}", f"microscopy_z{K[2]}.safetensors"
-    elif fmt in FRAME_FORMATS and K[0] == K[1] > 1 and K[2] == 1:
+    elif kind == "frames" and K[0] == K[1] > 1 and K[2] == 1:
         name, file = f"frames-x{K[0]}", f"frames_x{K[0]}.safetensors"
     if name is None:
         return None

@@ -159,3 +159,14 @@ def test_shipped_frames_model_on_rgb_png(tmp_path):
     # chroma comes from the same bicubic path: only luma may differ
     d = rgb_to_ycbcr(net) - rgb_to_ycbcr(cub)
     assert np.abs(d[..., 1:]).mean() < 1.0 < np.abs(d[..., 0]).mean()
+
+
+def test_video_without_the_extra_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from medsr.errors import UserError
+    from medsr.io.video import read_video
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if not installed
+    with pytest.raises(UserError, match=r"pip install 'medsr\[video\]'"):
+        read_video(tmp_path / "clip.mp4")

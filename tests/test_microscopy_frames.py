@@ -160,3 +160,17 @@ def test_shipped_microscopy_model_end_to_end(tmp_path, rng):
     assert out.shape == (20, 16, 14) and out.dtype == np.uint16
     assert ij["spacing"] == pytest.approx(0.2)
     assert 0.5 * arr.mean() < out.mean() < 1.5 * arr.mean()
+
+
+def test_kind_of_tells_rgb_frames_from_channel_stacks(tmp_path, rng):
+    from medsr.microscopy import kind_of
+
+    rgb = (rng.random((3, 8, 9, 3)) * 255).astype(np.uint8)       # multi-page RGB TIFF
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    three = (rng.random((4, 3, 8, 9)) * 4000).astype(np.uint16)   # 3-channel z stack
+    _write_ij(tmp_path / "zcyx.tif", three, "ZCYX")
+    assert kind_of(io.read(tmp_path / "rgb.tif")) == "frames"
+    assert kind_of(io.read(tmp_path / "zcyx.tif")) == "stack"
+    assert kind_of(Volume(np.zeros((4, 4, 4)), np.eye(4), {"format": "nifti"})) is None
+    for fmt in ("image", "frames", "video"):
+        assert kind_of(Volume(np.zeros((4, 4, 1, 3)), np.eye(4), {"format": fmt})) == "frames"

@@ -156,12 +156,18 @@ def cast_to_dtype(data: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        rounded = np.rint(np.nan_to_num(data, nan=0.0))
-        n_clip = int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+        out = np.empty(data.shape, dtype=dtype)
+        n_clip = 0
+        # in slabs along the first axis: the temporaries stay small whatever the volume
+        step = max(1, (1 << 24) // max(1, int(np.prod(data.shape[1:]))))
+        for a in range(0, max(1, data.shape[0]), step):
+            rounded = np.rint(np.nan_to_num(np.asarray(data[a:a + step]), nan=0.0))
+            n_clip += int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
+            out[a:a + step] = np.clip(rounded, info.min, info.max)
         if n_clip:
             warnings.warn(f"{n_clip} voxels outside the {dtype} range were clipped "
                           f"to [{info.min}, {info.max}]", stacklevel=2)
-        return np.clip(rounded, info.min, info.max).astype(dtype)
+        return out
     if dtype == np.bool_:
         return data > 0.5
     return data.astype(dtype)

@@ -4,8 +4,8 @@
     >>> sr, report = super_resolve_self_supervised(vol, budget_s=300)
 
 The whole call (set-up, training and inference) stays within ``budget_s``: the time
-inference will take is estimated from the network's speed on the training patches and
-held back from the training time.
+inference will take is estimated by running a batch of the scan's own planes through the
+network, and held back from the training time.
 """
 
 from __future__ import annotations
@@ -275,6 +275,9 @@ def super_resolve_self_supervised(
     t0 = time.perf_counter()
     if not budget_s > 0:
         raise UserError(f"the time budget must be positive, got {budget_s} s")
+    if save_model is not None and not Path(save_model).parent.is_dir():
+        raise UserError(f"cannot save the model: directory {Path(save_model).parent} "
+                        "does not exist")
     dev = select_device(device)
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,

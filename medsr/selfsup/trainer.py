@@ -1,11 +1,11 @@
 """A training loop that lives within a wall-clock budget.
 
 After a few calibration steps the loop estimates how many steps fit in the time it was
-given and fixes that number as the length of its cosine learning-rate schedule; it stops
-at that step or as soon as the clock runs out, whichever comes first, and reports how far
-it got. The schedule depends on the step count only, so two runs with the same seed and
-the same ``steps`` (``max_steps``) are identical on CPU; a budgeted run records the
-number it planned so it can be replayed.
+given and uses that number as the length of its cosine learning-rate schedule; on a
+shared machine it re-plans that length every ~10% of the run from the recent step time.
+It stops at the planned step or as soon as the clock runs out, whichever comes first, and
+reports how far it got. With ``max_steps`` nothing depends on the clock: two runs with
+the same seed and the same ``steps`` are identical on CPU.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
     calib_start = None
     per_step = recent = None
     last = start
+    replan_every = 10
     step = 0
     while True:
         total = planned if planned is not None else step + 1  # unknown yet: lr stays base
@@ -98,9 +99,12 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
         step += 1
         now = time.perf_counter()
         if per_step is not None:  # track the load: scale the reserve by the slow-down
-            recent = 0.9 * recent + 0.1 * (now - last) if recent else now - last
-            slow = min(4.0, max(0.5, recent / per_step))
+            recent = 0.95 * recent + 0.05 * (now - last) if recent else now - last
+            slow = min(3.0, max(0.5, recent / per_step))
             deadline = end - reserve_s * slow
+            if max_steps is None and (step - 1 - CALIBRATION_STEPS) % replan_every == 0:
+                # the load changed: re-plan the schedule's length to the time left
+                planned = step + max(1, int(0.95 * (deadline - now) / recent))
         last = now
         if step == 1:
             calib_start = time.perf_counter()  # the first step pays one-off costs
@@ -108,6 +112,7 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
             per_step = (now - calib_start) / CALIBRATION_STEPS
             left = deadline - now
             planned = step + max(0, int(0.95 * left / per_step))
+            replan_every = max(10, (planned - step) // 10)
         if progress is not None:
             progress(step, planned or 0, value)
         if step == 1 and max_steps is None and time.perf_counter() >= deadline:
