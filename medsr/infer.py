@@ -159,6 +159,16 @@ def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
     return vol.with_data(data, affine=plan.affine_out)
 
 
+def _per_channel(vol: Volume, plan: Plan, sr, kind: str) -> Volume:
+    """Microscopy stacks: per channel / time point with 1/99.8 percentile normalisation;
+    pictures, frames, video and RGB TIFFs: the SR on luma (Y), bicubic chroma."""
+    from medsr import colour, microscopy
+
+    if kind == "stack":
+        return microscopy.super_resolve_stack(vol, plan, sr)
+    return colour.super_resolve_colour(vol, plan, sr)
+
+
 def _ibp(vol: Volume, plan: Plan, **options: Any) -> np.ndarray:
     from medsr.degrade.ibp import iterative_back_projection
 
@@ -189,20 +199,48 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     :mod:`medsr.pretrained`) and cubic B-spline where none does; ``model`` (a shipped name
     or a checkpoint path) forces a network; any classical method name forces that method.
     """
-    from medsr import io
+    from medsr import colour, io, microscopy
     from medsr.io.common import check_output
+    from medsr.io.video import is_video, read_video
 
     t0 = time.perf_counter()
     input_path = Path(input_path)
-    fmt = io.detect_format(input_path)
-    out_path = Path(output) if output is not None else io.default_output_path(input_path, fmt)
+    video = is_video(input_path)
+    fmt = "video" if video else io.detect_format(input_path)
+    if output is not None:
+        out_path = Path(output)
+    elif video:
+        out_path = input_path.with_name(f"{input_path.stem}_sr{input_path.suffix}")
+    else:
+        out_path = io.default_output_path(input_path, fmt)
     check_output(out_path, overwrite, inputs=[input_path])  # fail before any expensive work
-    vol = io.read(input_path, volume=volume_index, series=series, input_spacing=input_spacing)
+    if video:
+        vol = read_video(input_path)
+    else:
+        vol = io.read(input_path, volume=volume_index, series=series,
+                      input_spacing=input_spacing)
+    kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
+    frames_like = kind == "frames"
+    if frames_like and spacing is None:
+        # pictures, frames and video: upsample in-plane only, never along the frame axis
+        if scale is None:
+            scale = microscopy.DEFAULT_FRAMES_SCALE
+        if np.ndim(scale) == 0:
+            scale = (float(scale), float(scale), 1.0)
     plan = plan_grid(vol, scale=scale, spacing=spacing, max_output_voxels=max_output_voxels)
     notes: list[str] = []
     out = None
     used = method
-    if model is not None or method == "auto":
+    if model is None and method == "auto" and kind is not None:
+        # microscopy-z<k> / frames-x<k> when installed; the MRI models do not apply here
+        model = microscopy.default_model_for(vol, plan)
+        if model is None:
+            used = "catmull-rom" if frames_like else "cubic"
+            if np.any(plan.factors > 1):
+                notes.append(f"no shipped {'frames' if frames_like else 'microscopy'} model "
+                             f"for factors {np.round(plan.factors, 3).tolist()}; used {used}")
+    per_channel = kind is not None
+    if model is not None or used == "auto":
         from medsr.inference.model_sr import select_device, use_all_cores
         from medsr.progress import progress_bar
 
@@ -213,20 +251,31 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
             used = " + ".join(str(p.info.get("name") or model or p.info["architecture"])
                               for p in passes)
             with progress_bar(f"{input_path.name}: super-resolving", progress) as update:
-                out = super_resolve_model(vol, plan, passes, device=dev, tta=tta,
-                                          max_memory=max_memory, progress=update)
+                def net(v: Volume, p: Plan) -> Volume:
+                    return super_resolve_model(v, p, passes, device=dev, tta=tta,
+                                               max_memory=max_memory, progress=update)
+
+                out = _per_channel(vol, plan, net, kind) if per_channel else net(vol, plan)
         else:
             used = "cubic"
             if np.any(plan.factors > 1):
                 notes.append(f"no shipped model for factors {np.round(plan.factors, 3).tolist()}"
                              "; used cubic B-spline")
     if out is None:
-        out = super_resolve(vol, plan, method=used)
+        def classical(v: Volume, p: Plan) -> Volume:
+            return super_resolve(v, p, method=used)
+
+        out = _per_channel(vol, plan, classical, kind) if per_channel else classical(vol, plan)
     options: dict[str, Any] = {}
     if anonymize:
         options["anonymize"] = True
-    written = io.write(out, out_path, overwrite=overwrite, dtype=dtype, inputs=[input_path],
-                       **options)
+    if is_video(out_path):
+        if dtype not in (None, "uint8"):
+            raise UserError(f"video frames are 8-bit; --dtype {dtype} is not possible")
+        written = colour.write_any(out, out_path, overwrite=overwrite, inputs=[input_path])
+    else:
+        written = io.write(out, out_path, overwrite=overwrite, dtype=dtype,
+                           inputs=[input_path], **options)
     return InferResult(input=input_path, output=Path(written), method=used,
                        shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
                        spacing_in=tuple(float(s) for s in vol.spacing),

@@ -2,12 +2,18 @@
 
 An explicit mapping (no import side effects): name -> file in ``medsr/weights`` and what
 it does. Each file has a model card beside it (``<file>.md``) and the checkpoint JSON
-(``<file>.json``); all were trained by ``pipelines/train_default.py``.
+(``<file>.json``). The scan models were trained by ``pipelines/train_default.py``, the
+frames and microscopy models by ``pipelines/train_frames.py`` and
+``pipelines/train_microscopy.py``.
 
 Kinds:
     through-plane  2D network with scale (1, k): one coarse axis (thick slices), applied
                    on the two planes that contain that axis and fused;
-    in-plane       2D network with scale (k, k): two axes, applied slice by slice.
+    in-plane       2D network with scale (k, k): two axes, applied slice by slice;
+    frames         2D network on the luma of pictures / frames / video, x k in-plane;
+    microscopy     2D network with scale (1, k) for the z axis of TIFF stacks.
+Only the first two kinds are chosen automatically for scans; the others are picked by
+:mod:`medsr.microscopy` for their own inputs.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ PRETRAINED: dict[str, Pretrained] = {
           for k in (2, 3, 4, 5, 6)),
         *(Pretrained(f"in-plane-x{k}", f"in_plane_x{k}.safetensors", "in-plane", k)
           for k in (2, 4)),
+        Pretrained("frames-x4", "frames_x4.safetensors", "frames", 4),
+        Pretrained("microscopy-z4", "microscopy_z4.safetensors", "microscopy", 4),
     )
 }
 

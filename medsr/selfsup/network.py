@@ -2,7 +2,7 @@
 
 The network is a small zoo model with scale (1, k) (chosen by measurement, see
 docs/self-supervised.md). ``init="auto"`` fine-tunes the shipped through-plane model for
-factor k when ``medsr/weights`` has one (``through_plane_x{k}.safetensors``), otherwise it
+factor k when ``medsr/weights`` has one (``thick_slice_x{k}.safetensors``), otherwise it
 starts from scratch; ``"default"`` insists on the shipped model, ``"scratch"`` never uses
 it. A fitted model is an ordinary medsr checkpoint (``medsr.engine.checkpoint``:
 safetensors + JSON), with a ``selfsup`` block recording the task it was fitted for, so
@@ -26,6 +26,9 @@ ARCHITECTURE = "sp_vdsr"
 HPARAMS: dict[str, Any] = {"depth": 6, "features": 32, "interpolation": "lanczos"}
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 INITS = ("auto", "scratch", "default")
+RESIDUAL_INIT_SCALE = 0.1
+# shipped through-plane models, by factor (pipelines/train_default.py names them so)
+DEFAULT_NAMES = ("thick_slice_x{k}.safetensors", "through_plane_x{k}.safetensors")
 
 
 def build(k: int, architecture: str = ARCHITECTURE, **hparams: Any) -> nn.Module:
@@ -33,35 +36,47 @@ def build(k: int, architecture: str = ARCHITECTURE, **hparams: Any) -> nn.Module
     hp = {**(HPARAMS if architecture == ARCHITECTURE else {}), **hparams}
     model = models.create(architecture, spatial_dims=2, scale=(1, int(k)), **hp)
     if architecture == "sp_vdsr":
-        # zero the residual's last conv: untrained, the network is exactly its Lanczos
-        # interpolation, so a budget that allows few steps never does worse than that
+        # shrink the residual's last conv: untrained, the network is close to its Lanczos
+        # interpolation (a budget allowing few steps does not do worse than that), yet the
+        # body still gets gradients from the first step (zero init learned 5x slower)
         last = [m for m in model.upsample.modules() if isinstance(m, nn.Conv2d)][-1]
-        nn.init.zeros_(last.weight)
-        if last.bias is not None:
-            nn.init.zeros_(last.bias)
+        with torch.no_grad():
+            last.weight.mul_(RESIDUAL_INIT_SCALE)
+            if last.bias is not None:
+                last.bias.mul_(RESIDUAL_INIT_SCALE)
     return model
 
 
 def default_weights(k: int) -> Path | None:
     """The shipped through-plane model for factor k, if there is one."""
-    path = Path(os.environ.get("MEDSR_WEIGHTS", WEIGHTS_DIR)) / f"through_plane_x{k}.safetensors"
-    return path if path.is_file() else None
+    root = Path(os.environ.get("MEDSR_WEIGHTS", WEIGHTS_DIR))
+    for name in DEFAULT_NAMES:
+        path = root / name.format(k=k)
+        if path.is_file():
+            return path
+    return None
 
 
 def initial_model(k: int, init: str = "auto") -> tuple[nn.Module, str]:
-    """(network, what it started from): the shipped default for factor k, or scratch."""
+    """(network, what it started from): the shipped default for factor k, or scratch.
+
+    ``auto`` falls back to scratch when no default exists or it is not a 2D (1, k) model;
+    ``default`` makes either case an error.
+    """
     if init not in INITS:
         raise UserError(f"init must be one of {', '.join(INITS)}, got {init!r}")
     path = default_weights(k) if init != "scratch" else None
     if path is None:
         if init == "default":
-            raise UserError(f"no shipped through-plane model for factor {k} "
-                            f"(looked for {WEIGHTS_DIR / f'through_plane_x{k}.safetensors'}); "
-                            "use init='scratch' or 'auto'")
+            raise UserError(f"no shipped through-plane model for factor {k} (looked for "
+                            f"{' or '.join(n.format(k=k) for n in DEFAULT_NAMES)} in "
+                            f"{WEIGHTS_DIR}); use init='scratch' or 'auto'")
         return build(k), "scratch"
-    model, info = load_model(path)
+    model, _ = load_model(path)
     if tuple(model.scale) != (1, k) or getattr(model, "spatial_dims", 2) != 2:
-        raise UserError(f"{path} has scale {tuple(model.scale)}, not a 2D (1, {k}) model")
+        if init == "default":
+            raise UserError(f"{path} has scale {tuple(model.scale)}, not a 2D (1, {k}) model")
+        return build(k), f"scratch (default {path.name} is not a 2D (1, {k}) model)"
     return model.train(), f"default:{path.name}"
 
 
