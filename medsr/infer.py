@@ -118,7 +118,7 @@ def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
         passes = []
         for p, axes in pretrained.choose(plan.factors):
             net, info = load(p.name, device)
-            passes.append(Pass(net, info, pass_factors(net, axes)))
+            passes.append(Pass(net, {**info, "name": p.name}, pass_factors(net, axes)))
         return passes
     net, info = load(model, device)
     if net.spatial_dims == 3:

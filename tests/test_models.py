@@ -246,7 +246,7 @@ def test_cli_table_and_pretrained(capsys):
 
     for p in pretrained.PRETRAINED.values():
         line = next(line for line in out.splitlines() if line.split()[:1] == [p.name])
-        assert ("not installed" in line) != p.available
+        assert ("not shipped" in line) != p.available
     assert main(["models", "--scale", "0"]) == 2
 
 

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{json.dumps(info['hparams'].get('features'))} features, "
                       f"card: {p.path.with_suffix('.md')}")
             else:
-                print(f"  {p.name:16s} {p.kind:14s} x{p.factor}  (not installed)")
+                print(f"  {p.name:16s} {p.kind:14s} x{p.factor}  (not shipped: the next larger "
+                      "model of its kind serves this factor)")
         return 0
     from medsr.models.complexity import zoo_table
 
