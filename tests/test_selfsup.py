@@ -334,3 +334,13 @@ def test_init_auto_fine_tunes_a_shipped_default_and_default_requires_one(tmp_pat
     assert rep["init"] == "default:thick_slice_x3.safetensors"
     _, rep = super_resolve_self_supervised(vol, init="scratch", **kw)
     assert rep["init"] == "scratch"
+
+
+def test_a_2d_image_with_one_coarse_axis_end_to_end():
+    vol = Volume(_phantom((40, 12, 1)), np.diag([0.5, 1.5, 1.0, 1.0]))
+    out, rep = super_resolve_self_supervised(vol, budget_s=60.0, steps=3, device="cpu",
+                                             progress=False, network=TINY, patch=16)
+    assert rep["through_plane"]["axis"] == 1 and rep["through_plane"]["inplane_axes"] == (0,)
+    assert out.spatial_shape == (40, 36, 1)
+    np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 3, 1)))
+    assert np.isfinite(out.data).all()

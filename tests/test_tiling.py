@@ -66,3 +66,17 @@ def test_tile_for_memory_shrinks_with_budget():
     big = tile_for_memory((512, 512), (2, 2), (8, 8), width=64, max_bytes=2e9)
     small = tile_for_memory((512, 512), (2, 2), (8, 8), width=64, max_bytes=5e7)
     assert np.prod(small) < np.prod(big) <= 512 * 512
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_channels_last_layout_gives_the_same_result(nd):
+    from medsr.inference.tiling import to_channels_last
+
+    scale = (1, 2) if nd == 2 else (1, 1, 2)
+    net = small_net(nd, scale)
+    x = torch.rand(2, 1, *([9] * nd))
+    with torch.inference_mode():
+        plain = tiled_forward(net, x, scale, [5] * nd, [6] * nd)
+        to_channels_last(net, nd)
+        fast = tiled_forward(net, x, scale, [5] * nd, [6] * nd, channels_last=True)
+    np.testing.assert_allclose(fast.numpy(), plain.numpy(), atol=1e-5)

@@ -85,7 +85,8 @@ def width_of(model: nn.Module) -> int:
 def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              device: torch.device | str = "cpu", batch: int = 8, halo: int = 16,
              max_memory: float = 1.5e9, tile: Sequence[int] | None = None, fuse: bool = True,
-             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+             progress: Callable[[int, int], None] | None = None,
+             channels_last: bool = False) -> np.ndarray:
     """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out."""
     shape = data.shape
     jobs = plan_planes(model.scale, factors, shape, fuse=fuse)
@@ -104,7 +105,8 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
         dst = np.moveaxis(out, (job.slice_axis, u, t), (0, 1, 2))
         for a, b in _slab_iter(src.shape[0], batch):
             x = torch.from_numpy(np.ascontiguousarray(src[a:b]))[:, None]
-            y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=device)
+            y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=device,
+                              channels_last=channels_last)
             if job.weight == 1.0:
                 dst[a:b] = y[:, 0].numpy()
             else:
@@ -119,7 +121,8 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
 def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              device: torch.device | str = "cpu", halo: int = 8, max_memory: float = 1.5e9,
              tile: Sequence[int] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+             progress: Callable[[int, int], None] | None = None,
+             channels_last: bool = False) -> np.ndarray:
     """Run a 3D network over ``data`` (I, J, K) in tiles."""
     ms = tuple(int(s) for s in model.scale)
     if ms != tuple(int(k) for k in factors):
@@ -131,5 +134,6 @@ def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
 
     total = n_tiles(data.shape, tile3)
     y = tiled_forward(model, x, ms, tile3, (halo,) * 3, device=device,
-                      progress=(lambda n: progress(n, total)) if progress else None)
+                      progress=(lambda n: progress(n, total)) if progress else None,
+                      channels_last=channels_last)
     return y[0, 0].numpy()

@@ -103,8 +103,17 @@ def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[
 def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device,
                tta: bool = False, fuse: bool = True, max_memory: float = 1.5e9,
                tile: Sequence[int] | None = None, batch: int = 8,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Apply the passes in order to one channel (I, J, K), intensities restored."""
+               progress: Callable[[int, int], None] | None = None,
+               channels_last: bool | None = None) -> np.ndarray:
+    """Apply the passes in order to one channel (I, J, K), intensities restored.
+
+    ``channels_last`` (default: on the CPU) runs the convolutions in channels-last layout,
+    measurably faster with oneDNN (pipelines/benchmark_speed.py).
+    """
+    from medsr.inference.tiling import to_channels_last
+
+    if channels_last is None:
+        channels_last = torch.device(device).type == "cpu"
     from medsr.data.normalise import robust_range
 
     out = np.asarray(data, dtype=np.float32)
@@ -112,15 +121,18 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
         norm = p.info.get("normalisation") or {}
         lo, hi = robust_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
         x = (out - lo) / (hi - lo)
+        if channels_last:
+            to_channels_last(p.model, p.model.spatial_dims)
         net = FlipEnsemble(p.model) if tta else p.model
         with torch.inference_mode():
             if p.model.spatial_dims == 2:
                 y = apply_2d(net, x.astype(np.float32, copy=False), p.factors, device=device,
                              batch=batch, max_memory=max_memory, tile=tile, fuse=fuse,
-                             progress=progress)
+                             progress=progress, channels_last=channels_last)
             else:
                 y = apply_3d(net, x.astype(np.float32, copy=False), p.factors, device=device,
-                             max_memory=max_memory, tile=tile, progress=progress)
+                             max_memory=max_memory, tile=tile, progress=progress,
+                             channels_last=channels_last)
         del x
         y *= hi - lo
         y += lo

@@ -1,10 +1,16 @@
-"""Robust intensity normalisation, remembered so it can be undone on output."""
+"""Robust intensity normalisation as a small value object, remembered so it can be undone.
+
+The percentiles are computed by :func:`medsr.data.normalise.robust_range`, the same
+function training uses, so a network sees the same intensity scale at inference.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from medsr.data.normalise import robust_range
 
 
 @dataclass(frozen=True)
@@ -15,17 +21,10 @@ class Normalisation:
     hi: float
 
     @classmethod
-    def fit(cls, data: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
-            sample: int = 2_000_000) -> Normalisation:
-        flat = np.asarray(data).reshape(-1)
-        if flat.size > sample:  # a strided sample is enough for percentiles and keeps it fast
-            flat = flat[:: flat.size // sample]
-        lo, hi = np.percentile(flat, percentiles)
-        if not hi > lo:
-            lo, hi = float(flat.min()), float(flat.max())
-        if not hi > lo:
-            hi = lo + 1.0
-        return cls(float(lo), float(hi))
+    def fit(cls, data: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5)
+            ) -> Normalisation:
+        lo, hi = robust_range(np.asarray(data), *percentiles)
+        return cls(lo, hi)
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         return ((np.asarray(data, dtype=np.float32) - self.lo) / (self.hi - self.lo)).astype(
