@@ -144,3 +144,7 @@ def set_pixdim(values: list[float]):
 
 def unique_token() -> str:
     return uuid.uuid4().hex[:8]
+
+
+# x2 by cubic B-spline: these tests are about files, faults and messages, not the networks
+X2_CUBIC = ("--scale", "2", "--method", "cubic")

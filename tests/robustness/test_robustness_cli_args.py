@@ -43,11 +43,11 @@ def test_bad_degrade_arguments(tmp_path):
 def test_max_output_voxels_names_the_flag(tmp_path):
     src = h.nifti(tmp_path / "a.nii.gz", h.small_volume())  # 8x8x4 -> 16x16x8 = 2048
     (tmp_path / "out").mkdir()
-    proc = h.medsr("infer", src, "-o", tmp_path / "out" / "o.nii.gz", "--scale", "2",
+    proc = h.medsr("infer", src, "-o", tmp_path / "out" / "o.nii.gz", *h.X2_CUBIC,
                    "--max-output-voxels", "2000", cwd=tmp_path)
     h.assert_one_line_error(proc, r"2,048 voxels.*limit of 2,000.*--max-output-voxels")
     assert h.entries(tmp_path / "out") == []
-    ok = h.medsr("infer", src, "-o", tmp_path / "out" / "o.nii.gz", "--scale", "2",
+    ok = h.medsr("infer", src, "-o", tmp_path / "out" / "o.nii.gz", *h.X2_CUBIC,
                  "--max-output-voxels", "2048", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
 

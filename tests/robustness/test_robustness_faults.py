@@ -52,7 +52,7 @@ def big_nifti(tmp_path_factory):
     data = np.random.default_rng(0).random((64, 64, 32)).astype(np.float32)
     src = h.nifti(d / "in.nii.gz", data, np.eye(4))
     ref = d / "reference.nii.gz"  # what a complete run writes
-    proc = h.medsr("infer", src, "-o", ref, "--scale", "2", cwd=d)
+    proc = h.medsr("infer", src, "-o", ref, *h.X2_CUBIC, cwd=d)
     assert proc.returncode == 0, proc.stderr
     return {"dir": d, "src": src, "ref": np.asarray(nib.load(ref).dataobj)}
 
@@ -70,7 +70,7 @@ def test_sigkill_during_nifti_write_keeps_previous_file(big_nifti, tmp_path, min
     previous = b"previous complete output"  # any previous content must survive unchanged
     out.write_bytes(previous)
     caught, code, stderr = _kill_mid_write(
-        ["infer", big_nifti["src"], "-o", out, "--scale", "2", "--overwrite"], out_dir,
+        ["infer", big_nifti["src"], "-o", out, *h.X2_CUBIC, "--overwrite"], out_dir,
         tmp_path, signal.SIGKILL, min_bytes)
     if not caught:
         pytest.skip("the write finished before it could be caught (machine too fast)")
@@ -78,8 +78,8 @@ def test_sigkill_during_nifti_write_keeps_previous_file(big_nifti, tmp_path, min
     assert out.read_bytes() == previous  # killed before the rename: the old file
     assert [n for n in h.entries(out_dir) if not n.startswith(".medsr-tmp-")] == ["sr.nii.gz"]
     # the next write into the directory removes the dead process's temporary
-    proc = h.medsr("infer", big_nifti["src"], "-o", out_dir / "again.nii.gz", "--scale",
-                   "2", cwd=tmp_path)
+    proc = h.medsr("infer", big_nifti["src"], "-o", out_dir / "again.nii.gz", *h.X2_CUBIC,
+                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert h.stray_temporaries(out_dir) == []
     assert _is_complete(out_dir / "again.nii.gz", big_nifti["ref"])
@@ -91,7 +91,7 @@ def test_sigkill_at_random_times_never_leaves_a_truncated_file(big_nifti, tmp_pa
     outcomes = set()
     for i, delay in enumerate((0.7, 1.2, 1.6)):
         out = tmp_path / f"sr{i}.nii.gz"
-        proc = h.popen("infer", big_nifti["src"], "-o", out, "--scale", "2", cwd=tmp_path)
+        proc = h.popen("infer", big_nifti["src"], "-o", out, *h.X2_CUBIC, cwd=tmp_path)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
@@ -132,7 +132,7 @@ def test_sigterm_mid_write_is_an_orderly_stop(big_nifti, tmp_path):
     out = out_dir / "sr.nii.gz"
     out.write_bytes(b"previous")
     caught, code, stderr = _kill_mid_write(
-        ["infer", big_nifti["src"], "-o", out, "--scale", "2", "--overwrite"], out_dir,
+        ["infer", big_nifti["src"], "-o", out, *h.X2_CUBIC, "--overwrite"], out_dir,
         tmp_path, signal.SIGTERM, 1)
     if not caught:
         pytest.skip("the write finished before it could be caught")

@@ -121,7 +121,7 @@ def test_hostile_input_fails_cleanly(tmp_path, make, extra, match):
     (tmp_path / "out").mkdir()
     src = make(tmp_path / "in")
     before = h.fingerprint(src)
-    proc = h.medsr("infer", src, "-o", tmp_path / "out" / _out_name(src), "--scale", "2",
+    proc = h.medsr("infer", src, "-o", tmp_path / "out" / _out_name(src), *h.X2_CUBIC,
                    *extra, cwd=tmp_path)
     h.assert_one_line_error(proc, match)
     assert h.entries(tmp_path / "out") == []  # no partial output, no temporaries
@@ -161,7 +161,7 @@ def test_nan_inf_voxels_warned_and_zeroed(tmp_path):
     data = np.random.default_rng(0).random((8, 8, 4)).astype(np.float32) * 100
     data[0, 0, 0], data[3, 4, 1], data[7, 7, 3] = np.nan, np.inf, -np.inf
     src = h.nifti(tmp_path / "nan.nii.gz", data, np.eye(4))
-    proc = h.medsr("infer", src, "-o", tmp_path / "o.nii.gz", "--scale", "2", cwd=tmp_path)
+    proc = h.medsr("infer", src, "-o", tmp_path / "o.nii.gz", *h.X2_CUBIC, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "medsr: warning: " in proc.stderr and "3 of 256 voxels are NaN or infinite" in \
         proc.stderr
@@ -173,7 +173,7 @@ def test_nan_inf_voxels_warned_and_zeroed(tmp_path):
 def test_4d_volume_pick_and_vector_5d(tmp_path):
     data = np.stack([np.full((4, 4, 3), v, np.float32) for v in (10, 20, 30)], axis=-1)
     src = h.nifti(tmp_path / "series.nii.gz", data, np.eye(4))
-    proc = h.medsr("infer", src, "-o", tmp_path / "v2.nii.gz", "--scale", "2", "--volume",
+    proc = h.medsr("infer", src, "-o", tmp_path / "v2.nii.gz", *h.X2_CUBIC, "--volume",
                    "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.asarray(nib.load(tmp_path / "v2.nii.gz").dataobj), 30,
@@ -186,9 +186,9 @@ def test_integer_overshoot_is_clipped_never_wrapped(tmp_path):
     u = np.full((8, 8, 4), 250, np.uint8)
     u[::2, ::2, ::2] = 0
     src = h.nifti(tmp_path / "u8.nii.gz", u, np.eye(4))
-    pf = h.medsr("infer", src, "-o", tmp_path / "f.nii.gz", "--scale", "2", "--dtype",
+    pf = h.medsr("infer", src, "-o", tmp_path / "f.nii.gz", *h.X2_CUBIC, "--dtype",
                  "float32", cwd=tmp_path)
-    pu = h.medsr("infer", src, "-o", tmp_path / "u.nii.gz", "--scale", "2", cwd=tmp_path)
+    pu = h.medsr("infer", src, "-o", tmp_path / "u.nii.gz", *h.X2_CUBIC, cwd=tmp_path)
     assert pf.returncode == 0 and pu.returncode == 0, pf.stderr + pu.stderr
     f = np.asarray(nib.load(tmp_path / "f.nii.gz").dataobj)
     img = nib.load(tmp_path / "u.nii.gz")
@@ -225,13 +225,13 @@ def test_compressed_dicom_without_decoder_names_the_package(tmp_path):
     shutil.copy(get_testdata_file("MR_small_jp2klossless.dcm"), d / "image.dcm")
     before = h.fingerprint(d)
     (tmp_path / "out").mkdir()
-    proc = h.medsr("infer", d, "-o", tmp_path / "out" / "sr", "--scale", "2", cwd=tmp_path,
+    proc = h.medsr("infer", d, "-o", tmp_path / "out" / "sr", *h.X2_CUBIC, cwd=tmp_path,
                    prelude=BLOCK_DECODERS)
     h.assert_one_line_error(proc, r"no decoder installed for 'JPEG 2000.*pip install "
                                   r"pylibjpeg pylibjpeg-openjpeg")
     assert h.entries(tmp_path / "out") == [] and h.fingerprint(d) == before
     # with the decoders present the same file reads (the test is about the decoder)
-    ok = h.medsr("infer", d, "-o", tmp_path / "out" / "sr", "--scale", "2", cwd=tmp_path)
+    ok = h.medsr("infer", d, "-o", tmp_path / "out" / "sr", *h.X2_CUBIC, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
 
 
@@ -248,7 +248,7 @@ def test_non_ascii_and_space_paths_in_a_c_locale(tmp_path):
     dcm = d / "série IRM 2"
     fx.write_series(dcm, case["stored"], case["A_lps"])
     env = {"LC_ALL": "C", "LANG": "C"}
-    p1 = h.medsr("infer", src, "-o", d / "sortie ü.nii.gz", "--scale", "2", cwd=d, env=env)
+    p1 = h.medsr("infer", src, "-o", d / "sortie ü.nii.gz", *h.X2_CUBIC, cwd=d, env=env)
     assert p1.returncode == 0, p1.stderr
     assert nib.load(d / "sortie ü.nii.gz").shape == (16, 16, 8)
     p2 = h.medsr("infer", dcm, "--scale", "1,1,2", cwd=d, env=env)  # default output name
@@ -303,7 +303,7 @@ def test_full_output_location(tmp_path):
     with h.mounted("tmpfs64k", tmp_path / "full") as ok:
         if not ok:
             pytest.skip("cannot mount a tmpfs here")
-        proc = h.medsr("infer", src, "-o", tmp_path / "full" / "o.nii", "--scale", "2",
+        proc = h.medsr("infer", src, "-o", tmp_path / "full" / "o.nii", *h.X2_CUBIC,
                        cwd=tmp_path)
         _check_failed_write(proc, tmp_path / "full", src, before,
                             r"cannot write .*o\.nii: No space left on device")

@@ -84,7 +84,7 @@ def test_shell_metacharacters_in_paths_are_just_names(tmp_path):
     d = tmp_path / "in $(touch pwned_dir); `touch pwned_tick`"
     d.mkdir()
     src = h.nifti(d / "a;$(touch pwned_file);b.nii.gz", h.small_volume())
-    p1 = h.medsr("infer", src, "-o", d / "sr;$(touch pwned_out).nii.gz", "--scale", "2",
+    p1 = h.medsr("infer", src, "-o", d / "sr;$(touch pwned_out).nii.gz", *h.X2_CUBIC,
                  cwd=tmp_path)
     assert p1.returncode == 0, p1.stderr
     assert nib.load(d / "sr;$(touch pwned_out).nii.gz").shape == (16, 16, 8)
