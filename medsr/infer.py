@@ -192,12 +192,17 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                volume_index: int | None = None, series: str | None = None,
                input_spacing: Sequence[float] | None = None,
                max_output_voxels: int = DEFAULT_MAX_OUTPUT_VOXELS,
-               anonymize: bool = False, progress: bool | None = None) -> InferResult:
+               anonymize: bool = False, progress: bool | None = None,
+               self_supervised: bool = False, budget_s: float = 300.0,
+               slice_thickness: float | None = None, slice_profile: str | Path | None = None,
+               save_model: str | Path | None = None, seed: int = 0) -> InferResult:
     """Read ``input_path``, super-resolve it and write the result atomically.
 
     ``method="auto"`` uses the shipped network that fits the factors (see
     :mod:`medsr.pretrained`) and cubic B-spline where none does; ``model`` (a shipped name
     or a checkpoint path) forces a network; any classical method name forces that method.
+    ``self_supervised`` trains a network on the scan itself within ``budget_s`` seconds
+    (:mod:`medsr.selfsup`) and applies it through-plane.
     """
     from medsr import colour, io, microscopy
     from medsr.io.common import check_output
@@ -219,6 +224,14 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     else:
         vol = io.read(input_path, volume=volume_index, series=series,
                       input_spacing=input_spacing)
+    if self_supervised:
+        return _infer_self_supervised(vol, input_path, out_path, t0, scale=scale,
+                                      spacing=spacing, model=model, method=method,
+                                      device=device, budget_s=budget_s,
+                                      slice_thickness=slice_thickness,
+                                      slice_profile=slice_profile, save_model=save_model,
+                                      seed=seed, progress=progress, overwrite=overwrite,
+                                      dtype=dtype, anonymize=anonymize)
     kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
     frames_like = kind == "frames"
     if frames_like and spacing is None:
@@ -277,6 +290,52 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
         written = io.write(out, out_path, overwrite=overwrite, dtype=dtype,
                            inputs=[input_path], **options)
     return InferResult(input=input_path, output=Path(written), method=used,
+                       shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
+                       spacing_in=tuple(float(s) for s in vol.spacing),
+                       spacing_out=tuple(float(s) for s in out.spacing),
+                       seconds=time.perf_counter() - t0, notes=notes)
+
+
+def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float, *,
+                           scale: Any, spacing: Any, model: Any, method: str, device: str,
+                           budget_s: float, slice_thickness: float | None,
+                           slice_profile: str | Path | None, save_model: str | Path | None,
+                           seed: int, progress: bool | None, overwrite: bool,
+                           dtype: str | None, anonymize: bool) -> InferResult:
+    """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
+    spacing), so --scale/--spacing/--model/--method do not apply."""
+    from medsr import io
+    from medsr.selfsup import super_resolve_self_supervised
+
+    if scale is not None or spacing is not None:
+        raise UserError("--self-supervised makes the thick axis isotropic with the in-plane "
+                        "spacing; do not combine it with --scale or --spacing")
+    if model is not None or method != "auto":
+        raise UserError("--self-supervised trains its own network; do not combine it with "
+                        "--model or --method")
+    kernel = None
+    if slice_profile is not None:
+        try:
+            kernel = np.load(slice_profile, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read the slice profile {slice_profile}: {exc}") from exc
+        if kernel.ndim != 1 or kernel.size < 1 or not np.all(np.isfinite(kernel)):
+            raise UserError(f"the slice profile {slice_profile} must be a finite 1D array")
+    out, report = super_resolve_self_supervised(
+        vol, budget_s=budget_s, slice_thickness=slice_thickness, slice_profile=kernel,
+        seed=seed, device=device, save_model=Path(save_model) if save_model else None,
+        progress=bool(progress) if progress is not None else None)
+    options: dict[str, Any] = {"anonymize": True} if anonymize else {}
+    written = io.write(out, out_path, overwrite=overwrite, dtype=dtype, inputs=[input_path],
+                       **options)
+    tr = report.get("train", {})
+    notes = [f"self-supervised: {tr.get('steps', '?')} training steps in "
+             f"{tr.get('seconds', 0.0):.0f} s (stopped by {tr.get('stopped_by') or '?'}; "
+             f"budget {budget_s:.0f} s), slice thickness {report.get('slice_thickness_mm')} "
+             f"mm from {report.get('slice_thickness_source')}"]
+    if report.get("saved_model"):
+        notes.append(f"fitted model saved to {report['saved_model']}")
+    return InferResult(input=input_path, output=Path(written), method="self-supervised",
                        shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
                        spacing_in=tuple(float(s) for s in vol.spacing),
                        spacing_out=tuple(float(s) for s in out.spacing),

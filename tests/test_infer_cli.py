@@ -109,3 +109,33 @@ def test_console_script_version_and_help():
     for cmd in ("infer", "degrade", "train", "eval", "models"):
         res = subprocess.run([*exe, cmd, "--help"], capture_output=True, text=True)
         assert res.returncode == 0 and "usage: medsr" in res.stdout, cmd
+
+
+def test_self_supervised_from_the_command_line(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    A = np.diag([1.0, 1.0, 4.0, 1.0])
+    A[:3, 3] = [5.0, -7.0, 11.0]
+    data = (rng.random((24, 24, 6)) * 500).astype(np.int16)
+    src = tmp_path / "thick.nii.gz"
+    nib.save(nib.Nifti1Image(data, A), src)
+    out = tmp_path / "ss.nii.gz"
+    fit = tmp_path / "fit.safetensors"
+    assert main(["infer", str(src), "-o", str(out), "--self-supervised", "--budget", "8s",
+                 "--save-model", str(fit), "--seed", "1"]) == 0
+    img = nib.load(out)
+    assert img.shape == (24, 24, 24)
+    np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, (1, 1, 4)), atol=1e-5)
+    err = capsys.readouterr().err
+    assert "self-supervised" in err and "training steps" in err and fit.is_file()
+    # the fitted model is reused on a scan acquired the same way
+    again = tmp_path / "again.nii.gz"
+    assert main(["infer", str(src), "-o", str(again), "--model", str(fit)]) == 0
+    assert nib.load(again).shape == (24, 24, 24)
+    # flags that do not combine are one-line user errors
+    assert main(["infer", str(src), "-o", str(tmp_path / "x.nii.gz"), "--self-supervised",
+                 "--scale", "2"]) == 2
+    with pytest.raises(SystemExit) as bad_budget:  # an argparse error: usage line, exit 2
+        main(["infer", str(src), "-o", str(tmp_path / "x.nii.gz"), "--self-supervised",
+              "--budget", "0"])
+    assert bad_budget.value.code == 2
+    assert not (tmp_path / "x.nii.gz").exists()

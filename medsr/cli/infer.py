@@ -23,6 +23,21 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _duration(text: str) -> float:
+    """'300', '90s', '5m', '1h' -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    mult = units.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if mult else t) * (mult or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration like 300, 90s or 5m, "
+                                         f"got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("the budget must be positive")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="NIfTI/MGZ file, DICOM directory or file, TIFF stack, image, folder of "
@@ -52,6 +67,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", type=float, default=1.5, metavar="GB",
                    help="memory for network tiles in GB (default 1.5); tiles shrink to fit")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ss = p.add_argument_group("self-supervised SR (a network trained on the scan itself)")
+    ss.add_argument("--self-supervised", action="store_true",
+                    help="train on the scan's own in-plane data, apply through-plane")
+    ss.add_argument("--budget", type=_duration, default=300.0, metavar="T",
+                    help="time budget, e.g. 300, 90s, 5m (default 5m)")
+    ss.add_argument("--slice-thickness", type=float, metavar="MM",
+                    help="slice thickness (default: DICOM SliceThickness, else the spacing)")
+    ss.add_argument("--slice-profile", metavar="FILE.npy",
+                    help="a 1D slice-profile kernel on the output grid (overrides Gaussian)")
+    ss.add_argument("--save-model", metavar="PATH",
+                    help="save the fitted network to reuse on scans acquired the same way")
+    ss.add_argument("--seed", type=int, default=0, help="seed (self-supervised training)")
     p.add_argument("--dtype", help="output dtype (default: the input's)")
     p.add_argument("--volume", type=int, help="pick volume N (0-based) of a 4D input")
     p.add_argument("--series", help="pick a series (SeriesInstanceUID) in a mixed DICOM directory")
@@ -68,7 +95,10 @@ def _options(args: argparse.Namespace) -> dict:
                 method=args.method, model=args.model, device=args.device, tta=args.tta,
                 max_memory=args.max_memory * 1e9, overwrite=args.overwrite, dtype=args.dtype,
                 volume_index=args.volume, series=args.series, input_spacing=args.input_spacing,
-                max_output_voxels=args.max_output_voxels, anonymize=args.anonymize)
+                max_output_voxels=args.max_output_voxels, anonymize=args.anonymize,
+                self_supervised=args.self_supervised, budget_s=args.budget,
+                slice_thickness=args.slice_thickness, slice_profile=args.slice_profile,
+                save_model=args.save_model, seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
