@@ -10,8 +10,8 @@ from medsr.cli import main
 from medsr.engine.checkpoint import save_model
 from medsr.engine.train import CREATE_KEYS
 from medsr.inference.apply import apply_2d, plan_planes
-from medsr.inference.model_sr import FlipEnsemble
-from medsr.inference.tiling import reflect_pad
+from medsr.inference.model_sr import FlipEnsemble, background_level
+from medsr.inference.tiling import receptive_halo, reflect_pad
 from medsr.volume import Volume
 
 
@@ -54,11 +54,12 @@ def test_model_output_geometry_and_values(tmp_path, thick_scan):
     np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, (1, 1, 4)), atol=1e-5)
     assert img.get_data_dtype() == np.int16
     # the same computation by hand: normalise, run the net on both planes (reflect-padded by
-    # the default halo, as the tiler does), average, restore
+    # the receptive-field halo, as the tiler does), average, restore
     x = nib.load(src).get_fdata().astype(np.float32)
-    lo, hi = np.percentile(x, [0.5, 99.5])
+    lo = background_level(x)  # 0.5th percentile of the lightly smoothed input
+    hi = np.percentile(x, 99.5)
     xn = ((x - lo) / (hi - lo)).astype(np.float32)
-    h = 16
+    h = receptive_halo(net)  # the halo the tiler pads the volume edge with
 
     def run(planes):  # (slices, u, t) -> (slices, u, 4t)
         t = reflect_pad(torch.from_numpy(np.ascontiguousarray(planes))[:, None], [h, h])
@@ -153,3 +154,20 @@ def test_single_slice_nifti_in_plane(tmp_path):
 def test_volume_helper_types():
     v = Volume(np.zeros((2, 3, 4), np.float32), np.eye(4))
     assert v.spatial_shape == (2, 3, 4) and v.channels == 1
+
+
+def test_background_level_ignores_ringing_but_keeps_ct_air():
+    from medsr.degrade import Degradation
+
+    rng = np.random.default_rng(0)
+    mri = np.zeros((64, 64, 4), np.float32)
+    yy, xx = np.mgrid[:64, :64]
+    mri[((yy - 32) ** 2 + (xx - 30) ** 2 < 400)] = 800.0  # a disc on a zero background
+    d = Degradation.from_dict({"scale": [2, 2, 1], "profile": "none", "downsample": "kspace"})
+    d.set_random_state(0)
+    ringing = d(mri[None], spacing=(1.0, 1.0, 1.0))[0]  # truncated k-space: Gibbs ringing
+    assert np.percentile(ringing, 0.5) < -20            # the raw percentile is pulled down
+    assert abs(background_level(ringing)) < 8           # the smoothed one is the level
+    ct = np.full((40, 40, 10), -1000.0, np.float32) + rng.normal(0, 20, (40, 40, 10))
+    ct[5:35, 5:35] = 40.0
+    assert abs(background_level(ct) + 1000) < 30

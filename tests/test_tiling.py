@@ -80,3 +80,20 @@ def test_channels_last_layout_gives_the_same_result(nd):
         to_channels_last(net, nd)
         fast = tiled_forward(net, x, scale, [5] * nd, [6] * nd, channels_last=True)
     np.testing.assert_allclose(fast.numpy(), plain.numpy(), atol=1e-5)
+
+
+def test_receptive_halo_bounds_the_receptive_field():
+    """Outputs beyond the halo do not change when the input changes: the halo is enough."""
+    from medsr.inference.tiling import receptive_halo
+
+    net = small_net(2, (1, 1))
+    h = receptive_halo(net, extra=0)
+    assert h == 4  # three 3x3 convolutions: radius 3, at least 4
+    x = torch.rand(1, 1, 21, 21)
+    y = x.clone()
+    y[0, 0, 10, 10] += 1.0
+    with torch.inference_mode():
+        diff = (net(x) - net(y)).abs()[0, 0]
+    far = torch.ones_like(diff, dtype=torch.bool)
+    far[10 - h:10 + h + 1, 10 - h:10 + h + 1] = False
+    assert diff[far].max() == 0 and diff[~far].max() > 0

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from medsr.errors import UserError
-from medsr.inference.tiling import tile_for_memory, tiled_forward
+from medsr.inference.tiling import receptive_halo, tile_for_memory, tiled_forward
 
 
 @dataclass
@@ -83,13 +83,14 @@ def width_of(model: nn.Module) -> int:
 
 @torch.inference_mode()
 def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
-             device: torch.device | str = "cpu", batch: int = 8, halo: int = 16,
+             device: torch.device | str = "cpu", batch: int = 8, halo: int | None = None,
              max_memory: float = 1.5e9, tile: Sequence[int] | None = None, fuse: bool = True,
              progress: Callable[[int, int], None] | None = None,
              channels_last: bool = False) -> np.ndarray:
     """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out."""
     shape = data.shape
     jobs = plan_planes(model.scale, factors, shape, fuse=fuse)
+    halo = receptive_halo(model) if halo is None else int(halo)
     out_shape = tuple(n * int(k) for n, k in zip(shape, factors))
     out = np.zeros(out_shape, dtype=np.float32)
     width = width_of(model)
@@ -119,12 +120,14 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
 
 @torch.inference_mode()
 def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
-             device: torch.device | str = "cpu", halo: int = 8, max_memory: float = 1.5e9,
+             device: torch.device | str = "cpu", halo: int | None = None,
+             max_memory: float = 1.5e9,
              tile: Sequence[int] | None = None,
              progress: Callable[[int, int], None] | None = None,
              channels_last: bool = False) -> np.ndarray:
     """Run a 3D network over ``data`` (I, J, K) in tiles."""
     ms = tuple(int(s) for s in model.scale)
+    halo = receptive_halo(model) if halo is None else int(halo)
     if ms != tuple(int(k) for k in factors):
         raise UserError(f"a 3D model with scale {ms} cannot give factors {tuple(factors)}")
     tile3 = list(tile) if tile is not None else tile_for_memory(

@@ -97,6 +97,17 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
     return out
 
 
+def receptive_halo(net: torch.nn.Module, extra: int = 3, cap: int = 32) -> int:
+    """A tile halo covering the receptive field: the summed radii of the convolutions (an
+    upper bound for a feed-forward network; HR-side convolutions count at LR scale too)
+    plus ``extra`` for an interpolation skip (Lanczos-3), within [4, ``cap``]."""
+    radius = 0
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.conv._ConvNd):
+            radius += max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
+    return int(min(cap, max(4, radius + extra)))
+
+
 def memory_format(spatial_dims: int) -> torch.memory_format:
     return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
 

@@ -88,9 +88,9 @@ def select_device(device: str | torch.device) -> torch.device:
 def halo_of(model: nn.Module) -> int:
     """Tile halo covering the receptive field: the summed radii of the convolutions
     (an upper bound for a feed-forward net) plus 3 for a Lanczos-3 skip."""
-    radius = sum((m.kernel_size[0] - 1) // 2 * m.dilation[0] for m in model.modules()
-                 if isinstance(m, nn.Conv2d))
-    return int(min(MAX_HALO, max(4, radius + 3)))
+    from medsr.inference.tiling import receptive_halo
+
+    return receptive_halo(model, extra=3, cap=MAX_HALO)
 
 
 def _training_array(vol: Volume) -> np.ndarray:
