@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "jpeg_quality": None,
     "noise_seed": None,
 }
+MAX_FACTOR = 1000      # a larger HR -> LR factor leaves no voxel of any real image
+MAX_WIDTH = 1.0e4      # a wider profile (voxels, mm or LR spacings) is a typo, not physics
 META_KEYS = ("kind", "name", "description", "resolved", "medsr_version", "seed")
 
 
@@ -92,13 +94,14 @@ def _check(p: dict[str, Any]) -> None:
         raise UserError(f"units must be one of {', '.join(UNITS)}, got {p['units']!r}")
     scale = p["scale"] if np.ndim(p["scale"]) else [p["scale"]]
     for k in scale:
-        if not (isinstance(k, int | float) and math.isfinite(k) and k >= 1):
-            raise UserError(f"downsampling factors must be numbers >= 1 (HR -> LR), "
-                            f"got {p['scale']}")
+        if not (isinstance(k, int | float) and math.isfinite(k) and 1 <= k <= MAX_FACTOR):
+            raise UserError(f"downsampling factors must be numbers >= 1 (HR -> LR) and at "
+                            f"most {MAX_FACTOR}, got {p['scale']}")
     for name in ("fwhm", "thickness"):
         vals = p[name] if np.ndim(p[name]) else [p[name]]
-        if any(v is not None and float(v) < 0 for v in vals):
-            raise UserError(f"{name} must be >= 0, got {p[name]}")
+        if any(v is not None and not (math.isfinite(float(v)) and 0 <= float(v) <= MAX_WIDTH)
+               for v in vals):
+            raise UserError(f"{name} must be a number in [0, {MAX_WIDTH:g}], got {p[name]}")
     sig = p["sigma"] if np.ndim(p["sigma"]) else [p["sigma"]]
     if any(float(s) < 0 for s in sig):
         raise UserError(f"noise sigma must be >= 0, got {p['sigma']}")

@@ -204,19 +204,15 @@ def test_degradation_parameters_user_error_or_valid_result(p):
             assert abs(n_out - n_in / k) < 1, (x.shape, y.shape, factors)
 
 
-@pytest.mark.xfail(strict=True, reason="medsr.degrade bug: huge or infinite sizes are not "
-                   "UserErrors (ValueError / OverflowError); remove when fixed")
 @pytest.mark.parametrize("params", [{"scale": 1e30},
                                     {"scale": 2, "thickness": float("inf"), "units": "mm"}])
-def test_degradation_known_bugs(params):
+def test_huge_or_infinite_sizes_are_user_errors(params):
     from medsr.degrade import Degradation
 
-    d = Degradation(**params)
-    x = np.random.default_rng(0).random((1, 10, 9, 6)).astype(np.float32)
-    try:
+    with pytest.raises(UserError):
+        d = Degradation(**params)
+        x = np.random.default_rng(0).random((1, 10, 9, 6)).astype(np.float32)
         d(x, spacing=(1.0, 1.0, 2.0))
-    except UserError:
-        pass
 
 
 @pytest.mark.parametrize("code", [5, -1, 1000])
