@@ -223,3 +223,23 @@ def test_dictionary_forms_keep_hr_and_share_draws():
     a = n({"hr": np.zeros((1, 8, 8, 8))})["hr"]
     n.set_random_state(1)
     np.testing.assert_array_equal(n({"hr": np.zeros((1, 8, 8, 8))})["hr"], a)
+
+
+@pytest.mark.parametrize("kind", ["motion", "ghosting"])
+@pytest.mark.parametrize("shape", [(1, 24, 20, 8), (1, 24, 20)])
+def test_torchio_artefacts_in_the_pipeline_are_seeded(kind, shape):
+    """TorchIO's motion and ghosting are reused (not rewritten): they change the image,
+    replay exactly from last_params, and differ between seeds."""
+    from medsr.degrade import Degradation
+
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    spacing = (1.0,) * (len(shape) - 1)
+    d = Degradation(scale=1, profile="none", artefacts=[{"type": kind}])
+    d.set_random_state(3)
+    a = d(x, spacing=spacing)
+    assert a.shape == x.shape and np.all(np.isfinite(a))
+    assert np.abs(a - x).max() > 1e-3
+    replay = Degradation.from_dict(d.last_params)(x, spacing=spacing)
+    np.testing.assert_array_equal(replay, a)
+    d.set_random_state(4)
+    assert np.abs(d(x, spacing=spacing) - a).max() > 1e-6

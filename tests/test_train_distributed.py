@@ -113,7 +113,9 @@ def test_only_rank_zero_writes(runs):
     rows = metrics_rows(two)
     assert [r["step"] for r in rows] == ["3", "6"]  # each row once: one writer
     assert sorted(p.name for p in two.iterdir()) == [
-        "checkpoints", "manifest.json", "metrics.csv", "training_curve.png"]
+        "checkpoints", "manifest.json", "metrics.csv", "tensorboard", "training_curve.png"]
+    events = list((two / "tensorboard").iterdir())
+    assert len(events) == 1 and events[0].name.startswith("events.out.tfevents")
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == [
         "best.json", "best.safetensors", "last.json", "last.safetensors", "state-000000006"]
     manifest = json.loads((two / "manifest.json").read_text())

@@ -74,3 +74,25 @@ def test_sampling_geometry_and_permutation_rules():
     d = np.diff(s["hr"][:, 4, 4])
     assert set(d.tolist()) <= {0.0, 1.0} and d.sum() >= 2  # edges replicate at the border
     assert math.isclose(float(s["hr"][2, 0, 0] % 1), 0.0)
+
+
+def test_metrics_mirror_to_tensorboard_and_purge_on_resume(tmp_path):
+    """The CSV's scalars also go to TensorBoard; a resume purges events after its step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from medsr.engine.train import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.csv", ["step", "loss", "val_psnr"])
+    log.start(None)
+    for step in (1, 2, 3):
+        log.write({"step": step, "loss": 1.0 / step, "val_psnr": 20.0 + step})
+    log.close()
+    log = MetricsLog(tmp_path / "metrics.csv", ["step", "loss", "val_psnr"])
+    log.start(2)  # resumed after step 2: step 3 is redone with another value
+    log.write({"step": 3, "loss": 0.125, "val_psnr": None})
+    log.close()
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    loss = {e.step: e.value for e in acc.Scalars("loss")}
+    assert loss == {1: 1.0, 2: 0.5, 3: 0.125}
+    assert [e.step for e in acc.Scalars("val_psnr")] == [1, 2]

@@ -50,17 +50,56 @@ MAX_WIDTH = 1.0e4      # a wider profile (voxels, mm or LR spacings) is a typo, 
 META_KEYS = ("kind", "name", "description", "resolved", "medsr_version", "seed")
 
 
+class _TorchIOArtefact:
+    """A TorchIO random transform (motion, ghosting) on a channel-first tensor, seeded.
+
+    TorchIO draws from torch's global generator, so the draw runs inside a forked RNG
+    seeded with ``seed``: the same seed gives the same artefact, and the caller's random
+    state is untouched. 2D images get a singleton third axis for TorchIO.
+    """
+
+    def __init__(self, cls: Any, kwargs: dict[str, Any], seed: int) -> None:
+        self.cls, self.kwargs, self.seed = cls, kwargs, int(seed)
+
+    def __call__(self, y: Any) -> torch.Tensor:
+        t = torch.as_tensor(y).detach().to("cpu", torch.float32)
+        two_d = t.dim() == 3
+        if two_d:
+            t = t.unsqueeze(-1)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            out = self.cls(**self.kwargs)(t)
+        out = torch.as_tensor(out)
+        return out[..., 0] if two_d else out
+
+
+TORCHIO_ARTEFACTS = {"motion": "RandomMotion", "ghosting": "RandomGhosting"}
+
+
 def _artefact(spec: dict[str, Any], seed: int) -> Transform:
-    """A MONAI artefact transform (probability 1) from {"type": ..., **kwargs}."""
+    """An artefact transform (probability 1) from {"type": ..., **kwargs}: MONAI's Gibbs
+    ringing, bias field and k-space spikes, TorchIO's motion and ghosting."""
     from monai.transforms import RandBiasField, RandGibbsNoise, RandKSpaceSpikeNoise
 
     classes = {"gibbs": RandGibbsNoise, "bias_field": RandBiasField,
                "kspace_spike": RandKSpaceSpikeNoise}
     kwargs = dict(spec)
     kind = kwargs.pop("type", None)
-    if kind not in classes:
-        raise UserError(f"unknown artefact {kind!r}; choose one of {', '.join(classes)}")
+    if kind not in classes and kind not in TORCHIO_ARTEFACTS:
+        raise UserError(f"unknown artefact {kind!r}; choose one of "
+                        f"{', '.join([*classes, *TORCHIO_ARTEFACTS])}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if kind in TORCHIO_ARTEFACTS:
+        try:
+            import torchio
+        except ImportError as exc:
+            raise UserError(f"artefact {kind} needs TorchIO: pip install torchio") from exc
+        cls = getattr(torchio, TORCHIO_ARTEFACTS[kind])
+        try:
+            cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"artefact {kind}: {exc}") from exc
+        return _TorchIOArtefact(cls, kwargs, seed)
     try:
         t = classes[kind](prob=1.0, **kwargs)
     except TypeError as exc:

@@ -172,12 +172,31 @@ def model_info(cfg: dict, model: nn.Module, in_ch: int, out_ch: int,
 # --- metrics.csv ------------------------------------------------------------------------
 
 class MetricsLog:
-    """Append-only CSV with a fixed header; on resume, rows after the saved step are cut."""
+    """Append-only CSV with a fixed header; on resume, rows after the saved step are cut.
+
+    When TensorBoard is installed the same scalars also go to ``<run>/tensorboard``
+    (events after the resume step are purged, as in the CSV).
+    """
 
     def __init__(self, path: Path, columns: list[str]) -> None:
         self.path, self.columns = path, columns
+        self.board: Any = None
+
+    def _open_board(self, resume_step: int | None) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        purge = None if resume_step is None else resume_step + 1
+        self.board = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=purge)
+
+    def close(self) -> None:
+        if self.board is not None:
+            self.board.close()
+            self.board = None
 
     def start(self, resume_step: int | None) -> None:
+        self._open_board(resume_step)
         if resume_step is None or not self.path.exists():
             with open(self.path, "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow(self.columns)
@@ -193,6 +212,12 @@ class MetricsLog:
             csv.writer(f).writerow([_fmt(row.get(c)) for c in self.columns])
             f.flush()
             os.fsync(f.fileno())
+        if self.board is not None:
+            for c in self.columns[1:]:
+                v = row.get(c)
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    self.board.add_scalar(c, float(v), int(row["step"]))
+            self.board.flush()
 
 
 def _fmt(v: Any) -> str:
@@ -512,6 +537,7 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
         if s % t["ckpt_every"] == 0 or s == total:
             save_all(s)
     bar.close()
+    metrics.close()
 
     if main:
         from medsr.engine.figures import training_curve
