@@ -254,7 +254,8 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                              f"for factors {np.round(plan.factors, 3).tolist()}; used {used}")
     per_channel = kind is not None
     if model is not None or used == "auto":
-        from medsr.inference.model_sr import select_device, use_all_cores
+        from medsr.devices import select_device
+        from medsr.inference.model_sr import use_all_cores
         from medsr.progress import progress_bar
 
         dev = select_device(device)

@@ -136,7 +136,7 @@ def make_sr(method: str = "auto", model: str | Path | None = None, plan: Any = N
     if model is None and method == "auto" and vol is not None and plan is not None:
         model = default_model_for(vol, plan)
     if model is not None:
-        from medsr.inference.model_sr import select_device
+        from medsr.devices import select_device
 
         dev = select_device(device)
         passes = model_passes(plan, model, dev)

@@ -30,8 +30,9 @@ import scipy.ndimage as ndi
 import torch
 
 from medsr import models
+from medsr.devices import select_device
 from medsr.infer import model_passes, plan_grid, super_resolve, super_resolve_model
-from medsr.inference.model_sr import select_device, use_all_cores
+from medsr.inference.model_sr import use_all_cores
 from medsr.volume import Volume
 
 

@@ -245,7 +245,7 @@ def _expand(paths: list[str]) -> list[str]:
 
 def evaluate_model_cli(args: argparse.Namespace) -> int:
     """``medsr eval --run DIR | --model PATH --data ...``: tables + figures; exit code."""
-    from medsr.engine.train import select_device
+    from medsr.devices import select_device
 
     if bool(getattr(args, "run", None)) == bool(getattr(args, "model", None)):
         raise UserError("give exactly one of --run DIR or --model PATH")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr.devices import select_device
 from medsr.engine import config as cfgmod
 from medsr.engine import determinism, distributed
 from medsr.engine.checkpoint import (
@@ -51,17 +52,6 @@ CREATE_KEYS = ("spatial_dims", "scale", "in_channels", "out_channels", "name")
 
 
 # --- small pure helpers -----------------------------------------------------------------
-
-def select_device(name: str) -> torch.device:
-    """auto -> cuda when available else cpu; cuda without a GPU is a UserError."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UserError("device cuda requested but no CUDA GPU is available")
-        return torch.device("cuda", distributed.local_rank())
-    return torch.device("cpu")
-
 
 def lr_at(step: int, optim_cfg: dict, sched_cfg: dict, total: int) -> float:
     """Learning rate of (0-based) ``step``: linear warm-up, then none / step / cosine."""

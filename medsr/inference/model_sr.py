@@ -21,16 +21,6 @@ from medsr.errors import UserError
 from medsr.inference.apply import apply_2d, apply_3d
 
 
-def select_device(device: str = "auto") -> torch.device:
-    """auto -> CUDA when present, else CPU; asking for CUDA without one is a user error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (torch "
-                        f"{torch.__version__} sees none); use --device cpu")
-    return torch.device(device)
-
-
 def use_all_cores() -> None:
     """Intra-op threads = the cores this process may use (not more)."""
     try:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from medsr import geometry
+from medsr.devices import select_device
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d
 from medsr.inference.normalise import Normalisation
@@ -70,19 +71,6 @@ class Fitted:
                 "slice_thickness_source": self.thickness_source,
                 "slice_profile": [float(v) for v in self.kernel], "init": self.init,
                 "seed": seed, "train": self.train_report.to_dict(), **self.extra}
-
-
-def select_device(device: str | torch.device) -> torch.device:
-    """auto -> CUDA when available, else CPU; cuda without a GPU is a UserError."""
-    if isinstance(device, torch.device):
-        return device
-    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise UserError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError(f"device {device} requested but no CUDA GPU is available")
-    return torch.device("cuda" if device == "auto" else device)
 
 
 def halo_of(model: nn.Module) -> int:
