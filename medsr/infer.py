@@ -82,8 +82,6 @@ def plan_grid(vol: Volume, scale: float | Sequence[float] | None = None,
     if np.any(factors < 1.0 - 1e-9):
         raise UserError(f"scale factors must be >= 1 (got {np.round(factors, 4).tolist()}); "
                         "medsr infer only upsamples — use medsr degrade to downsample")
-    factors = np.where(np.array(shape_in) == 1, np.where(np.isclose(factors, 1.0), 1.0, factors),
-                       factors)
     shape_out = geometry.output_shape(shape_in, factors)
     n_out = int(np.prod(shape_out, dtype=np.int64)) * vol.channels
     if n_out > max_output_voxels:
@@ -204,7 +202,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     ``self_supervised`` trains a network on the scan itself within ``budget_s`` seconds
     (:mod:`medsr.selfsup`) and applies it through-plane.
     """
-    from medsr import colour, io, microscopy
+    from medsr import io, microscopy
     from medsr.io.common import check_output
     from medsr.io.video import is_video, read_video
 
@@ -280,17 +278,26 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
             return super_resolve(v, p, method=used)
 
         out = _per_channel(vol, plan, classical, kind) if per_channel else classical(vol, plan)
-    options: dict[str, Any] = {}
-    if anonymize:
-        options["anonymize"] = True
+    return _write_result(vol, out, input_path, out_path, t0, method=used, notes=notes,
+                         overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+
+
+def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0: float, *,
+                  method: str, notes: list[str], overwrite: bool, dtype: str | None,
+                  anonymize: bool) -> InferResult:
+    """Write ``out`` in the format ``out_path`` names (video by its suffix) and report."""
+    from medsr import colour, io
+    from medsr.io.video import is_video
+
     if is_video(out_path):
         if dtype not in (None, "uint8"):
             raise UserError(f"video frames are 8-bit; --dtype {dtype} is not possible")
         written = colour.write_any(out, out_path, overwrite=overwrite, inputs=[input_path])
     else:
+        options: dict[str, Any] = {"anonymize": True} if anonymize else {}
         written = io.write(out, out_path, overwrite=overwrite, dtype=dtype,
                            inputs=[input_path], **options)
-    return InferResult(input=input_path, output=Path(written), method=used,
+    return InferResult(input=input_path, output=Path(written), method=method,
                        shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
                        spacing_in=tuple(float(s) for s in vol.spacing),
                        spacing_out=tuple(float(s) for s in out.spacing),
@@ -305,7 +312,6 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                            dtype: str | None, anonymize: bool) -> InferResult:
     """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
     spacing), so --scale/--spacing/--model/--method do not apply."""
-    from medsr import io
     from medsr.selfsup import super_resolve_self_supervised
 
     if scale is not None or spacing is not None:
@@ -326,9 +332,6 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
         vol, budget_s=budget_s, slice_thickness=slice_thickness, slice_profile=kernel,
         seed=seed, device=device, save_model=Path(save_model) if save_model else None,
         progress=bool(progress) if progress is not None else None)
-    options: dict[str, Any] = {"anonymize": True} if anonymize else {}
-    written = io.write(out, out_path, overwrite=overwrite, dtype=dtype, inputs=[input_path],
-                       **options)
     tr = report.get("train", {})
     notes = [f"self-supervised: {tr.get('steps', '?')} training steps in "
              f"{tr.get('seconds', 0.0):.0f} s (stopped by {tr.get('stopped_by') or '?'}; "
@@ -336,8 +339,5 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
              f"mm from {report.get('slice_thickness_source')}"]
     if report.get("saved_model"):
         notes.append(f"fitted model saved to {report['saved_model']}")
-    return InferResult(input=input_path, output=Path(written), method="self-supervised",
-                       shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
-                       spacing_in=tuple(float(s) for s in vol.spacing),
-                       spacing_out=tuple(float(s) for s in out.spacing),
-                       seconds=time.perf_counter() - t0, notes=notes)
+    return _write_result(vol, out, input_path, out_path, t0, method="self-supervised",
+                         notes=notes, overwrite=overwrite, dtype=dtype, anonymize=anonymize)

@@ -16,9 +16,10 @@ import torch
 from benchmark_quality import degrade, test_volume
 
 from medsr import metrics
+from medsr.data.normalise import input_range
 from medsr.infer import model_passes, plan_grid
 from medsr.inference.apply import apply_2d
-from medsr.inference.model_sr import FlipEnsemble, background_level, use_all_cores
+from medsr.inference.model_sr import FlipEnsemble, use_all_cores
 
 
 def main() -> int:
@@ -29,8 +30,7 @@ def main() -> int:
         lr = degrade(hr, (1, 1, 4), profile)
         plan = plan_grid(lr, scale=(1, 1, 4))
         p = model_passes(plan, None, torch.device("cpu"))[0]
-        lo = background_level(lr.data)
-        hi = float(np.percentile(lr.data, 99.5))
+        lo, hi = input_range(lr.data)
         x = ((lr.data - lo) / (hi - lo)).astype(np.float32)
         variants = {
             "planes (y, z) only": dict(net=p.model, slice_axis=0),

@@ -89,26 +89,37 @@ chroma is upsampled by bicubic (`medsr.colour.super_resolve_colour`).
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(doc: str, name: str, data: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line shared by the frames and microscopy training pipelines."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--steps", type=int, help="override train.steps")
+    ap.add_argument("--run-dir", default=str(ROOT / "runs" / name))
+    ap.add_argument("--data", default=str(ROOT / "runs" / "data" / data))
+    ap.add_argument("--no-install", action="store_true", help="do not copy into medsr/weights")
+    return ap.parse_args(argv)
+
+
+def run_training(config: Path, args: argparse.Namespace, what: str) -> tuple[dict, dict, float]:
+    """Train ``config`` on ``args.data`` into ``args.run_dir``: (config, summary, minutes)."""
     from medsr.engine.config import load_config
     from medsr.engine.train import train
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, help="override train.steps")
-    ap.add_argument("--run-dir", default=str(ROOT / "runs" / "frames_x4"))
-    ap.add_argument("--data", default=str(ROOT / "runs" / "data" / "frames_y"))
-    ap.add_argument("--no-install", action="store_true", help="do not copy into medsr/weights")
-    args = ap.parse_args(argv)
-    files = write_data(Path(args.data))
     sets = [f"data.path={args.data}"]
     if args.steps:
         sets.append(f"train.steps={args.steps}")
-    cfg = load_config(CONFIG, sets)
+    cfg = load_config(config, sets)
     t0 = time.perf_counter()
     summary = train(cfg, args.run_dir, progress=False)
     minutes = (time.perf_counter() - t0) / 60
     print(f"trained {summary['steps']} steps in {minutes:.1f} min; best val PSNR "
-          f"{summary['best_psnr']:.2f} dB (normalised Y) at step {summary['best_step']}")
+          f"{summary['best_psnr']:.2f} dB ({what}) at step {summary['best_step']}")
+    return cfg, summary, minutes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(__doc__, "frames_x4", "frames_y", argv)
+    files = write_data(Path(args.data))
+    cfg, summary, minutes = run_training(CONFIG, args, "normalised Y")
     if not args.no_install:
         card = frames_card(cfg, summary, minutes, len(files))
         print("installed", install(Path(summary["best"]), "frames_x4", card))

@@ -14,9 +14,7 @@ pipelines/benchmark_quality_frames.py. Config: configs/microscopy_z4.yaml.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frames_data  # noqa: E402
-from train_frames import install  # noqa: E402
+from train_frames import install, parse_args, run_training  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "microscopy_z4.yaml"
@@ -43,25 +41,9 @@ def write_data(folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medsr.engine.config import load_config
-    from medsr.engine.train import train
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, help="override train.steps")
-    ap.add_argument("--run-dir", default=str(ROOT / "runs" / "microscopy_z4"))
-    ap.add_argument("--data", default=str(ROOT / "runs" / "data" / "microscopy"))
-    ap.add_argument("--no-install", action="store_true", help="do not copy into medsr/weights")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, "microscopy_z4", "microscopy", argv)
     write_data(Path(args.data))
-    sets = [f"data.path={args.data}"]
-    if args.steps:
-        sets.append(f"train.steps={args.steps}")
-    cfg = load_config(CONFIG, sets)
-    t0 = time.perf_counter()
-    summary = train(cfg, args.run_dir, progress=False)
-    minutes = (time.perf_counter() - t0) / 60
-    print(f"trained {summary['steps']} steps in {minutes:.1f} min; best val PSNR "
-          f"{summary['best_psnr']:.2f} dB (normalised) at step {summary['best_step']}")
+    cfg, summary, minutes = run_training(CONFIG, args, "normalised")
     if not args.no_install:
         card = f"""# microscopy-z4
 

@@ -7,10 +7,11 @@ import torch
 
 from medsr import geometry, models
 from medsr.cli import main
+from medsr.data.normalise import background_level
 from medsr.engine.checkpoint import save_model
 from medsr.engine.train import CREATE_KEYS
 from medsr.inference.apply import apply_2d, plan_planes
-from medsr.inference.model_sr import FlipEnsemble, background_level
+from medsr.inference.model_sr import FlipEnsemble
 from medsr.inference.tiling import receptive_halo, reflect_pad
 from medsr.volume import Volume
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.data.normalise import denormalise, normalise, robust_range
+from medsr.data.normalise import denormalise, input_range, normalise
 from medsr.errors import UserError
 from medsr.volume import Volume
 
@@ -47,7 +47,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, info: dict[str
         raise UserError(f"expected a (I, J, K[, C]) volume, got shape {data.shape}")
     chw = (data[None] if data.ndim == 3 else np.moveaxis(data, -1, 0)).astype(np.float32)
     norm = info.get("normalisation") or {"lower": 0.5, "upper": 99.5}
-    lo, hi = robust_range(chw, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
+    lo, hi = input_range(chw, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
     x = normalise(chw, lo, hi)
     device = torch.device(device)
     model = model.to(device).eval()

@@ -30,22 +30,6 @@ def use_all_cores() -> None:
     torch.set_num_threads(max(1, n))
 
 
-def background_level(data: np.ndarray, lower: float = 0.5, sigma: float = 1.0) -> float:
-    """The ``lower`` percentile of the input smoothed by a Gaussian of ``sigma`` voxels.
-
-    Training normalises clean HR volumes by their 0.5th percentile (the background level:
-    0 for MRI magnitude, -1000 for CT air). A low-resolution input carries ringing
-    (k-space truncation) and noise around that level, which pull its raw 0.5th percentile
-    below it, and the network then paints the background at the wrong level. Ringing and
-    noise are high-frequency; after a light smoothing the percentile is the level itself.
-    """
-    from scipy.ndimage import gaussian_filter
-
-    smooth = gaussian_filter(np.asarray(data, dtype=np.float32), sigma=sigma, mode="nearest")
-    finite = smooth[np.isfinite(smooth)]
-    return float(np.percentile(finite, lower)) if finite.size else 0.0
-
-
 class FlipEnsemble(nn.Module):
     """Self-ensemble: average the network over flips of every spatial axis (2^d passes)."""
 
@@ -120,14 +104,12 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
 
     if channels_last is None:
         channels_last = torch.device(device).type == "cpu"
-    from medsr.data.normalise import robust_range
+    from medsr.data.normalise import input_range
 
     out = np.asarray(data, dtype=np.float32)
     for p in passes:
         norm = p.info.get("normalisation") or {}
-        lo, hi = robust_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
-        lo = min(background_level(out, float(norm.get("lower", 0.5))),
-                 hi - 1e-6 * abs(hi) - 1e-12)
+        lo, hi = input_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
         x = (out - lo) / (hi - lo)
         if channels_last:
             to_channels_last(p.model, p.model.spatial_dims)

@@ -7,8 +7,8 @@ stitched output equals the whole-volume output to float rounding, so no seam can
 At the volume edges the input is padded reflectively by the halo (the same for tiled and
 whole-volume runs) so the border is not darkened by the convolutions' zero padding.
 
-Optionally (``blend="gaussian"``) overlapping tiles are combined with Gaussian weights
-through MONAI's ``sliding_window_inference`` instead.
+Each output voxel is computed from its full receptive field, so no blending of
+overlapping tiles (e.g. MONAI's Gaussian-weighted ``sliding_window_inference``) is needed.
 """
 
 from __future__ import annotations
@@ -140,14 +140,3 @@ def tile_for_memory(spatial: Sequence[int], scale: Sequence[int], halo: Sequence
             break
         t[ax] = max(8, t[ax] // 2)
     return t[:nd]
-
-
-def gaussian_blend_forward(net: Net, x: torch.Tensor, scale: Sequence[int],
-                           tile: Sequence[int], overlap: float = 0.5,
-                           device: torch.device | str = "cpu") -> torch.Tensor:
-    """MONAI ``sliding_window_inference`` with Gaussian blending and a zoomed output."""
-    from monai.inferers import sliding_window_inference
-
-    return sliding_window_inference(x, roi_size=list(tile), sw_batch_size=1, predictor=net,
-                                    overlap=overlap, mode="gaussian", padding_mode="reflect",
-                                    sw_device=device, device="cpu")
