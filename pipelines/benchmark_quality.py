@@ -16,6 +16,13 @@ Methods: nearest, linear, cubic (B-spline), lanczos, ibp (Gaussian forward model
 10 iterations), medsr (the shipped default that `medsr infer` picks with no flags).
 
     python pipelines/benchmark_quality.py [--quick] [--json out.json] [--markdown out.md]
+
+Other suites, each its own script with its own options (arguments after the suite name
+are passed on):
+
+    python pipelines/benchmark_quality.py selfsup ...   # benchmark_selfsup.py (issue 7)
+    python pipelines/benchmark_quality.py frames ...    # benchmark_quality_frames.py
+                                                        # (frames and microscopy, issue 9)
 """
 
 from __future__ import annotations
@@ -84,7 +91,24 @@ def run_method(method: str, lr: Volume, factors, device) -> tuple[np.ndarray, fl
     return out.data, time.perf_counter() - t0
 
 
+SUITES = {"selfsup": "benchmark_selfsup", "frames": "benchmark_quality_frames"}
+
+
+def run_suite(name: str, argv: list[str]) -> int:
+    """Run another benchmark suite (a sibling script's ``main``)."""
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    return int(importlib.import_module(SUITES[name]).main(argv) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUITES:
+        return run_suite(argv[0], argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="x4 cases only")
     ap.add_argument("--methods", default=",".join(METHODS))
