@@ -7,15 +7,21 @@ of CUDA libraries, so the venv borrows this interpreter's (CPU) torch through a 
 shim of symlinks instead; ECLARE and radifox-utils are installed with ``--no-deps`` and
 their other requirements explicitly.
 
-For each case the HR volume (MNI152 at 1 mm, from nilearn) gets thick slices simulated
-with ``medsr.degrade`` (profile FWHM / width = k mm, ``decimate``) and written as NIfTI.
+For each case the HR volume (the held-out posterior block of MNI152 at 1 mm, as in
+``benchmark_selfsup.py``) gets thick slices simulated with ``medsr.degrade`` (profile
+FWHM / width = k mm, ``decimate``) and written as NIfTI.
 ECLARE runs first with the true slice profile and ``--n-patches`` (default 12,800 = 100
 steps of batch 128, the cut the issue measured at ~10.5 minutes on this machine); its
 wall time T, process start to finish, is then the budget medsr gets
 (``super_resolve_self_supervised(budget_s=T)``). Prints case, method, PSNR, SSIM,
-seconds. Long: run by hand, never in CI.
+seconds. ``--threads N`` gives both the same number of CPU threads (ECLARE through
+``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` in its environment, medsr through
+``torch.set_num_threads``). ECLARE's output and wall time are kept in the case's work
+folder; ``--reuse-eclare`` takes them from there instead of running ECLARE again (same
+LR volume, same settings), e.g. to re-run medsr after a change. Long: run by hand, never
+in CI.
 
-    python pipelines/compare_eclare.py                       # MNI, Gaussian, x4
+    python pipelines/compare_eclare.py --threads 1 --out docs/benchmarks/eclare.txt
     python pipelines/compare_eclare.py --cases mni-gauss-x4 mni-rect-x4 --n-patches 6400
 """
 
@@ -76,8 +82,29 @@ def ensure_venv(root: Path) -> Path:
 
 
 def run_eclare(exe: Path, lr_path: Path, out_dir: Path, k: int, profile: str,
-               n_patches: int, batch: int) -> tuple[np.ndarray, float]:
+               n_patches: int, batch: int, threads: int | None, reuse: bool
+               ) -> tuple[np.ndarray, float, str]:
+    """ECLARE's output, its wall time (process start to finish) and a note."""
+    import json
+
     import nibabel as nib
+
+    record = out_dir / "eclare.json"
+    settings = {"k": k, "profile": profile, "n_patches": n_patches, "batch": batch,
+                "threads": threads}
+    if reuse and record.is_file():
+        rec = json.loads(record.read_text())
+        out = next(out_dir.glob("*_eclare.nii*"), None)
+        if rec.get("settings") == settings and out is not None:
+            data = np.asarray(nib.load(str(out)).get_fdata(), dtype=np.float32)
+            return data, float(rec["seconds"]), "reused from " + str(record)
+        print(f"# {record} does not match these settings: running ECLARE", file=sys.stderr)
+    for old in out_dir.glob("*_eclare.nii*"):
+        old.unlink()
+    env = dict(os.environ)
+    if threads:
+        env.update({v: str(threads) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                              "OPENBLAS_NUM_THREADS")})
 
     cmd = [str(exe), "--in-fpath", str(lr_path), "--out-dir", str(out_dir),
            "--relative-slice-thickness", str(float(k)),
@@ -85,10 +112,11 @@ def run_eclare(exe: Path, lr_path: Path, out_dir: Path, k: int, profile: str,
            "--batch-size", str(batch), "--gpu-id", "-1"]
     t = time.perf_counter()
     with open(out_dir / "eclare.log", "w") as log:
-        run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     seconds = time.perf_counter() - t
+    record.write_text(json.dumps({"settings": settings, "seconds": seconds}) + "\n")
     out = next(out_dir.glob("*_eclare.nii*"))
-    return np.asarray(nib.load(str(out)).get_fdata(), dtype=np.float32), seconds
+    return np.asarray(nib.load(str(out)).get_fdata(), dtype=np.float32), seconds, ""
 
 
 def common(hr: np.ndarray, sr: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
@@ -112,13 +140,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crop", type=int, default=None, metavar="N",
                     help="use only a central N x N in-plane block (a quick pipeline check; "
                     "ECLARE's inference takes ~4 s per full MNI slice on this machine)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for both ECLARE and medsr (default: their own)")
+    ap.add_argument("--reuse-eclare", action="store_true",
+                    help="reuse ECLARE's output and time from an earlier run with the "
+                    "same settings")
+    ap.add_argument("--skip-medsr", action="store_true",
+                    help="run ECLARE (and cubic) only, e.g. to reuse it later")
+    ap.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = ap.parse_args(argv)
     if os.environ.get("CI"):
         print("compare_eclare.py is a long manual benchmark; not run in CI")
         return 0
     import nibabel as nib
+    import torch
 
     from medsr.selfsup import super_resolve_self_supervised
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     exe = ensure_venv(args.venv)
     work = args.work or args.venv / "runs"
@@ -140,17 +180,27 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         cub = run_cubic(lr, axis, k)
         rows.append((case, "cubic", *score(hr.data, cub), time.perf_counter() - t, ""))
-        ecl, t_ecl = run_eclare(exe, lr_path, d, k, profile, args.n_patches, args.batch_size)
+        ecl, t_ecl, reused = run_eclare(exe, lr_path, d, k, profile, args.n_patches,
+                                        args.batch_size, args.threads, args.reuse_eclare)
         h, e, note = common(hr.data, ecl)
+        note = "; ".join(x for x in (note, reused) if x)
         rows.append((case, f"ECLARE ({args.n_patches} patches)", *score(h, e), t_ecl, note))
+        if args.skip_medsr:
+            continue
         t = time.perf_counter()
         sr, rep = super_resolve_self_supervised(lr, budget_s=t_ecl, profile=profile,
                                                 seed=args.seed, progress=sys.stderr.isatty())
         rows.append((case, f"medsr self-sup ({t_ecl:.0f}s)", *score(hr.data, sr.data),
-                     time.perf_counter() - t, f"{rep['train']['steps']} steps"))
-    print(f"{'case':<14} {'method':<28} {'PSNR':>7} {'SSIM':>7} {'seconds':>8}  note")
+                     time.perf_counter() - t,
+                     f"{rep['init']}; {rep['train']['steps']} steps"))
+    lines = [f"threads: {args.threads or 'each tool its default'}",
+             f"{'case':<14} {'method':<28} {'PSNR':>7} {'SSIM':>7} {'seconds':>8}  note"]
     for case, method, p, s, sec, note in rows:
-        print(f"{case:<14} {method:<28} {p:7.2f} {s:7.4f} {sec:8.1f}  {note}")
+        lines.append(f"{case:<14} {method:<28} {p:7.2f} {s:7.4f} {sec:8.1f}  {note}")
+    print("\n".join(lines))
+    if args.out:
+        args.out.write_text("python pipelines/compare_eclare.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]) + "\n\n" + "\n".join(lines) + "\n")
     return 0
 
 

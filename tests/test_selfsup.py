@@ -27,6 +27,7 @@ from medsr.selfsup import (
     slice_thickness,
     super_resolve_self_supervised,
 )
+from medsr.selfsup.api import FINE_TUNE_LR, LEARNING_RATE
 from medsr.volume import Volume
 
 TINY = {"architecture": "sp_vdsr", "depth": 3, "features": 8}  # keeps the tests fast
@@ -166,6 +167,19 @@ def test_sampled_patches_are_degraded_crops_with_consistent_flips():
             np.testing.assert_allclose(lr[n, 0].numpy(), expect, atol=1e-3)
     # both in-plane axes are degraded (the axis swap): one source per fine axis
     assert sorted(src.axes[2] for src in s.sources) == [0, 1]
+
+
+def test_a_thin_slabs_short_axis_is_not_degraded_into_pairs():
+    # 10 fine slices at x4 would give 2-sample LR lines, unlike any plane the network sees
+    data = _phantom((40, 10, 8))
+    kern = np.array([0.25, 0.5, 0.25])
+    s = PairSampler(data, (0, 1), 2, kern, 4, patch=16)
+    assert s.degraded_axes == (0,) and [src.axes for src in s.sources] == [(2, 1, 0)]
+    lr, hr = s.sample(np.random.default_rng(0), 3)  # planes (slab axis, degraded axis)
+    assert lr.shape == (3, 1, 10, 4) and hr.shape == (3, 1, 10, 16)
+    # when every fine axis is short they are all used (nothing better to learn from)
+    s = PairSampler(_phantom((12, 10, 8)), (0, 1), 2, kern, 4, patch=16)
+    assert s.degraded_axes == (0, 1)
 
 
 def test_sampling_prefers_structure():
@@ -324,7 +338,7 @@ def test_init_auto_fine_tunes_a_shipped_default_and_default_requires_one(tmp_pat
     monkeypatch.setenv("MEDSR_WEIGHTS", str(tmp_path))
     kw = dict(budget_s=60.0, steps=1, device="cpu", progress=False)
     _, rep = super_resolve_self_supervised(vol, **kw)
-    assert rep["init"] == "scratch"
+    assert rep["init"] == "scratch" and rep["learning_rate"] == LEARNING_RATE
     with pytest.raises(UserError, match="no shipped"):
         super_resolve_self_supervised(vol, init="default", **kw)
     # a "shipped" default: a fitted x3 model stored under the default's name
@@ -332,6 +346,8 @@ def test_init_auto_fine_tunes_a_shipped_default_and_default_requires_one(tmp_pat
     save_fitted(tmp_path / "thick_slice_x3.safetensors", src.model, {"note": "test"})
     _, rep = super_resolve_self_supervised(vol, lr=0.0, **kw)  # lr 0: weights unchanged
     assert rep["init"] == "default:thick_slice_x3.safetensors"
+    _, rep = super_resolve_self_supervised(vol, **kw)  # fine-tuning takes smaller steps
+    assert rep["learning_rate"] == FINE_TUNE_LR < LEARNING_RATE
     _, rep = super_resolve_self_supervised(vol, init="scratch", **kw)
     assert rep["init"] == "scratch"
 

@@ -25,6 +25,7 @@ import torch
 from medsr.degrade.blur import convolve_axis
 
 GRADIENT_FLOOR = 0.1  # share of the mean weight every patch origin gets regardless
+MIN_LR_SAMPLES = 4    # a fine axis degrades into pairs only if it gives this many LR samples
 
 
 def degrade_lines(x: np.ndarray, kernel: np.ndarray, k: int, axis: int = -1) -> np.ndarray:
@@ -69,7 +70,12 @@ class PairSampler:
         self.k = int(k)
         self.kernel = np.asarray(kernel, dtype=np.float64)
         self.sources: list[_Source] = []
-        for a in inplane_axes:
+        # a thin slab's short fine axis (e.g. 10 slices at x4: 2 LR samples) would give
+        # pairs unlike any plane the network is applied to: degrade only the long axes
+        # (all of them when none is long enough)
+        long = [a for a in inplane_axes if data.shape[a] // self.k >= MIN_LR_SAMPLES]
+        self.degraded_axes = tuple(long or inplane_axes)
+        for a in self.degraded_axes:
             others = [ax for ax in inplane_axes if ax != a and data.shape[ax] > 1]
             b = others[0] if others else thick_axis
             w = next(ax for ax in range(3) if ax not in (a, b))
