@@ -136,8 +136,11 @@ def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
 
 def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
                         tta: bool = False, max_memory: float = 1.5e9,
-                        progress: Any = None) -> Volume:
-    """Networks realise the integer factors K >= k; Lanczos resamples to the exact grid."""
+                        progress: Any = None, **run_options: Any) -> Volume:
+    """Networks realise the integer factors K >= k; Lanczos resamples to the exact grid.
+
+    ``run_options`` (tile, batch, precision, compile_model, blend) go to
+    :func:`medsr.inference.model_sr.run_passes`."""
     from medsr.inference.model_sr import run_passes
     from medsr.interpolate import resize
 
@@ -149,7 +152,7 @@ def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
     outs = []
     for ch in chans:
         y = run_passes(ch, passes, device=device, tta=tta, max_memory=max_memory,
-                       progress=progress)
+                       progress=progress, **run_options)
         if not np.allclose(K, plan.factors):
             y = resize(y, plan.factors / K, method="lanczos", shape_out=plan.shape_out)
         outs.append(y)
@@ -193,14 +196,19 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                anonymize: bool = False, progress: bool | None = None,
                self_supervised: bool = False, budget_s: float = 300.0,
                slice_thickness: float | None = None, slice_profile: str | Path | None = None,
-               save_model: str | Path | None = None, seed: int = 0) -> InferResult:
+               save_model: str | Path | None = None, seed: int = 0,
+               tile: Sequence[int] | None = None, batch: int | None = None,
+               precision: str = "auto", compile_model: bool = False,
+               blend: str = "crop") -> InferResult:
     """Read ``input_path``, super-resolve it and write the result atomically.
 
     ``method="auto"`` uses the shipped network that fits the factors (see
     :mod:`medsr.pretrained`) and cubic B-spline where none does; ``model`` (a shipped name
     or a checkpoint path) forces a network; any classical method name forces that method.
     ``self_supervised`` trains a network on the scan itself within ``budget_s`` seconds
-    (:mod:`medsr.selfsup`) and applies it through-plane.
+    (:mod:`medsr.selfsup`) and applies it through-plane. ``tile``, ``batch``,
+    ``precision``, ``compile_model`` and ``blend`` tune how networks run
+    (:func:`medsr.inference.model_sr.run_passes`).
     """
     from medsr import io, microscopy
     from medsr.io.common import check_output
@@ -265,7 +273,9 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
             with progress_bar(f"{input_path.name}: super-resolving", progress) as update:
                 def net(v: Volume, p: Plan) -> Volume:
                     return super_resolve_model(v, p, passes, device=dev, tta=tta,
-                                               max_memory=max_memory, progress=update)
+                                               max_memory=max_memory, progress=update,
+                                               tile=tile, batch=batch, precision=precision,
+                                               compile_model=compile_model, blend=blend)
 
                 out = _per_channel(vol, plan, net, kind) if per_channel else net(vol, plan)
         else:

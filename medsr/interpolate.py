@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -265,17 +266,57 @@ def resize_torch(x, factors, method: str = "cubic", shape_out: Sequence[int] | N
     nsp = x.ndim - 2
     if nsp < 1:
         raise UserError(f"resize_torch expects (N, C, *spatial), got shape {tuple(x.shape)}")
-    f, so = _plan(tuple(x.shape[2:]), as_factors(factors, nsp), shape_out)
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64, torch.float16,
                                    torch.bfloat16) else torch.float32
     out = x.to(dtype)
-    for ax, (k, n_out) in enumerate(zip(f, so)):
-        dim = ax + 2
-        n_in = out.shape[dim]
-        if k == 1.0 and n_out == n_in:
-            continue
-        prec = "float64" if dtype == torch.float64 else "float32"
-        M = torch.as_tensor(axis_operator(n_in, n_out, float(k), method, prec), dtype=dtype,
-                            device=x.device)
+    for dim, M in _operator_fn()(tuple(int(n) for n in x.shape[2:]), factors, method,
+                                 shape_out, dtype, x.device):
         out = torch.movedim(torch.movedim(out, dim, -1) @ M.T, -1, dim)
     return out
+
+
+_TORCH_OPERATORS: dict[tuple, Any] = {}
+
+
+def _torch_operators(shape: tuple[int, ...], factors, method: str,
+                     shape_out: Sequence[int] | None, dtype, device) -> list:
+    """[(dim, (n_out x n_in) operator tensor on ``device``)] for the changed axes, cached:
+    a tiled run asks for the same few shapes thousands of times (and on a GPU each build
+    is a host copy). Planned outside ``torch.compile`` graphs (it is numpy code);
+    inference-mode tensors are cached apart, since autograd must not see them."""
+    import torch
+
+    factors = tuple(float(k) for k in as_factors(factors, len(shape)))
+    shape_out = None if shape_out is None else tuple(int(n) for n in shape_out)
+    key = (shape, factors, method, shape_out, dtype, str(device),
+           torch.is_inference_mode_enabled())
+    ops = _TORCH_OPERATORS.get(key)
+    if ops is None:
+        f, so = _plan(shape, factors, shape_out)
+        prec = "float64" if dtype == torch.float64 else "float32"
+        ops = []
+        for ax, (k, n_out) in enumerate(zip(f, so)):
+            n_in = shape[ax]
+            if k == 1.0 and n_out == n_in:
+                continue
+            M = torch.as_tensor(axis_operator(n_in, int(n_out), float(k), method, prec),
+                                dtype=dtype, device=device)
+            ops.append((ax + 2, M))
+        if len(_TORCH_OPERATORS) >= 256:
+            _TORCH_OPERATORS.clear()
+        _TORCH_OPERATORS[key] = ops
+    return ops
+
+
+_OPERATOR_FN: list = []
+
+
+def _operator_fn():
+    """:func:`_torch_operators`, excluded from ``torch.compile`` graphs (torch imported
+    lazily)."""
+    if not _OPERATOR_FN:
+        import torch
+
+        disable = getattr(getattr(torch, "compiler", None), "disable", None)
+        _OPERATOR_FN.append(disable(_torch_operators) if disable is not None else _torch_operators)
+    return _OPERATOR_FN[0]

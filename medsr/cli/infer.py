@@ -8,9 +8,10 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from medsr.cli.args import float_list, scalar_or_list
+from medsr.cli.args import float_list, int_list, scalar_or_list
 from medsr.errors import UserError
 from medsr.infer import CLASSICAL_METHODS, DEFAULT_MAX_OUTPUT_VOXELS, infer_file
+from medsr.inference import BLENDS, PRECISIONS
 
 
 def _positive_int(text: str) -> int:
@@ -67,6 +68,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", type=float, default=1.5, metavar="GB",
                    help="memory for network tiles in GB (default 1.5); tiles shrink to fit")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    sp = p.add_argument_group("speed (outputs unchanged unless noted)")
+    sp.add_argument("--precision", default="auto", choices=PRECISIONS,
+                    help="network arithmetic: auto = fp16 autocast on CUDA, fp32 on the CPU; "
+                         "bf16 is much faster on CPUs with AMX but rounds to ~3 digits")
+    sp.add_argument("--compile", dest="compile_model", action="store_true",
+                    help="torch.compile the networks (tens of seconds up front; for long runs)")
+    sp.add_argument("--tile", type=int_list, metavar="N|N1,N2[,N3]",
+                    help="tile size in input voxels (default: chosen for the cache / GPU memory)")
+    sp.add_argument("--batch", type=_positive_int, metavar="N",
+                    help="slices per network call (default: chosen like --tile)")
+    sp.add_argument("--tile-blend", dest="blend", default="crop", choices=BLENDS,
+                    help="crop: exact tiles (receptive field within the halo); gaussian: "
+                         "blend overlapping tiles, for networks with global context (RCAN)")
     ss = p.add_argument_group("self-supervised SR (a network trained on the scan itself)")
     ss.add_argument("--self-supervised", action="store_true",
                     help="train on the scan's own in-plane data, apply through-plane")
@@ -98,7 +112,8 @@ def _options(args: argparse.Namespace) -> dict:
                 max_output_voxels=args.max_output_voxels, anonymize=args.anonymize,
                 self_supervised=args.self_supervised, budget_s=args.budget,
                 slice_thickness=args.slice_thickness, slice_profile=args.slice_profile,
-                save_model=args.save_model, seed=args.seed)
+                save_model=args.save_model, seed=args.seed, tile=args.tile, batch=args.batch,
+                precision=args.precision, compile_model=args.compile_model, blend=args.blend)
 
 
 def run(args: argparse.Namespace) -> int:

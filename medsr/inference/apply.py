@@ -18,7 +18,13 @@ import torch
 from torch import nn
 
 from medsr.errors import UserError
-from medsr.inference.tiling import receptive_halo, tile_for_memory, tiled_forward
+from medsr.inference.tiling import (
+    conv_layers,
+    n_tiles,
+    plan_work,
+    receptive_halo,
+    tiled_forward,
+)
 
 
 @dataclass
@@ -77,17 +83,21 @@ def _slab_iter(n: int, batch: int):
 
 def width_of(model: nn.Module) -> int:
     """The widest convolution, for the memory estimate."""
-    widths = [m.out_channels for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    widths = [m.out_channels for m in conv_layers(model)]
     return max(widths) if widths else 64
 
 
 @torch.inference_mode()
 def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
-             device: torch.device | str = "cpu", batch: int = 8, halo: int | None = None,
-             max_memory: float = 1.5e9, tile: Sequence[int] | None = None, fuse: bool = True,
+             device: torch.device | str = "cpu", batch: int | None = None,
+             halo: int | None = None, max_memory: float = 1.5e9,
+             tile: Sequence[int] | None = None, fuse: bool = True,
              progress: Callable[[int, int], None] | None = None,
-             channels_last: bool = False) -> np.ndarray:
-    """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out."""
+             channels_last: bool = False, blend: str = "crop") -> np.ndarray:
+    """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out.
+
+    ``tile`` / ``batch`` default to :func:`medsr.inference.tiling.plan_work`'s choice
+    for the device (cache-sized on the CPU, memory-sized on a GPU)."""
     shape = data.shape
     jobs = plan_planes(model.scale, factors, shape, fuse=fuse)
     halo = receptive_halo(model) if halo is None else int(halo)
@@ -99,15 +109,15 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
     for job in jobs:
         u, t = job.plane_axes
         plane = (shape[u], shape[t])
-        tile2 = list(tile) if tile is not None else tile_for_memory(
-            plane, job.scale, (halo, halo), width, max_memory, batch)
+        tile2, nb = plan_work(plane, job.scale, (halo, halo), width, device, max_memory,
+                              batch, tile, n_items=shape[job.slice_axis])
         # (slice, u, t) view of the input
         src = np.moveaxis(data, (job.slice_axis, u, t), (0, 1, 2))
         dst = np.moveaxis(out, (job.slice_axis, u, t), (0, 1, 2))
-        for a, b in _slab_iter(src.shape[0], batch):
+        for a, b in _slab_iter(src.shape[0], nb):
             x = torch.from_numpy(np.ascontiguousarray(src[a:b]))[:, None]
             y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=device,
-                              channels_last=channels_last)
+                              channels_last=channels_last, blend=blend)
             if job.weight == 1.0:
                 dst[a:b] = y[:, 0].numpy()
             else:
@@ -124,19 +134,17 @@ def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              max_memory: float = 1.5e9,
              tile: Sequence[int] | None = None,
              progress: Callable[[int, int], None] | None = None,
-             channels_last: bool = False) -> np.ndarray:
-    """Run a 3D network over ``data`` (I, J, K) in tiles."""
+             channels_last: bool = False, blend: str = "crop") -> np.ndarray:
+    """Run a 3D network over ``data`` (I, J, K) in tiles (sized by ``plan_work``)."""
     ms = tuple(int(s) for s in model.scale)
     halo = receptive_halo(model) if halo is None else int(halo)
     if ms != tuple(int(k) for k in factors):
         raise UserError(f"a 3D model with scale {ms} cannot give factors {tuple(factors)}")
-    tile3 = list(tile) if tile is not None else tile_for_memory(
-        data.shape, ms, (halo,) * 3, width_of(model), max_memory)
+    tile3, _ = plan_work(data.shape, ms, (halo,) * 3, width_of(model), device, max_memory,
+                         1, tile)
     x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None, None]
-    from medsr.inference.tiling import n_tiles
-
     total = n_tiles(data.shape, tile3)
     y = tiled_forward(model, x, ms, tile3, (halo,) * 3, device=device,
                       progress=(lambda n: progress(n, total)) if progress else None,
-                      channels_last=channels_last)
+                      channels_last=channels_last, blend=blend)
     return y[0, 0].numpy()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,21 @@ class Pass:
     model: nn.Module
     info: dict[str, Any]
     factors: tuple[int, int, int]
+    # inference copies of ``model`` (fused / channels-last / compiled), by settings
+    prepared: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def runnable(self, device: torch.device, channels_last: bool, compile_model: bool,
+                 tta: bool, precision: str = "fp32") -> nn.Module:
+        """The model made fast for ``device`` (:func:`medsr.inference.accelerate.prepare`),
+        built once per setting: channels and time points reuse it (and its compilation)."""
+        from medsr.inference.accelerate import prepare
+
+        key = (str(device), channels_last, compile_model, tta, precision)
+        if key not in self.prepared:  # fused kernels are fp32: autocast needs plain convs
+            net = prepare(self.model, device, channels_last=channels_last,
+                          compile_model=compile_model, fuse=precision == "fp32")
+            self.prepared[key] = FlipEnsemble(net) if tta else net
+        return self.prepared[key]
 
 
 def load(ref: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
@@ -92,37 +107,41 @@ def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[
 
 def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device,
                tta: bool = False, fuse: bool = True, max_memory: float = 1.5e9,
-               tile: Sequence[int] | None = None, batch: int = 8,
+               tile: Sequence[int] | None = None, batch: int | None = None,
                progress: Callable[[int, int], None] | None = None,
-               channels_last: bool | None = None) -> np.ndarray:
+               channels_last: bool | None = None, precision: str = "auto",
+               compile_model: bool = False, blend: str = "crop") -> np.ndarray:
     """Apply the passes in order to one channel (I, J, K), intensities restored.
 
-    ``channels_last`` (default: on the CPU) runs the convolutions in channels-last layout,
-    measurably faster with oneDNN (pipelines/benchmark_speed.py).
+    Speed settings (:mod:`medsr.inference.accelerate`): ``channels_last`` (default: on
+    the CPU) and conv + activation fusion (CPU) change nothing but float rounding;
+    ``precision`` (``auto``: fp16 autocast on CUDA, fp32 elsewhere) and
+    ``compile_model`` (``torch.compile``) are opt-in trade-offs. ``tile`` / ``batch``
+    default to a device-specific choice; ``blend`` is the tile blending
+    (:func:`medsr.inference.tiling.tiled_forward`).
     """
-    from medsr.inference.tiling import to_channels_last
-
-    if channels_last is None:
-        channels_last = torch.device(device).type == "cpu"
     from medsr.data.normalise import input_range
+    from medsr.inference.accelerate import autocast, resolve_precision
 
+    dev = torch.device(device)
+    if channels_last is None:
+        channels_last = dev.type == "cpu"
+    precision = resolve_precision(precision, dev)
     out = np.asarray(data, dtype=np.float32)
     for p in passes:
         norm = p.info.get("normalisation") or {}
         lo, hi = input_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
         x = (out - lo) / (hi - lo)
-        if channels_last:
-            to_channels_last(p.model, p.model.spatial_dims)
-        net = FlipEnsemble(p.model) if tta else p.model
-        with torch.inference_mode():
+        net = p.runnable(dev, channels_last, compile_model, tta, precision)
+        with torch.inference_mode(), autocast(dev, precision):
             if p.model.spatial_dims == 2:
-                y = apply_2d(net, x.astype(np.float32, copy=False), p.factors, device=device,
+                y = apply_2d(net, x.astype(np.float32, copy=False), p.factors, device=dev,
                              batch=batch, max_memory=max_memory, tile=tile, fuse=fuse,
-                             progress=progress, channels_last=channels_last)
+                             progress=progress, channels_last=channels_last, blend=blend)
             else:
-                y = apply_3d(net, x.astype(np.float32, copy=False), p.factors, device=device,
+                y = apply_3d(net, x.astype(np.float32, copy=False), p.factors, device=dev,
                              max_memory=max_memory, tile=tile, progress=progress,
-                             channels_last=channels_last)
+                             channels_last=channels_last, blend=blend)
         del x
         y *= hi - lo
         y += lo

@@ -7,8 +7,15 @@ stitched output equals the whole-volume output to float rounding, so no seam can
 At the volume edges the input is padded reflectively by the halo (the same for tiled and
 whole-volume runs) so the border is not darkened by the convolutions' zero padding.
 
-Each output voxel is computed from its full receptive field, so no blending of
-overlapping tiles (e.g. MONAI's Gaussian-weighted ``sliding_window_inference``) is needed.
+Each output voxel is computed from its full receptive field, so for feed-forward
+convolutional networks no blending of overlapping tiles is needed (``blend="crop"``, the
+default). Networks with global context (channel attention pools over the whole input:
+RCAN, SelNet) cannot be tiled exactly; for them ``blend="gaussian"`` keeps each tile's
+whole output, overlap included, weighted by a Gaussian centred on the tile (sigma = 1/8
+of its extent, as MONAI's ``sliding_window_inference``) and normalised, so tile borders
+fade into their neighbours instead of showing as seams. The normaliser of a product
+grid of tiles is the outer product of one-dimensional sums, so blending needs no
+volume-sized weight array.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
+from medsr.errors import UserError
+from medsr.inference import BLENDS
 
 Net = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,7 +57,7 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
                   halo: Sequence[int], out: torch.Tensor | None = None,
                   device: torch.device | str = "cpu", pad_edges: bool = True,
                   progress: Callable[[int], None] | None = None,
-                  channels_last: bool = False) -> torch.Tensor:
+                  channels_last: bool = False, blend: str = "crop") -> torch.Tensor:
     """Apply ``net`` (LR (N,C,*sp) -> HR (N,C,*sp*scale)) tile by tile.
 
     ``x`` may live on the CPU while ``net`` runs on ``device``: each tile is copied over
@@ -55,7 +65,11 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
     allocated here unless given). ``progress`` is called with the number of tiles done.
     ``channels_last`` feeds tiles in channels-last layout (faster oneDNN convolutions on
     CPU; the network should be converted with :func:`to_channels_last` too).
+    ``blend``: ``"crop"`` keeps each tile's core (exact for receptive fields within the
+    halo), ``"gaussian"`` blends whole overlapping tile outputs (see the module doc).
     """
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {BLENDS}, not {blend!r}")
     nd = x.dim() - 2
     scale = [int(s) for s in scale]
     tile = [int(t) for t in tile]
@@ -67,15 +81,26 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
     n_out_ch = None
     device = torch.device(device)
     ranges = [_starts(n, t) for n, t in zip(spatial, tile)]
+    gaussian = blend == "gaussian"
+    if gaussian:  # per-axis weights of each tile and their sums (the separable normaliser)
+        weights = [[_axis_window(a, b, h, n, s) for a, b in r]
+                   for r, h, n, s in zip(ranges, halo, spatial, scale)]
+        norms = [sum(ws) for ws in weights]
     for count, cores in enumerate(itertools.product(*ranges), start=1):
         src = []
         keep = []
+        dst = []
         for ax, (a, b) in enumerate(cores):
             lo = max(a + offset[ax] - halo[ax], 0)
             hi = min(b + offset[ax] + halo[ax], x.shape[2 + ax])
             src.append(slice(lo, hi))
-            first = (a + offset[ax] - lo) * scale[ax]
-            keep.append(slice(first, first + (b - a) * scale[ax]))
+            if gaussian:  # the whole tile inside the volume
+                v0, v1 = max(lo - offset[ax], 0), min(hi - offset[ax], spatial[ax])
+            else:  # the core only
+                v0, v1 = a, b
+            first = (v0 + offset[ax] - lo) * scale[ax]
+            keep.append(slice(first, first + (v1 - v0) * scale[ax]))
+            dst.append(slice(v0 * scale[ax], v1 * scale[ax]))
         piece = x[(slice(None), slice(None), *src)]
         if device.type == "cuda":
             piece = piece.pin_memory().to(device, non_blocking=True)
@@ -87,14 +112,48 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
         core = y[(slice(None), slice(None), *keep)]
         if out is None:
             n_out_ch = y.shape[1]
-            out = torch.empty((x.shape[0], n_out_ch, *[n * s for n, s in zip(spatial, scale)]),
-                              dtype=torch.float32)
-        dst = tuple(slice(a * s, b * s) for (a, b), s in zip(cores, scale))
-        out[(slice(None), slice(None), *dst)] = core.float().cpu()
+            alloc = torch.zeros if gaussian else torch.empty
+            out = alloc((x.shape[0], n_out_ch, *[n * s for n, s in zip(spatial, scale)]),
+                        dtype=torch.float32)
+        region = (slice(None), slice(None), *dst)
+        if gaussian:
+            index = [r.index(c) for r, c in zip(ranges, cores)]
+            w = None
+            for ax, i in enumerate(index):
+                wa = weights[ax][i][dst[ax]].reshape([-1 if d == ax else 1 for d in range(nd)])
+                w = wa if w is None else w * wa
+            out[region] += core.float().cpu() * w
+        else:
+            out[region] = core.float().cpu()
         if progress is not None:
             progress(count)
     assert out is not None
+    if gaussian:
+        for ax, norm in enumerate(norms):
+            out /= norm.reshape([-1 if d == ax else 1 for d in range(nd)])
     return out
+
+
+def _axis_window(a: int, b: int, halo: int, n: int, scale: int) -> torch.Tensor:
+    """Gaussian weight over the HR axis (length n * scale) of the tile with core [a, b) and
+    ``halo`` (sigma = 1/8 of the tile's extent; zero outside the tile; floor 1e-3 inside
+    so every voxel has weight)."""
+    lo, hi = max(a - halo, 0) * scale, min(b + halo, n) * scale
+    pos = torch.arange(n * scale, dtype=torch.float32) + 0.5
+    centre = (a + b) / 2 * scale
+    sigma = 0.125 * (b - a + 2 * halo) * scale
+    w = torch.exp(-0.5 * ((pos - centre) / sigma) ** 2).clamp_min(1e-3)
+    w[:lo] = 0
+    w[hi:] = 0
+    return w
+
+
+def conv_layers(net: torch.nn.Module) -> list[torch.nn.Module]:
+    """The convolutions of ``net``, plain or fused with their activation."""
+    from medsr.inference.fusion import FusedConvAct
+
+    return [m for m in net.modules()
+            if isinstance(m, (torch.nn.modules.conv._ConvNd, FusedConvAct))]
 
 
 def receptive_halo(net: torch.nn.Module, extra: int = 3, cap: int = 32) -> int:
@@ -102,9 +161,8 @@ def receptive_halo(net: torch.nn.Module, extra: int = 3, cap: int = 32) -> int:
     upper bound for a feed-forward network; HR-side convolutions count at LR scale too)
     plus ``extra`` for an interpolation skip (Lanczos-3), within [4, ``cap``]."""
     radius = 0
-    for m in net.modules():
-        if isinstance(m, torch.nn.modules.conv._ConvNd):
-            radius += max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
+    for m in conv_layers(net):
+        radius += max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
     return int(min(cap, max(4, radius + extra)))
 
 
@@ -140,3 +198,64 @@ def tile_for_memory(spatial: Sequence[int], scale: Sequence[int], halo: Sequence
             break
         t[ax] = max(8, t[ax] // 2)
     return t[:nd]
+
+
+# Bytes of one activation tensor per forward call that keep a narrow conv net's layers
+# cache-resident on a CPU (oneDNN): 32-channel 3x3 convolutions on this project's 2-core
+# test machine ran at 80-100% of the matmul rate from ~25k to ~100k pixels per call and
+# at ~60% for 290k (pipelines/benchmark_speed.py --sweep).
+CPU_WORKING_SET = 12e6
+# Shrinking tiles for the cache stops once halo voxels would add more than this factor.
+MAX_HALO_OVERHEAD = 1.35
+
+
+def _halo_overhead(tile: Sequence[int], halo: Sequence[int]) -> float:
+    return math.prod((t + 2 * h) / t for t, h in zip(tile, halo))
+
+
+def plan_work(spatial: Sequence[int], scale: Sequence[int], halo: Sequence[int], width: int,
+              device: torch.device | str, max_memory: float, batch: int | None = None,
+              tile: Sequence[int] | None = None, n_items: int = 1) -> tuple[list[int], int]:
+    """Tile and batch size for running a network over ``n_items`` inputs of ``spatial``.
+
+    CPU: tiles and batch sized so one activation tensor is ~:data:`CPU_WORKING_SET`
+    bytes (cache-resident layers; halo overhead kept low by preferring whole planes).
+    CUDA: as large as fits in half the free GPU memory (and ``max_memory``), since GPUs
+    want big batches. ``tile`` / ``batch`` given by the caller are kept; memory always
+    bounds the result (:func:`tile_for_memory`).
+    """
+    dev = torch.device(device)
+    budget = float(max_memory)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        budget = min(budget, 0.5 * free)
+    per_act = 4.0 * max(width, 1)  # bytes per input voxel of one activation tensor
+    if tile is None:
+        if dev.type == "cpu":
+            t = [int(n) for n in spatial]
+            target = CPU_WORKING_SET / per_act
+            while math.prod(ti + 2 * h for ti, h in zip(t, halo)) > target:
+                ax = int(np.argmax(t))
+                smaller = list(t)
+                smaller[ax] = (t[ax] + 1) // 2
+                if t[ax] <= 16 or _halo_overhead(smaller, halo) > MAX_HALO_OVERHEAD:
+                    break  # the halo would cost more than the cache saves
+                t = smaller
+            mem = tile_for_memory(spatial, scale, halo, width, budget, batch or 1)
+            tile = [min(a, b) for a, b in zip(t, mem)]
+        else:
+            tile = tile_for_memory(spatial, scale, halo, width, budget, batch or 1)
+    tile = [int(t) for t in tile]
+    if len(tile) == 1:
+        tile = tile * len(spatial)
+    if len(tile) != len(spatial) or min(tile) < 1:
+        raise UserError(f"tile {tile} does not fit {len(spatial)}-D inputs; give one size or "
+                        f"{len(spatial)} positive sizes")
+    if batch is None:
+        padded = math.prod(min(t, n) + 2 * h for t, n, h in zip(tile, spatial, halo))
+        per_item = per_act * 4 * math.prod(scale) * padded  # tile_for_memory's estimate
+        fit = max(1, int(budget // per_item))
+        if dev.type == "cpu":
+            fit = min(fit, max(1, int(CPU_WORKING_SET / per_act // padded)))
+        batch = int(max(1, min(fit, n_items, 64)))
+    return tile, int(batch)
