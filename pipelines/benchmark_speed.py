@@ -6,12 +6,18 @@ Prints, in one run:
   * case B: a 512 x 512 x 128 volume x2 in-plane;
   for each: the medsr default's time, scipy.ndimage.zoom(order=3)'s time on the same
   data and their ratio, and medsr's own cubic B-spline (separable, changed axes only);
-  * the network's achieved GFLOP/s (useful work, halos excluded) against this machine's
-    measured fp32 matrix-multiply GFLOP/s (torch.mm, 2048^2, all cores);
+  * the network's achieved GFLOP/s against this machine's measured fp32 matrix-multiply
+    GFLOP/s (torch.mm, 2048^2, all cores), twice: "executed" counts every convolution
+    the network ran (tile halos and edge padding included: how well the kernels use the
+    machine), "useful" counts only the work that lands in the output voxels;
+  * the same default with ``--precision bf16`` (opt-in: on CPUs with AMX / AVX512-BF16)
+    and its PSNR against the fp32 result;
   * peak resident memory of `medsr infer` super-resolving a 512 x 512 x 128 NIfTI by
     (1, 1, 4) (a 512^3 output), measured in a child process.
 
     python pipelines/benchmark_speed.py [--model-a PATH] [--model-b PATH] [--skip-memory]
+    python pipelines/benchmark_speed.py --sweep   # conv rate vs pixels per call, which
+                                                  # sets tiling.CPU_WORKING_SET
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import torch
 from medsr import models
 from medsr.devices import select_device
 from medsr.infer import model_passes, plan_grid, super_resolve, super_resolve_model
+from medsr.inference.accelerate import resolve_precision
 from medsr.inference.model_sr import use_all_cores
+from medsr.inference.tiling import conv_layers
 from medsr.volume import Volume
 
 
@@ -68,16 +76,48 @@ def network_flops(passes, shape_in) -> float:
     return total
 
 
+class ConvCounter:
+    """Counts the FLOPs every convolution of a network executes (forward hooks)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.flops = 0.0
+        self.handles = [m.register_forward_hook(self.hook) for m in conv_layers(net)]
+
+    def hook(self, module, inputs, output) -> None:
+        w = module.weight
+        self.flops += 2.0 * output.numel() * w[0].numel()
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def timed(vol, plan, passes, device, **kw) -> tuple[float, float, np.ndarray]:
+    """Seconds and executed conv FLOPs of super_resolve_model (counted in the same run)."""
+    precision = resolve_precision(kw.get("precision", "auto"), device)
+    counters = [ConvCounter(p.runnable(device, device.type == "cpu", False, False, precision))
+                for p in passes]
+    t = time.perf_counter()
+    out = super_resolve_model(vol, plan, passes, device=device, **kw)
+    secs = time.perf_counter() - t
+    for c in counters:
+        c.remove()
+    return secs, sum(c.flops for c in counters), out.data
+
+
 def case(name, vol, factors, model, device) -> dict:
     plan = plan_grid(vol, scale=factors)
     passes = model_passes(plan, model, device)
     if not passes:
         raise SystemExit(f"no shipped model covers {factors}; give --model")
-    super_resolve_model(vol.with_data(vol.data[:32, :32]), plan_grid(
-        vol.with_data(vol.data[:32, :32]), scale=factors), passes, device=device)  # warm-up
-    t = time.perf_counter()
-    super_resolve_model(vol, plan, passes, device=device)
-    t_net = time.perf_counter() - t
+    small = vol.with_data(vol.data[:32, :32])
+    for prec in ("auto", "bf16"):  # warm-up
+        super_resolve_model(small, plan_grid(small, scale=factors), passes, device=device,
+                            precision=prec)
+    t_net, executed, ref = timed(vol, plan, passes, device)
+    t_bf16, _, y16 = timed(vol, plan, passes, device, precision="bf16")
+    psnr16 = 10 * np.log10(float(np.ptp(ref)) ** 2 / float(np.mean((y16 - ref) ** 2)))
+    del y16, ref
     t = time.perf_counter()
     super_resolve(vol, plan, method="cubic")
     t_cubic = time.perf_counter() - t
@@ -88,8 +128,34 @@ def case(name, vol, factors, model, device) -> dict:
     print(f"{name}: medsr default {t_net:6.1f} s | scipy zoom(order=3) {t_scipy:6.1f} s | "
           f"ratio {t_net / t_scipy:4.2f}x | medsr cubic {t_cubic:5.2f} s "
           f"({t_scipy / t_cubic:4.0f}x faster than scipy) | network "
-          f"{flops / t_net / 1e9:5.1f} GFLOP/s", flush=True)
-    return {"net": t_net, "scipy": t_scipy, "cubic": t_cubic, "gflops": flops / t_net / 1e9}
+          f"{executed / t_net / 1e9:5.1f} GFLOP/s executed, {flops / t_net / 1e9:5.1f} useful "
+          f"| --precision bf16 {t_bf16:5.1f} s (PSNR {psnr16:4.1f} dB vs fp32)", flush=True)
+    return {"net": t_net, "scipy": t_scipy, "cubic": t_cubic, "bf16": t_bf16,
+            "gflops": executed / t_net / 1e9, "useful": flops / t_net / 1e9}
+
+
+def sweep() -> None:
+    """32-channel 3x3 conv + ReLU (fused, channels-last) rate against pixels per call."""
+    from medsr.inference.fusion import fuse_conv_act
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU()).eval()
+    fuse_conv_act(net)
+    net = net.to(memory_format=torch.channels_last)
+    peak = matmul_gflops()
+    print(f"fp32 matmul {peak:.0f} GFLOP/s")
+    for n, h, w in [(1, 64, 64), (1, 128, 128), (2, 128, 128), (1, 284, 92), (3, 284, 92),
+                    (1, 284, 284), (8, 284, 92), (1, 540, 540), (4, 540, 540)]:
+        x = torch.rand(n, 32, h, w).contiguous(memory_format=torch.channels_last)
+        reps = max(2, int(2e7 / x.numel()))
+        with torch.inference_mode():
+            net(x)
+            t = time.perf_counter()
+            for _ in range(reps):
+                net(x)
+            dt = (time.perf_counter() - t) / reps
+        rate = 2 * 9 * 32 * 32 * n * h * w / dt / 1e9
+        print(f"{n} x {h} x {w} ({n * h * w:7d} px, {x.numel() * 4 / 1e6:5.1f} MB): "
+              f"{rate:6.1f} GFLOP/s = {rate / peak * 100:3.0f}% of matmul", flush=True)
 
 
 def peak_memory_case(model: str | None) -> float:
@@ -123,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-a", help="through-plane x4 model (default: the shipped one)")
     ap.add_argument("--model-b", help="in-plane x2 model (default: the shipped one)")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="only the conv-rate sweep")
     args = ap.parse_args(argv)
     use_all_cores()
+    if args.sweep:
+        sweep()
+        return 0
     device = select_device("auto")
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, device {device}")
@@ -135,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     b = case("B 512x512x128 x2 in-plane (2,2,1)", smooth_volume((512, 512, 128), (1, 1, 1)),
              (2, 2, 1), args.model_b, device)
     for n, r in (("A", a), ("B", b)):
-        print(f"network efficiency {n}: {r['gflops'] / peak * 100:.0f}% of the matmul rate")
+        print(f"network efficiency {n}: {r['gflops'] / peak * 100:.0f}% of the matmul rate "
+              f"executed, {r['useful'] / peak * 100:.0f}% useful (halo and edge padding "
+              "excluded)")
     if not args.skip_memory:
         peak_memory_case(args.model_a)
     return 0
