@@ -207,3 +207,32 @@ def test_cli_speed_flags(tmp_path):
                         "--device", "cpu"], capture_output=True, text=True)
     assert r.returncode == 2 and "fp16" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "b.nii.gz").exists()
+
+
+@pytest.mark.parametrize("name", ["sp_vdsr", "vdsr", "fsrcnn", "lapsrn", "carn", "srcnn"])
+def test_measured_halo_tiles_the_zoo_exactly(name):
+    """The probed receptive field (smaller than the summed-radii bound) still makes
+    tiled output equal whole-image output: it is the field, not an underestimate."""
+    torch.manual_seed(0)
+    net = models.create(name, spatial_dims=2, scale=(2, 2), **models.PRESETS.get(
+        name, {}).get("light", {})).eval()
+    halo = receptive_halo(net)
+    assert halo <= receptive_halo(net, probe=False)
+    x = torch.rand(1, 1, 41, 37)
+    with torch.inference_mode():
+        whole = tiled_forward(net, x, (2, 2), (41, 37), (halo, halo))
+        tiled = tiled_forward(net, x, (2, 2), (9, 11), (halo, halo))
+    assert (tiled - whole).abs().max() <= 1e-5 * (whole.max() - whole.min())
+
+
+def test_measured_halo_ignores_the_weights():
+    """A zero last layer hides the body from the output; the probe must not be fooled."""
+    torch.manual_seed(0)
+    net = models.create("sp_vdsr", spatial_dims=2, scale=(1, 4), depth=4, features=8).eval()
+    trained = receptive_halo(net)
+    with torch.no_grad():
+        for m in net.upsample.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.zero_()
+    net._medsr_halo = None  # drop the cache
+    assert receptive_halo(net) == trained == 4 + 1
