@@ -1,5 +1,8 @@
 """Many scans in one run: each on its own, a summary CSV, sharding under torchrun.
 
+Inputs are anything ``medsr infer`` takes one at a time: scans, TIFF stacks, pictures,
+frames folders and video files (``'clips/*.mp4'``; each video is written back as a video).
+
 A failure of one scan (a corrupt file, a bad header) is reported in the summary and on
 stderr, and the others go on; the run's exit code is 1 when any scan failed. Under
 ``torchrun`` scan i is processed by rank i % world_size only, and rank 0 gathers the
@@ -62,13 +65,18 @@ def expand_inputs(inputs: Sequence[str], list_file: str | None = None) -> list[P
 
 
 def output_paths(inputs: Sequence[Path], out_dir: Path | None) -> list[Path]:
-    """``<stem>_sr`` names in ``out_dir`` (or beside each input); collisions are an error."""
+    """``<stem>_sr`` names in ``out_dir`` (or beside each input); collisions are an error.
+
+    A video file keeps its container (``clip.mp4`` -> ``clip_sr.mp4``), as ``medsr infer``
+    does for a single video."""
     from medsr.io import default_output_path, detect_format
+    from medsr.io.video import is_video
 
     outs = []
     for p in inputs:
         try:
-            default = default_output_path(p, detect_format(p))
+            default = (p.with_name(f"{p.stem}_sr{p.suffix}") if is_video(p)
+                       else default_output_path(p, detect_format(p)))
         except UserError:
             default = p.with_name(p.name + "_sr")  # unreadable input: reported when processed
         outs.append(default if out_dir is None else out_dir / default.name)

@@ -11,7 +11,8 @@ axis (channels, time points, samples) folded into C, and an affine in the file's
 - :func:`default_model_for` names the shipped model that fits a plan (``microscopy-z<k>``
   for a stack, ``frames-x<k>`` for pictures, frames and video), or None;
 - :func:`isotropic_tiff` is the whole job for one file: TIFF in, ImageJ/OME TIFF out with
-  the new z spacing.
+  the new z spacing;
+- :func:`spacing_unit` names the unit of a volume's spacing for messages (µm, px, mm).
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ def plan_isotropic(vol: Volume, spacing: float | None = None, **plan_options: An
         raise UserError(f"z spacing {dz:g} {unit} is already finer than {target:g} {unit}; "
                         "nothing to make isotropic (give --spacing or --input-spacing)")
     return plan_grid(vol, scale=(1.0, 1.0, dz / target), **plan_options)
+
+
+def spacing_unit(vol: Volume) -> str:
+    """The unit of ``vol.spacing`` for messages: the file's ('µm', 'mm' ...) for TIFF
+    stacks, 'px' for pictures, frames, video and TIFFs without one, 'mm' for scans."""
+    unit = vol.meta.get("unit")
+    if unit:
+        return {"um": "µm", "micron": "µm"}.get(str(unit), str(unit))
+    return "px" if vol.meta.get("format") in (*FRAME_FORMATS, "tiff") else "mm"
 
 
 def kind_of(vol: Volume) -> str | None:
@@ -130,19 +140,26 @@ def make_sr(method: str = "auto", model: str | Path | None = None, plan: Any = N
             tta: bool = False) -> tuple[Callable[[Volume, Any], Volume], str]:
     """A single-channel super-resolver and its name: a network (``model``, or with
     ``method='auto'`` the default for ``vol``/``plan``), else a classical method
-    (``auto`` without a fitting model -> catmull-rom bicubic)."""
+    (``auto`` without a fitting model -> catmull-rom bicubic). A multi-frame model
+    (neighbouring frames as channels) runs through :func:`medsr.multiframe.multiframe_sr`."""
     from medsr.infer import model_passes, super_resolve, super_resolve_model
 
     if model is None and method == "auto" and vol is not None and plan is not None:
         model = default_model_for(vol, plan)
     if model is not None:
         from medsr.devices import select_device
+        from medsr.multiframe import is_multiframe, multiframe_sr
 
         dev = select_device(device)
         passes = model_passes(plan, model, dev)
+        if is_multiframe(passes):
+            mf = passes[0]
 
-        def net(v: Volume, p: Any) -> Volume:
-            return super_resolve_model(v, p, passes, device=dev, tta=tta)
+            def net(v: Volume, p: Any) -> Volume:
+                return multiframe_sr(v, p, mf.model, mf.info, device=dev, tta=tta)
+        else:
+            def net(v: Volume, p: Any) -> Volume:
+                return super_resolve_model(v, p, passes, device=dev, tta=tta)
 
         return net, Path(str(model)).stem if Path(str(model)).suffix else str(model)
     classical = "catmull-rom" if method == "auto" else method

@@ -10,7 +10,9 @@ Kinds:
     through-plane  2D network with scale (1, k): one coarse axis (thick slices), applied
                    on the two planes that contain that axis and fused;
     in-plane       2D network with scale (k, k): two axes, applied slice by slice;
-    frames         2D network on the luma of pictures / frames / video, x k in-plane;
+    frames         2D network on the luma of pictures / frames / video, x k in-plane
+                   (``frames-x4-mf``: multi-frame, neighbouring frames as channels,
+                   :mod:`medsr.multiframe`; used only when named with --model);
     microscopy     2D network with scale (1, k) for the z axis of TIFF stacks.
 Only the first two kinds are chosen automatically for scans; the others are picked by
 :mod:`medsr.microscopy` for their own inputs.
@@ -49,6 +51,7 @@ PRETRAINED: dict[str, Pretrained] = {
         *(Pretrained(f"in-plane-x{k}", f"in_plane_x{k}.safetensors", "in-plane", k)
           for k in (2, 4)),
         Pretrained("frames-x4", "frames_x4.safetensors", "frames", 4),
+        Pretrained("frames-x4-mf", "frames_x4_mf.safetensors", "frames", 4),
         Pretrained("microscopy-z4", "microscopy_z4.safetensors", "microscopy", 4),
     )
 }

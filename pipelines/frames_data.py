@@ -3,10 +3,11 @@
 Shared by pipelines/train_frames.py, pipelines/train_microscopy.py and
 pipelines/benchmark_quality_frames.py so the benchmark never sees a training image.
 
-Frames (scikit-image, no download): the 200 ``lfw_subset`` faces (25 x 25, grey) — faces
-0..159 train, 160..199 are held out — and natural images: TRAIN_NATURAL train,
-HELDOUT_NATURAL (``chelsea``, ``coffee``) are held out (``cat`` is ``chelsea`` again and
-is not used at all).
+Frames (no download): the 200 ``lfw_subset`` faces of scikit-image (25 x 25, grey) —
+faces 0..159 train, 160..199 are held out — and natural images: TRAIN_NATURAL train
+(scikit-image pictures, both views of ``stereo_motorcycle``, and matplotlib's sample
+photo ``grace_hopper``), HELDOUT_NATURAL (``chelsea``, ``coffee``) are held out (``cat``
+is ``chelsea`` again and is not used at all).
 
 Microscopy: ``skimage.data.cell()`` (660 x 550, 8-bit widefield): rows 0..439 train
 (used twice, as is and transposed, so both lateral directions stand in for z), rows
@@ -19,8 +20,10 @@ import numpy as np
 import skimage.data as skd
 
 TRAIN_NATURAL = ("astronaut", "camera", "rocket", "hubble_deep_field", "immunohistochemistry",
-                 "coins", "moon", "brick", "grass", "gravel", "clock", "page", "text", "retina")
+                 "coins", "moon", "brick", "grass", "gravel", "clock", "page", "text", "retina",
+                 "motorcycle_left", "motorcycle_right", "grace_hopper")
 HELDOUT_NATURAL = ("chelsea", "coffee")
+VAL_NATURAL = "motorcycle_right"   # training validation (checkpoint choice) only
 N_TRAIN_FACES = 160
 CELL_SPLIT = 440
 
@@ -31,8 +34,18 @@ def faces() -> np.ndarray:
 
 
 def natural(name: str) -> np.ndarray:
-    """A scikit-image picture as uint8 (grey or RGB; alpha dropped)."""
-    img = np.asarray(getattr(skd, name)())
+    """A scikit-image (or matplotlib sample) picture as uint8 (grey or RGB; alpha dropped)."""
+    if name.startswith("motorcycle_"):
+        left, right, _ = skd.stereo_motorcycle()
+        img = np.asarray(left if name.endswith("left") else right)
+    elif name == "grace_hopper":
+        from matplotlib import cbook
+        from PIL import Image
+
+        with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
+            img = np.asarray(im.convert("RGB"))
+    else:
+        img = np.asarray(getattr(skd, name)())
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
     return img
@@ -53,3 +66,26 @@ def cell_train() -> np.ndarray:
 
 def cell_heldout() -> np.ndarray:
     return skd.cell()[CELL_SPLIT:]
+
+
+def shifted_stack(img: np.ndarray, n_frames: int, rng: np.random.Generator,
+                  speed: float = 1.5, jitter: float = 0.6) -> np.ndarray:
+    """A synthetic frame stack (H', W', n_frames[, C]) of ``img`` (H, W[, C]) under
+    camera motion.
+
+    Frame t is ``img`` translated by a whole number of HR pixels: a constant velocity drawn
+    in [-speed, speed] pixels per frame plus Gaussian jitter (``jitter`` pixels), rounded.
+    Whole HR pixels are exact (no interpolation blur) and, after x4 decimation, different
+    sub-pixel phases of the low-resolution sampling grid — what multi-frame SR exploits.
+    All frames are cropped to the region every frame covers.
+    """
+    t = np.arange(n_frames) - (n_frames - 1) / 2
+    v = rng.uniform(-speed, speed, size=2)
+    off = np.rint(t[:, None] * v[None, :] + rng.normal(0, jitter, size=(n_frames, 2)))
+    off = (off - off.min(axis=0)).astype(int)           # >= 0
+    span = off.max(axis=0)
+    h, w = img.shape[0] - span[0], img.shape[1] - span[1]
+    if h < 1 or w < 1:
+        raise ValueError(f"image {img.shape} too small for motion span {tuple(span)}")
+    frames = [img[dy:dy + h, dx:dx + w] for dy, dx in off]
+    return np.stack(frames, axis=2)

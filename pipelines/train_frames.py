@@ -9,10 +9,18 @@ antialiased bicubic x4, half of the patches clean and half with Gaussian noise (
 0.5% or 1% of the range), so the model serves clean and mildly noisy frames.
 Config: configs/frames_x4.yaml.
 
-    python pipelines/train_frames.py [--steps N] [--run-dir DIR] [--no-install]
+``--multi-frame`` trains ``frames-x4-mf`` instead, the multi-frame variant (neighbouring
+frames as input channels, :mod:`medsr.multiframe`): the same pictures become synthetic
+frame stacks under camera motion (whole-HR-pixel translations, so the x4 LR frames see
+different sub-pixel phases; ``frames_data.shifted_stack``), written as (Y, X, T) float32
+TIFFs into ``runs/data/frames_mf``, and sampled in 2.5D along the frame axis.
+Config: configs/frames_x4_mf.yaml.
+
+    python pipelines/train_frames.py [--multi-frame] [--steps N] [--run-dir DIR]
+                                     [--no-install] [--set KEY=VALUE ...]
 
 The best checkpoint (validation PSNR) is copied to medsr/weights/frames_x4.safetensors
-(+ .json) with a model card (.md).
+(or frames_x4_mf.safetensors) (+ .json) with a model card (.md).
 """
 
 from __future__ import annotations
@@ -33,19 +41,45 @@ from medsr.colour import luma  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "frames_x4.yaml"
+CONFIG_MF = ROOT / "configs" / "frames_x4_mf.yaml"
+MF_FRAMES = 9      # frames per synthetic stack
+MF_SEED = 0        # motion of the synthetic stacks
 
 
-def write_data(folder: Path) -> list[Path]:
-    """The luma training volumes as float32 TIFFs in ``folder`` (rewritten each time)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
+HALF_MIN_SIZE = 400   # pictures at least this large also train at half size
+
+
+def training_pictures() -> list[tuple[str, np.ndarray]]:
+    """(name, luma (H, W) float) of every training picture: the faces mosaic,
+    frames_data.TRAIN_NATURAL, and a half-size copy (antialiased) of each natural picture
+    of at least HALF_MIN_SIZE pixels a side, whose detail per pixel is closer to that of
+    small photos and video frames (the usual multi-scale augmentation of SR training)."""
+    from skimage.transform import rescale
+
     f = frames_data.faces()[:frames_data.N_TRAIN_FACES] * 255.0   # (160, 25, 25) grey
     rows = 10
     mosaic = np.concatenate([np.concatenate(list(f[r::rows]), axis=1) for r in range(rows)],
                             axis=0)                                  # (250, 400)
-    paths = [("faces", mosaic[..., None])]
+    out = [("faces", mosaic)]
     for name in frames_data.TRAIN_NATURAL:
-        paths.append((name, luma(frames_data.natural(name))[..., None]))
+        y = luma(frames_data.natural(name))
+        out.append((name, y))
+        if min(y.shape) >= HALF_MIN_SIZE and name != frames_data.VAL_NATURAL:
+            out.append((f"{name}_half", rescale(y, 0.5, order=3, anti_aliasing=True)))
+    return out
+
+
+def write_data(folder: Path, multi_frame: bool = False) -> list[Path]:
+    """The luma training volumes as float32 TIFFs in ``folder`` (rewritten each time):
+    one plane per picture, or with ``multi_frame`` one synthetic stack of MF_FRAMES."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    rng = np.random.default_rng(MF_SEED)
+    paths = []
+    for name, y in training_pictures():
+        arr = (frames_data.shifted_stack(y, MF_FRAMES, rng) if multi_frame
+               else y[..., None])
+        paths.append((name, arr))
     for name, arr in paths:
         p = folder / f"{name}.tif"
         # (Y, X, Z) -> file ZYX
@@ -65,48 +99,105 @@ def install(best: Path, name: str, card: str) -> Path:
     return dst
 
 
-def frames_card(cfg: dict, summary: dict, minutes: float, n_files: int) -> str:
-    """The model card (markdown) of a frames-x4 training run."""
-    return f"""# frames-x4
+def frames_card(cfg: dict, summary: dict, minutes: float, n_files: int,
+                multi_frame: bool = False) -> str:
+    """The model card (markdown) of a frames-x4 (or frames-x4-mf) training run."""
+    r = int(cfg["sampling"]["context"])
+    head = ("""# frames-x4
 
 2D in-plane x4 super-resolution of frames and pictures, applied to luma (BT.601 Y);
 chroma is upsampled by bicubic (`medsr.colour.super_resolve_colour`).
+""" if not multi_frame else f"""# frames-x4-mf
 
+Multi-frame 2D in-plane x4 super-resolution of frame stacks and video, applied to luma
+(BT.601 Y): the network reads frames t-{r}..t+{r} as {2 * r + 1} input channels and
+predicts frame t (edge frames repeated at the ends of a stack; `medsr.multiframe`).
+Chroma is upsampled by bicubic. Use it with `--model frames-x4-mf`; it is not the default.
+Trained on synthetic stacks: each training picture translated by whole HR pixels per
+frame (constant velocity up to 1.5 px/frame + 0.6 px jitter, {MF_FRAMES} frames, seed
+{MF_SEED}), i.e. global camera motion; large or non-rigid motion gives it nothing to use.
+""")
+    deg = cfg["degradation"]["params"]
+    sig = (deg.get("sigma") or {}).get("choice") if isinstance(deg.get("sigma"), dict) else None
+    noise = (f"Gaussian noise sigma drawn from {sig} (fraction of the range)" if sig
+             else "no noise")
+    return head + f"""
 - architecture: {cfg['model']['name']} {cfg['model']['hparams']}, scale (4, 4)
 - data: scikit-image `lfw_subset` faces 0..159 (as one mosaic) and
-  {', '.join(frames_data.TRAIN_NATURAL)}
-  ({n_files} volumes, luma); held out: faces 160..199, {', '.join(frames_data.HELDOUT_NATURAL)}
-- degradation: antialiased bicubic x4; Gaussian noise sigma 0 (half the patches), 0.5% or 1%
-  of the range
+  {', '.join(n for n in frames_data.TRAIN_NATURAL if n != frames_data.VAL_NATURAL)},
+  those of at least {HALF_MIN_SIZE} px a side also at half size ({n_files} volumes, luma);
+  validation (checkpoint choice): {frames_data.VAL_NATURAL}; held out: faces 160..199,
+  {', '.join(frames_data.HELDOUT_NATURAL)}
+- degradation: antialiased bicubic x4; {noise}
 - normalisation: percentiles {cfg['data']['normalise']}
 - training: {summary['steps']} steps, batch {cfg['sampling']['batch_size']}, patch
-  {cfg['sampling']['patch_size']}, {minutes:.1f} min on 1 CPU thread, seed {cfg['seed']};
+  {cfg['sampling']['patch_size']}, L1 loss, Adam lr {cfg['optim']['lr']} with
+  {cfg['schedule']['name']} decay, {minutes:.1f} min on 1 CPU thread, seed {cfg['seed']};
   best validation PSNR {summary['best_psnr']:.2f} dB at step {summary['best_step']}
-- reproduce: `python pipelines/train_frames.py`; benchmark:
+- reproduce: `python pipelines/train_frames.py{' --multi-frame' if multi_frame else ''}`; benchmark:
   `python pipelines/benchmark_quality_frames.py`
-- limits: trained on small grey faces and a dozen photographs for a few minutes; not a
-  face hallucination model, not for heavy compression artefacts.
+- limits: trained on small grey faces and a few dozen photographs on one CPU thread; not
+  a face hallucination model, not for heavy compression artefacts.
 """
 
 
-def parse_args(doc: str, name: str, data: str, argv: list[str] | None) -> argparse.Namespace:
+def heldout_section(multi_frame: bool) -> str:
+    """The model card's held-out numbers, measured now by
+    pipelines/benchmark_quality_frames.py on the installed weights."""
+    import benchmark_quality_frames as bench
+
+    lines = ["", "## Held-out benchmark (pipelines/benchmark_quality_frames.py)", ""]
+    if multi_frame:
+        lines.append("PSNR on Y (mean of 9 frames), synthetic moving-camera stacks, "
+                     "bicubic / frames-x4 / frames-x4-mf:")
+        for case, noise in (("clean", 0.0), ("1% noise", 0.01)):
+            for img, per in bench.multiframe_cases(noise).items():
+                lines.append(f"- {img}, {case}: {per['bicubic']['psnr_y']:.2f} / "
+                             f"{per['medsr']['psnr_y']:.2f} / {per['medsr-mf']['psnr_y']:.2f} dB")
+    else:
+        lines.append("PSNR on Y, bicubic (Catmull-Rom) -> frames-x4, LR by antialiased "
+                     "bicubic x4 (8-bit):")
+        clean, noisy = bench.frames_cases(0.0), bench.frames_cases(0.01)
+        for img in clean:
+            c, n = clean[img], noisy[img]
+            lines.append(f"- {img}: {c['bicubic']['psnr_y']:.2f} -> {c['medsr']['psnr_y']:.2f} "
+                         f"dB (with 1% noise: {n['bicubic']['psnr_y']:.2f} -> "
+                         f"{n['medsr']['psnr_y']:.2f} dB)")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
+               multi_frame: bool = False) -> argparse.Namespace:
     """The command line shared by the frames and microscopy training pipelines."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if multi_frame:
+        ap.add_argument("--multi-frame", action="store_true",
+                        help="train frames-x4-mf (neighbouring frames as channels)")
     ap.add_argument("--steps", type=int, help="override train.steps")
-    ap.add_argument("--run-dir", default=str(ROOT / "runs" / name))
-    ap.add_argument("--data", default=str(ROOT / "runs" / "data" / data))
+    ap.add_argument("--run-dir", help=f"default runs/{name}")
+    ap.add_argument("--data", help=f"default runs/data/{data}")
     ap.add_argument("--no-install", action="store_true", help="do not copy into medsr/weights")
-    return ap.parse_args(argv)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override (repeatable), as for medsr train")
+    args = ap.parse_args(argv)
+    mf = getattr(args, "multi_frame", False)
+    args.run_dir = args.run_dir or str(ROOT / "runs" / (f"{name}_mf" if mf else name))
+    args.data = args.data or str(ROOT / "runs" / "data" / ("frames_mf" if mf else data))
+    return args
 
 
-def run_training(config: Path, args: argparse.Namespace, what: str) -> tuple[dict, dict, float]:
-    """Train ``config`` on ``args.data`` into ``args.run_dir``: (config, summary, minutes)."""
+def run_training(config: Path, args: argparse.Namespace, what: str,
+                 extra: list[str] | None = None) -> tuple[dict, dict, float]:
+    """Train ``config`` on ``args.data`` into ``args.run_dir``: (config, summary, minutes).
+
+    ``extra`` are pipeline overrides applied before the user's ``--set`` items."""
     from medsr.engine.config import load_config
     from medsr.engine.train import train
 
-    sets = [f"data.path={args.data}"]
+    sets = [f"data.path={args.data}", *(extra or [])]
     if args.steps:
         sets.append(f"train.steps={args.steps}")
+    sets += list(getattr(args, "set", []) or [])
     cfg = load_config(config, sets)
     t0 = time.perf_counter()
     summary = train(cfg, args.run_dir, progress=False)
@@ -117,12 +208,18 @@ def run_training(config: Path, args: argparse.Namespace, what: str) -> tuple[dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__, "frames_x4", "frames_y", argv)
-    files = write_data(Path(args.data))
-    cfg, summary, minutes = run_training(CONFIG, args, "normalised Y")
+    args = parse_args(__doc__, "frames_x4", "frames_y", argv, multi_frame=True)
+    mf = args.multi_frame
+    files = write_data(Path(args.data), multi_frame=mf)
+    val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
+    cfg, summary, minutes = run_training(CONFIG_MF if mf else CONFIG, args, "normalised Y",
+                                         [f"data.val_paths=['{val}']"])
     if not args.no_install:
-        card = frames_card(cfg, summary, minutes, len(files))
-        print("installed", install(Path(summary["best"]), "frames_x4", card))
+        card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf)
+        name = "frames_x4_mf" if mf else "frames_x4"
+        dst = install(Path(summary["best"]), name, card)
+        dst.with_suffix(".md").write_text(card + heldout_section(mf), encoding="utf-8")
+        print("installed", dst)
     return 0
 
 
