@@ -236,3 +236,15 @@ def test_measured_halo_ignores_the_weights():
                 m.weight.zero_()
     net._medsr_halo = None  # drop the cache
     assert receptive_halo(net) == trained == 4 + 1
+
+
+def test_plan_work_sizes_gpu_batches_from_free_memory(monkeypatch):
+    """No GPU here: the planner's arithmetic is checked with a reported free memory."""
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (4e9, 16e9))
+    tile, batch = plan_work((256, 64), (1, 4), (11, 11), 32, "cuda", 1e12, n_items=1000)
+    per_item = 4 * 32 * 4 * 4 * (256 + 22) * (64 + 22)
+    assert tile == [256, 64] and batch == min(64, int(2e9 // per_item))
+    assert plan_work((256, 64), (1, 4), (11, 11), 32, "cuda", 1e12, n_items=5)[1] == 5
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (5e7, 16e9))
+    tile, batch = plan_work((512, 512), (2, 2), (11, 11), 64, "cuda", 1e12, n_items=100)
+    assert batch >= 1 and np.prod([t + 22 for t in tile]) * 4 * 64 * 4 * 4 * batch <= 2.5e7
