@@ -150,10 +150,10 @@ def markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ref = {x["method"]: x["psnr"] for x in rows if x["case"] == r["case"]}
-        dc = r["psnr"] - ref["cubic"] if "cubic" in ref else float("nan")
-        dd = r["psnr"] - ref["default"] if "default" in ref else float("nan")
+        dc, dd = (f"{r['psnr'] - ref[m]:+.2f}" if m in ref and m != r["method"] else ""
+                  for m in ("cubic", "default"))
         lines.append(f"| {r['case']} | {r['method']} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
-                     f"{r['seconds']:.0f} | {dc:+.2f} | {dd:+.2f} | {r.get('note', '')} |")
+                     f"{r['seconds']:.0f} | {dc} | {dd} | {r.get('note', '')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +168,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
+    ap.add_argument("--collect", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="compute nothing: one table from the rows of earlier --json files")
     args = ap.parse_args(argv)
+    if args.collect:
+        runs = [json.loads(p.read_text()) for p in args.collect]
+        seen: dict[tuple[str, str], dict] = {}
+        for r in (r for run in runs for r in run["rows"]):
+            seen.setdefault((r["case"], r["method"]), r)  # a case run twice: its first rows
+        rows = list(seen.values())
+        head = "\n".join(f"- `{p}`: torch threads {run['threads']}, budget "
+                          f"{run['budget_s']:g} s" for p, run in zip(args.collect, runs))
+        table = markdown(sorted(rows, key=lambda r: list(CASES).index(r["case"])))
+        print(table)
+        if args.markdown:
+            args.markdown.write_text(head + "\n\n" + table)
+        return 0
     import torch
 
     torch.set_num_threads(max(1, args.threads))

@@ -49,8 +49,7 @@ from medsr.volume import Volume
 INFERENCE_MARGIN = 1.3   # reserve this many times the estimated inference time
 MAX_HALO = 32
 RESAMPLE_METHOD = "lanczos"
-LEARNING_RATE = 2e-3     # from scratch
-FINE_TUNE_LR = 5e-4      # from the shipped default (see docs/self-supervised.md)
+LEARNING_RATE = 2e-3  # from scratch and when fine-tuning (measured: docs/self-supervised.md)
 
 
 @dataclass
@@ -179,27 +178,18 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
 def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = None,
         slice_profile: np.ndarray | None = None, profile: str = "gaussian", seed: int = 0,
         device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
-        batch: int = 16, patch: int = 48, lr: float | None = None,
+        batch: int = 16, patch: int = 48, lr: float = LEARNING_RATE,
         network: dict[str, Any] | None = None,
         on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
-    """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``
-    (``lr`` None: the learning rate for where it starts, see :func:`learning_rate`)."""
+    """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
     dev = select_device(device)
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
                   network=network)
     rep = train(st.model, st.sampler, seconds=seconds, seed=seed, device=dev, batch=batch,
-                lr=learning_rate(st.started, lr), max_steps=steps, progress=on_step)
+                lr=lr, max_steps=steps, progress=on_step)
     return Fitted(st.model, st.tp, st.kernel, st.thickness, st.source, st.started, rep,
                   {"profile": st.profile})
-
-
-def learning_rate(started: str, given: float | None = None) -> float:
-    """``given``, else ``FINE_TUNE_LR`` when fine-tuning the shipped default (a large step
-    would throw away what it learnt) and ``LEARNING_RATE`` from scratch."""
-    if given is not None:
-        return float(given)
-    return FINE_TUNE_LR if started.startswith("default") else LEARNING_RATE
 
 
 def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
@@ -258,7 +248,7 @@ def super_resolve_self_supervised(
         device: str | torch.device = "auto", init: str = "auto",
         save_model: Path | None = None, progress: bool = True, profile: str = "gaussian",
         steps: int | None = None, batch: int = 16, patch: int = 48,
-        lr: float | None = None, network: dict[str, Any] | None = None
+        lr: float = LEARNING_RATE, network: dict[str, Any] | None = None
         ) -> tuple[Volume, dict[str, Any]]:
     """SR of ``vol``'s thick axis by a network trained on the scan itself, within ``budget_s``.
 
@@ -301,8 +291,7 @@ def super_resolve_self_supervised(
                 bar.update(t_apply, completed=done, total=total)
 
         rep = train(model, st.sampler, seconds=train_s + reserve, reserve_s=reserve,
-                    seed=seed, device=dev, batch=batch, lr=learning_rate(st.started, lr),
-                    max_steps=steps,
+                    seed=seed, device=dev, batch=batch, lr=lr, max_steps=steps,
                     progress=on_step)
         t_apply0 = time.perf_counter()
         out = apply(vol, model, device=dev, progress=on_slices)
@@ -312,7 +301,7 @@ def super_resolve_self_supervised(
     report: dict[str, Any] = {
         "method": "self-supervised", "architecture": architecture_of(model),
         **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),
-        "learning_rate": learning_rate(st.started, lr),
+        "learning_rate": lr,
         "setup_s": setup, "train_s_allowed": max(0.0, train_s),
         "inference_s_estimated": est_infer, "inference_s": apply_s,
         "shape_in": list(vol.spatial_shape), "shape_out": list(out.spatial_shape),

@@ -1,12 +1,14 @@
 """The network the scan trains, where it starts from, and how a fitted one is kept.
 
 The network is a small zoo model with scale (1, k) (chosen by measurement, see
-docs/self-supervised.md). ``init="auto"`` fine-tunes the shipped through-plane model for
-factor k when ``medsr/weights`` has one (``thick_slice_x{k}.safetensors``), otherwise it
-starts from scratch; ``"default"`` insists on the shipped model, ``"scratch"`` never uses
-it. A fitted model is an ordinary medsr checkpoint (``medsr.engine.checkpoint``:
-safetensors + JSON), with a ``selfsup`` block recording the task it was fitted for, so
-``medsr.engine.checkpoint.load_model`` rebuilds it like any other.
+docs/self-supervised.md). It starts from scratch (``init="scratch"``) or fine-tunes the
+shipped through-plane model for factor k (``"default"``, ``thick_slice_x{k}.safetensors``
+in ``medsr/weights``). ``"auto"`` is the start that measured better in the 5-minute
+benchmark (``AUTO_START``: scratch, which tied or beat fine-tuning on every case, see
+docs/self-supervised.md "Where training starts"). A fitted model is an ordinary medsr
+checkpoint (``medsr.engine.checkpoint``: safetensors + JSON), with a ``selfsup`` block
+recording the task it was fitted for, so ``medsr.engine.checkpoint.load_model`` rebuilds
+it like any other.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ ARCHITECTURE = "sp_vdsr"
 HPARAMS: dict[str, Any] = {"depth": 6, "features": 32, "interpolation": "lanczos"}
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 INITS = ("auto", "scratch", "default")
+AUTO_START = "scratch"  # measured: docs/self-supervised.md, "Where training starts"
 RESIDUAL_INIT_SCALE = 0.1
 # shipped through-plane models, by factor (pipelines/train_default.py names them so)
 DEFAULT_NAMES = ("thick_slice_x{k}.safetensors", "through_plane_x{k}.safetensors")
@@ -58,25 +61,23 @@ def default_weights(k: int) -> Path | None:
 
 
 def initial_model(k: int, init: str = "auto") -> tuple[nn.Module, str]:
-    """(network, what it started from): the shipped default for factor k, or scratch.
-
-    ``auto`` falls back to scratch when no default exists or it is not a 2D (1, k) model;
-    ``default`` makes either case an error.
-    """
+    """(network, what it started from): a fresh network, or the shipped default for
+    factor k to fine-tune (``init="default"``; an error when there is none or it is not
+    a 2D (1, k) model). ``auto`` is ``AUTO_START``."""
     if init not in INITS:
         raise UserError(f"init must be one of {', '.join(INITS)}, got {init!r}")
-    path = default_weights(k) if init != "scratch" else None
-    if path is None:
-        if init == "default":
-            raise UserError(f"no shipped through-plane model for factor {k} (looked for "
-                            f"{' or '.join(n.format(k=k) for n in DEFAULT_NAMES)} in "
-                            f"{WEIGHTS_DIR}); use init='scratch' or 'auto'")
+    if init == "auto":
+        init = AUTO_START
+    if init == "scratch":
         return build(k), "scratch"
+    path = default_weights(k)
+    if path is None:
+        raise UserError(f"no shipped through-plane model for factor {k} (looked for "
+                        f"{' or '.join(n.format(k=k) for n in DEFAULT_NAMES)} in "
+                        f"{WEIGHTS_DIR}); use init='scratch' or 'auto'")
     model, _ = load_model(path)
     if tuple(model.scale) != (1, k) or getattr(model, "spatial_dims", 2) != 2:
-        if init == "default":
-            raise UserError(f"{path} has scale {tuple(model.scale)}, not a 2D (1, {k}) model")
-        return build(k), f"scratch (default {path.name} is not a 2D (1, {k}) model)"
+        raise UserError(f"{path} has scale {tuple(model.scale)}, not a 2D (1, {k}) model")
     return model.train(), f"default:{path.name}"
 
 
