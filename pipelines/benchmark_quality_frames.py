@@ -9,11 +9,14 @@ chroma: :func:`medsr.colour.super_resolve_colour`). PSNR/SSIM on Y (BT.601, 8-bi
 units, data range 255) and PSNR on RGB, with a 4-pixel border shaved (literature
 convention). Faces are averaged over the 40.
 
-Multi-frame: ``chelsea`` and ``coffee`` as 9-frame stacks under synthetic camera motion
+Multi-frame: ``chelsea`` and ``coffee`` as 9-frame stacks under synthetic camera shake
 (whole-pixel translations, ``frames_data.shifted_stack``, seed 0 / 1), each frame
-degraded as above; methods bicubic, medsr (``frames-x4``, one frame at a time) and
-medsr-mf (``frames-x4-mf``, frames t-2..t+2 as channels, :mod:`medsr.multiframe`);
-scores averaged over the 9 frames. Skipped when ``frames-x4-mf`` is not installed.
+degraded by the camera model ``frames-x4-mf`` was trained for: 4 x 4 pixel means
+(``downsample: area``, aliased), 8-bit. Methods: bicubic, medsr (``frames-x4``, one
+frame at a time, trained for bicubic LR), medsr-mf (``frames-x4-mf``, frames t-2..t+2 as
+channels, :mod:`medsr.multiframe`) and medsr-mf-centre (the same network with every
+neighbour replaced by the centre frame: what its neighbours add). Scores averaged over
+the 9 frames. Skipped when ``frames-x4-mf`` is not installed.
 
 Microscopy: the held-out rows 440..659 of scikit-image ``cell`` (220 x 548) taken as one
 YZ plane of a stack (Z = columns); LR = the ``microscopy-axial`` degradation at z x4
@@ -58,12 +61,13 @@ def _sr(method: str, vol: Volume, plan, model: str | None):
     return make_sr({"bicubic": "catmull-rom"}.get(method, method), None, plan, vol)[0]
 
 
-def _lr_frames(hr: np.ndarray, noise: float, seed: int, stack: bool = False) -> Volume:
+def _lr_frames(hr: np.ndarray, noise: float, seed: int, stack: bool = False,
+               downsample: str = "bicubic") -> Volume:
     """uint8 HR (H, W[, 3]) -> uint8 LR Volume (H/4, W/4, 1[, 3]); with ``stack`` the HR
     is already (H, W, T[, 3])."""
     data = hr.astype(np.float32) if stack else hr.astype(np.float32)[:, :, None]
-    d = Degradation.from_dict({"scale": [4, 4, 1], "profile": "none", "downsample": "bicubic",
-                               "noise": "none"})
+    d = Degradation.from_dict({"scale": [4, 4, 1], "profile": "none",
+                               "downsample": downsample, "noise": "none"})
     d.set_random_state(seed)
     lr = degrade_volume(Volume(data, np.eye(4), {"format": "image"}), d).data
     if noise:
@@ -104,6 +108,16 @@ def frames_cases(noise: float) -> dict[str, dict[str, dict[str, float]]]:
     return results
 
 
+def _centre_only(sr):
+    """A frame-stack super-resolver that runs ``sr`` on each frame alone (the frame
+    repeated as its own neighbours)."""
+    def run(v: Volume, plan) -> Volume:
+        outs = [sr(v.with_data(np.repeat(v.data[:, :, t:t + 1], v.data.shape[2], axis=2)),
+                   plan).data[:, :, t] for t in range(v.data.shape[2])]
+        return v.with_data(np.stack(outs, axis=2), affine=plan.affine_out)
+    return run
+
+
 def multiframe_cases(noise: float, n_frames: int = 9) -> dict[str, dict[str, dict[str, float]]]:
     """Held-out photos as synthetic moving-camera stacks: bicubic, frames-x4, frames-x4-mf."""
     from medsr import pretrained
@@ -116,13 +130,15 @@ def multiframe_cases(noise: float, n_frames: int = 9) -> dict[str, dict[str, dic
                                        np.random.default_rng(i))
         h, w = (st.shape[0] // 4) * 4, (st.shape[1] // 4) * 4
         hr = st[:h, :w]
-        lr = _lr_frames(hr, noise, seed=100 + i, stack=True)
+        lr = _lr_frames(hr, noise, seed=100 + i, stack=True, downsample="area")
         plan = plan_grid(lr, scale=(4, 4, 1))
         per = {}
         for m, model in (("bicubic", None), ("medsr", "frames-x4"),
-                         ("medsr-mf", "frames-x4-mf")):
+                         ("medsr-mf", "frames-x4-mf"), ("medsr-mf-centre", "frames-x4-mf")):
             sr = (make_sr("auto", model, plan, lr, "cpu")[0] if model
                   else make_sr("catmull-rom", None, plan, lr)[0])
+            if m == "medsr-mf-centre":
+                sr = _centre_only(sr)
             out = super_resolve_colour(lr, plan, sr).data
             scores = [_scores_frames(hr[:, :, t], out[:, :, t]) for t in range(n_frames)]
             per[m] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}

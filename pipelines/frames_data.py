@@ -69,12 +69,13 @@ def cell_heldout() -> np.ndarray:
 
 
 def shifted_stack(img: np.ndarray, n_frames: int, rng: np.random.Generator,
-                  speed: float = 1.5, jitter: float = 0.6) -> np.ndarray:
+                  speed: float = 0.5, jitter: float = 1.2) -> np.ndarray:
     """A synthetic frame stack (H', W', n_frames[, C]) of ``img`` (H, W[, C]) under
     camera motion.
 
-    Frame t is ``img`` translated by a whole number of HR pixels: a constant velocity drawn
-    in [-speed, speed] pixels per frame plus Gaussian jitter (``jitter`` pixels), rounded.
+    Frame t is ``img`` translated by a whole number of HR pixels: a slow drift (velocity
+    drawn in [-speed, speed] pixels per frame) plus camera shake (Gaussian, ``jitter``
+    pixels), rounded; neighbouring frames then differ by 0..3 HR pixels.
     Whole HR pixels are exact (no interpolation blur) and, after x4 decimation, different
     sub-pixel phases of the low-resolution sampling grid — what multi-frame SR exploits.
     All frames are cropped to the region every frame covers.

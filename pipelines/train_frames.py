@@ -114,13 +114,15 @@ Multi-frame 2D in-plane x4 super-resolution of frame stacks and video, applied t
 predicts frame t (edge frames repeated at the ends of a stack; `medsr.multiframe`).
 Chroma is upsampled by bicubic. Use it with `--model frames-x4-mf`; it is not the default.
 Trained on synthetic stacks: each training picture translated by whole HR pixels per
-frame (constant velocity up to 1.5 px/frame + 0.6 px jitter, {MF_FRAMES} frames, seed
+frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, seed
 {MF_SEED}), i.e. global camera motion; large or non-rigid motion gives it nothing to use.
 """)
     deg = cfg["degradation"]["params"]
     sig = (deg.get("sigma") or {}).get("choice") if isinstance(deg.get("sigma"), dict) else None
     noise = (f"Gaussian noise sigma drawn from {sig} (fraction of the range)" if sig
              else "no noise")
+    down = {"area": "4 x 4 pixel means (sensor integration, aliased)"}.get(
+        deg.get("downsample"), "antialiased bicubic")
     return head + f"""
 - architecture: {cfg['model']['name']} {cfg['model']['hparams']}, scale (4, 4)
 - data: scikit-image `lfw_subset` faces 0..159 (as one mosaic) and
@@ -128,7 +130,7 @@ frame (constant velocity up to 1.5 px/frame + 0.6 px jitter, {MF_FRAMES} frames,
   those of at least {HALF_MIN_SIZE} px a side also at half size ({n_files} volumes, luma);
   validation (checkpoint choice): {frames_data.VAL_NATURAL}; held out: faces 160..199,
   {', '.join(frames_data.HELDOUT_NATURAL)}
-- degradation: antialiased bicubic x4; {noise}
+- degradation: {down} x4; {noise}
 - normalisation: percentiles {cfg['data']['normalise']}
 - training: {summary['steps']} steps, batch {cfg['sampling']['batch_size']}, patch
   {cfg['sampling']['patch_size']}, L1 loss, Adam lr {cfg['optim']['lr']} with
@@ -148,12 +150,14 @@ def heldout_section(multi_frame: bool) -> str:
 
     lines = ["", "## Held-out benchmark (pipelines/benchmark_quality_frames.py)", ""]
     if multi_frame:
-        lines.append("PSNR on Y (mean of 9 frames), synthetic moving-camera stacks, "
-                     "bicubic / frames-x4 / frames-x4-mf:")
+        lines.append("PSNR on Y (mean of 9 frames), synthetic camera-shake stacks, LR = 4 x 4 "
+                     "pixel means (8-bit); bicubic / frames-x4 / frames-x4-mf / frames-x4-mf "
+                     "with the neighbours replaced by the centre frame:")
         for case, noise in (("clean", 0.0), ("1% noise", 0.01)):
             for img, per in bench.multiframe_cases(noise).items():
-                lines.append(f"- {img}, {case}: {per['bicubic']['psnr_y']:.2f} / "
-                             f"{per['medsr']['psnr_y']:.2f} / {per['medsr-mf']['psnr_y']:.2f} dB")
+                lines.append(f"- {img}, {case}: " + " / ".join(
+                    f"{per[m]['psnr_y']:.2f}" for m in ("bicubic", "medsr", "medsr-mf",
+                                                         "medsr-mf-centre")) + " dB")
     else:
         lines.append("PSNR on Y, bicubic (Catmull-Rom) -> frames-x4, LR by antialiased "
                      "bicubic x4 (8-bit):")
