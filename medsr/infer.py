@@ -52,13 +52,15 @@ class InferResult:
     spacing_out: tuple[float, ...]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    unit: str = "mm"  # of the spacings: "µm" / "px" for microscopy stacks and frames
 
     def summary(self) -> str:
         def fmt(v: Sequence[float]) -> str:
             return "x".join(f"{x:.4g}" for x in v)
 
-        line = (f"{self.input.name}: {fmt(self.shape_in)} @ {fmt(self.spacing_in)} mm -> "
-                f"{fmt(self.shape_out)} @ {fmt(self.spacing_out)} mm, {self.method}, "
+        u = self.unit
+        line = (f"{self.input.name}: {fmt(self.shape_in)} @ {fmt(self.spacing_in)} {u} -> "
+                f"{fmt(self.shape_out)} @ {fmt(self.spacing_out)} {u}, {self.method}, "
                 f"{self.seconds:.1f} s -> {self.output}")
         return "\n".join([line, *(f"  note: {n}" for n in self.notes)])
 
@@ -210,7 +212,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     ``precision``, ``compile_model`` and ``blend`` tune how networks run
     (:func:`medsr.inference.model_sr.run_passes`).
     """
-    from medsr import io, microscopy
+    from medsr import io, microscopy, multiframe
     from medsr.io.common import check_output
     from medsr.io.video import is_video, read_video
 
@@ -272,6 +274,10 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                               for p in passes)
             with progress_bar(f"{input_path.name}: super-resolving", progress) as update:
                 def net(v: Volume, p: Plan) -> Volume:
+                    if per_channel and multiframe.is_multiframe(passes):  # 2r+1 frames in
+                        return multiframe.multiframe_sr(v, p, passes[0].model, passes[0].info,
+                                                        device=dev, tta=tta,
+                                                        max_memory=max_memory)
                     return super_resolve_model(v, p, passes, device=dev, tta=tta,
                                                max_memory=max_memory, progress=update,
                                                tile=tile, batch=batch, precision=precision,
@@ -296,7 +302,7 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
                   method: str, notes: list[str], overwrite: bool, dtype: str | None,
                   anonymize: bool) -> InferResult:
     """Write ``out`` in the format ``out_path`` names (video by its suffix) and report."""
-    from medsr import colour, io
+    from medsr import colour, io, microscopy
     from medsr.io.video import is_video
 
     if is_video(out_path):
@@ -311,7 +317,8 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
                        shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
                        spacing_in=tuple(float(s) for s in vol.spacing),
                        spacing_out=tuple(float(s) for s in out.spacing),
-                       seconds=time.perf_counter() - t0, notes=notes)
+                       seconds=time.perf_counter() - t0, notes=notes,
+                       unit=microscopy.spacing_unit(vol))
 
 
 def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float, *,

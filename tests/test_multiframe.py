@@ -143,3 +143,32 @@ def test_spacing_unit_names_micrometres_pixels_and_millimetres():
     assert spacing_unit(vol(format="tiff", unit=None)) == "px"
     assert spacing_unit(vol(format="video", unit=None)) == "px"
     assert spacing_unit(vol(format="nifti")) == "mm"
+
+
+def test_infer_file_routes_multiframe_models_and_names_the_unit(tmp_path, rng):
+    """`medsr infer frames/ --model <multi-frame>` takes the multi-frame path (not a
+    channel-count crash) and the summary names pixels, not millimetres."""
+    from PIL import Image
+
+    from medsr.colour import infer_frames
+    from medsr.engine.checkpoint import save_model
+    from medsr.infer import infer_file
+
+    torch.manual_seed(0)
+    net = models.create("sp_vdsr", scale=2, in_channels=3, out_channels=1, depth=2,
+                        features=8)
+    info = {"architecture": "sp_vdsr", "hparams": {"depth": 2, "features": 8},
+            "scale": [2, 2], "spatial_dims": 2, "in_channels": 3, "out_channels": 1,
+            "normalisation": {"method": "percentile", "lower": 0.5, "upper": 99.5},
+            "sampling": {"mode": "2.5d", "axes": [2], "context": 1}}
+    ckpt = save_model(tmp_path / "mf.safetensors", net.state_dict(), info)
+    src = tmp_path / "clip"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray((rng.random((10, 12)) * 200).astype(np.uint8)).save(src / f"{i}.png")
+    res = infer_file(src, tmp_path / "a_sr", scale=2, model=ckpt, progress=False)
+    ref = infer_frames(src, tmp_path / "b_sr", scale=2, model=ckpt)
+    from medsr.io.image2d import read_frames
+
+    np.testing.assert_array_equal(read_frames(tmp_path / "a_sr").data, ref.data)
+    assert " px -> " in res.summary() and " mm" not in res.summary()
