@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -158,6 +157,22 @@ def sweep() -> None:
               f"{rate:6.1f} GFLOP/s = {rate / peak * 100:3.0f}% of matmul", flush=True)
 
 
+# The child reports its own high-water mark: getrusage(RUSAGE_CHILDREN).ru_maxrss would
+# also count the parent's resident set at fork (Linux carries it across exec), and after
+# cases A and B this process holds over 2 GB.
+_CHILD = """import sys
+from medsr.cli import main
+sys.argv = ["medsr", *sys.argv[1:]]
+try:
+    code = main()
+finally:
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM"))
+    print("VmHWM_kB", hwm.split()[1], file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def peak_memory_case(model: str | None) -> float:
     """Peak RSS (GB) of `medsr infer` on a 512x512x128 NIfTI -> (1,1,4), in a child."""
     import nibabel as nib
@@ -169,16 +184,17 @@ def peak_memory_case(model: str | None) -> float:
                 * 4000).astype(np.int16)
         nib.save(nib.Nifti1Image(data, np.diag([0.5, 0.5, 2.0, 1.0])), src)
         del data
-        cmd = [sys.executable, "-m", "medsr", "infer", str(src), "-o", str(Path(tmp) / "o.nii"),
+        cmd = [sys.executable, "-c", _CHILD, "infer", str(src), "-o", str(Path(tmp) / "o.nii"),
                "--scale", "1,1,4"]
         if model:
             cmd += ["--model", model]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         t = time.perf_counter()
-        subprocess.run(cmd, check=True)
+        res = subprocess.run(cmd, check=True, stderr=subprocess.PIPE, text=True)
         secs = time.perf_counter() - t
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        gb = max(peak, before) / 1024**2
+        lines = res.stderr.splitlines()
+        print("\n".join(line for line in lines if not line.startswith("VmHWM_kB")), flush=True)
+        kb = next(int(line.split()[1]) for line in lines if line.startswith("VmHWM_kB"))
+        gb = kb / 1024**2
         print(f"memory: 512x512x128 -> 512x512x512 via `medsr infer`: peak RSS {gb:.2f} GB "
               f"({secs:.0f} s)", flush=True)
         return gb
@@ -190,10 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-b", help="in-plane x2 model (default: the shipped one)")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="only the conv-rate sweep")
+    ap.add_argument("--memory-only", action="store_true", help="only the peak-memory case")
     args = ap.parse_args(argv)
     use_all_cores()
     if args.sweep:
         sweep()
+        return 0
+    if args.memory_only:
+        peak_memory_case(args.model_a)
         return 0
     device = select_device("auto")
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "
