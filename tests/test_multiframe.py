@@ -58,17 +58,9 @@ def test_multiframe_sr_is_the_network_on_each_window(rng):
     np.testing.assert_allclose(out.affine, plan.affine_out)
 
 
-def test_multiframe_checkpoint_through_the_colour_path(tmp_path, rng):
-    """An RGB frames folder with a multi-frame checkpoint: Y goes through the network with
-    its neighbours (compared with multiframe_sr on the luma stack), chroma by bicubic,
-    written back as a frames folder of the same count and dtype."""
-    from PIL import Image
-
-    from medsr.colour import infer_frames, luma, rgb_to_ycbcr
+def _multiframe_checkpoint(tmp_path):
+    """A real (untrained) 3-frame x2 sp_vdsr checkpoint, saved as the trainer would."""
     from medsr.engine.checkpoint import save_model
-    from medsr.inference.model_sr import load
-    from medsr.interpolate import resize
-    from medsr.io.image2d import read_frames
 
     torch.manual_seed(0)
     net = models.create("sp_vdsr", scale=2, in_channels=3, out_channels=1, depth=2,
@@ -78,6 +70,21 @@ def test_multiframe_checkpoint_through_the_colour_path(tmp_path, rng):
             "normalisation": {"method": "percentile", "lower": 0.5, "upper": 99.5},
             "sampling": {"mode": "2.5d", "axes": [2], "context": 1}}
     ckpt = save_model(tmp_path / "mf.safetensors", net.state_dict(), info)
+    return ckpt
+
+
+def test_multiframe_checkpoint_through_the_colour_path(tmp_path, rng):
+    """An RGB frames folder with a multi-frame checkpoint: Y goes through the network with
+    its neighbours (compared with multiframe_sr on the luma stack), chroma by bicubic,
+    written back as a frames folder of the same count and dtype."""
+    from PIL import Image
+
+    from medsr.colour import infer_frames, luma, rgb_to_ycbcr
+    from medsr.inference.model_sr import load
+    from medsr.interpolate import resize
+    from medsr.io.image2d import read_frames
+
+    ckpt = _multiframe_checkpoint(tmp_path)
     src = tmp_path / "clip"
     src.mkdir()
     rgb = (rng.random((4, 12, 14, 3)) * 180 + 30).astype(np.uint8)
@@ -151,17 +158,9 @@ def test_infer_file_routes_multiframe_models_and_names_the_unit(tmp_path, rng):
     from PIL import Image
 
     from medsr.colour import infer_frames
-    from medsr.engine.checkpoint import save_model
     from medsr.infer import infer_file
 
-    torch.manual_seed(0)
-    net = models.create("sp_vdsr", scale=2, in_channels=3, out_channels=1, depth=2,
-                        features=8)
-    info = {"architecture": "sp_vdsr", "hparams": {"depth": 2, "features": 8},
-            "scale": [2, 2], "spatial_dims": 2, "in_channels": 3, "out_channels": 1,
-            "normalisation": {"method": "percentile", "lower": 0.5, "upper": 99.5},
-            "sampling": {"mode": "2.5d", "axes": [2], "context": 1}}
-    ckpt = save_model(tmp_path / "mf.safetensors", net.state_dict(), info)
+    ckpt = _multiframe_checkpoint(tmp_path)
     src = tmp_path / "clip"
     src.mkdir()
     for i in range(3):
