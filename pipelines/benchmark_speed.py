@@ -37,8 +37,7 @@ import torch
 from medsr import models
 from medsr.devices import select_device
 from medsr.infer import model_passes, plan_grid, super_resolve, super_resolve_model
-from medsr.inference.accelerate import resolve_precision
-from medsr.inference.model_sr import use_all_cores
+from medsr.inference.model_sr import run_settings, use_all_cores
 from medsr.inference.tiling import conv_layers
 from medsr.volume import Volume
 
@@ -93,8 +92,8 @@ class ConvCounter:
 
 def timed(vol, plan, passes, device, **kw) -> tuple[float, float, np.ndarray]:
     """Seconds and executed conv FLOPs of super_resolve_model (counted in the same run)."""
-    precision = resolve_precision(kw.get("precision", "auto"), device)
-    counters = [ConvCounter(p.runnable(device, device.type == "cpu", False, False, precision))
+    channels_last, precision = run_settings(device, None, kw.get("precision", "auto"))
+    counters = [ConvCounter(p.runnable(device, channels_last, False, False, precision))
                 for p in passes]
     t = time.perf_counter()
     out = super_resolve_model(vol, plan, passes, device=device, **kw)

@@ -1,7 +1,8 @@
 """Inference-time fusion of convolution + activation into one oneDNN kernel on the CPU.
 
 A ReLU after a convolution is a separate pass over memory: in a narrow SR network (32-64
-channels) that pass costs a fifth of the run time (pipelines/benchmark_speed.py). oneDNN
+channels) that pass cost a fifth of the run time (torch.profiler, by hand, on the shipped
+thick-slice-x4; the speed-up shows in pipelines/benchmark_speed.py). oneDNN
 can apply the activation as a post-op while the convolution's output is still in
 registers; PyTorch exposes that kernel as ``torch.ops.mkldnn._convolution_pointwise``
 (the op ``torch.compile``'s CPU backend emits for the same pattern). :func:`fuse_conv_act`

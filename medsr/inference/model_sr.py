@@ -105,6 +105,17 @@ def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[
     return tuple(f)  # type: ignore[return-value]
 
 
+def run_settings(device: torch.device, channels_last: bool | None = None,
+                 precision: str = "auto") -> tuple[bool, str]:
+    """The layout and precision :func:`run_passes` uses on ``device`` (channels-last by
+    default on the CPU; ``precision`` resolved), which also key :meth:`Pass.runnable`."""
+    from medsr.inference.accelerate import resolve_precision
+
+    if channels_last is None:
+        channels_last = torch.device(device).type == "cpu"
+    return bool(channels_last), resolve_precision(precision, device)
+
+
 def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device,
                tta: bool = False, fuse: bool = True, max_memory: float = 1.5e9,
                tile: Sequence[int] | None = None, batch: int | None = None,
@@ -121,12 +132,10 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
     (:func:`medsr.inference.tiling.tiled_forward`).
     """
     from medsr.data.normalise import input_range
-    from medsr.inference.accelerate import autocast, resolve_precision
+    from medsr.inference.accelerate import autocast
 
     dev = torch.device(device)
-    if channels_last is None:
-        channels_last = dev.type == "cpu"
-    precision = resolve_precision(precision, dev)
+    channels_last, precision = run_settings(dev, channels_last, precision)
     out = np.asarray(data, dtype=np.float32)
     for p in passes:
         norm = p.info.get("normalisation") or {}

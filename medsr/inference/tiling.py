@@ -280,8 +280,8 @@ def tile_for_memory(spatial: Sequence[int], scale: Sequence[int], halo: Sequence
 
 # Bytes of one activation tensor per forward call that keep a narrow conv net's layers
 # cache-resident on a CPU (oneDNN): 32-channel 3x3 convolutions on this project's 2-core
-# test machine ran at 80-100% of the matmul rate from ~25k to ~100k pixels per call and
-# at ~60% for 290k (pipelines/benchmark_speed.py --sweep).
+# test machine ran at 74-92% of the matmul rate from 16k to 80k pixels per call and at
+# 38-61% from 210k up (`pipelines/benchmark_speed.py --sweep`, docs/benchmarks/sweep.txt).
 CPU_WORKING_SET = 12e6
 # Shrinking tiles for the cache stops once halo voxels would add more than this factor.
 MAX_HALO_OVERHEAD = 1.35
