@@ -12,9 +12,10 @@ Ground truth, none of it used to develop the method or train the default:
 * ``cell``: skimage's ``cell`` (a 660 x 550 light-microscopy image, 2D: its one fine axis
   supplies the pairs). Another modality entirely.
 
-Thick slices are simulated with ``medsr.degrade`` along one axis: slice profile Gaussian
-with FWHM = k voxels or box ("rect") of width k, then ``decimate`` (thickness = slice
-spacing). Each method gets the LR Volume only:
+Thick slices are simulated exactly along one axis (``slice_weights``, written here
+independently of ``medsr``): slice profile Gaussian with FWHM = k voxels or box ("rect")
+of width k (thickness = slice spacing), integrated over each fine voxel around the LR
+slice centre. Each method gets the LR Volume only:
 
 * ``cubic``: cubic B-spline to the HR grid;
 * ``default``: what ``medsr infer`` picks with no flags (``plan_grid`` with no scale, then
@@ -44,7 +45,6 @@ from pathlib import Path
 import numpy as np
 
 from medsr import metrics
-from medsr.degrade import Degradation, degrade_volume
 from medsr.interpolate import resize
 from medsr.volume import Volume
 
@@ -88,20 +88,48 @@ def load_image(name: str) -> Volume:
     raise SystemExit(f"unknown image {name}")
 
 
+def slice_weights(n: int, k: int, profile: str) -> np.ndarray:
+    """(n // k, n) matrix of exact thick-slice acquisition along one axis, written here from
+    first principles (independent of ``medsr.degrade`` and of the method's pairs): LR slice
+    m is centred at fine position c = k m + (k - 1) / 2 (the grid ``medsr.geometry``
+    upsamples back), and fine voxel i gets the slice profile integrated over
+    [i - 1/2, i + 1/2]: a Gaussian of FWHM k, or a box of width k (so for k = 4 a box slice
+    is exactly the mean of its four voxels). Weight falling outside the volume is mirrored
+    back in (half-sample symmetric border), so a constant stays constant."""
+    from scipy.stats import norm
+
+    c = (k * np.arange(n // k) + (k - 1) / 2.0)[:, None]
+    pad = min(2 * k + 2, n)  # > 4.7 sigma of the Gaussian; one mirror at most
+    i = np.arange(-pad, n + pad)[None, :]
+    if profile == "gaussian":
+        sigma = k / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        w = norm.cdf((i + 0.5 - c) / sigma) - norm.cdf((i - 0.5 - c) / sigma)
+    elif profile == "rect":
+        w = np.clip(np.minimum(i + 0.5, c + k / 2.0) - np.maximum(i - 0.5, c - k / 2.0), 0, None)
+    else:
+        raise SystemExit(f"unknown profile {profile}")
+    src = i[0]
+    src = np.where(src < 0, -1 - src, np.where(src >= n, 2 * n - 1 - src, src))
+    out = np.zeros((n // k, n))
+    np.add.at(out.T, src, w.T)
+    return out / out.sum(axis=1, keepdims=True)
+
+
 def thick_slices(hr: Volume, axis: int, k: int, profile: str) -> tuple[Volume, Volume]:
-    """(HR cropped to a multiple of k along axis, LR with thickness = spacing = k)."""
+    """(HR cropped to a multiple of k along axis, LR with thickness = spacing = k), by
+    :func:`slice_weights`; the LR affine is ``medsr.degrade.downsample.lr_affine``."""
+    from medsr.degrade.downsample import lr_affine
+
     n = hr.spatial_shape[axis] // k * k
     sl = [slice(None)] * 3
     sl[axis] = slice(0, n)
     hr = hr.with_data(np.ascontiguousarray(hr.data[tuple(sl)]))
-    scale = [1, 1, 1]
-    scale[axis] = k
-    width = [None, None, None]
-    width[axis] = float(k)
-    key = "fwhm" if profile == "gaussian" else "thickness"
-    d = Degradation(scale=scale, profile=profile, downsample="decimate", **{key: width})
-    lr = degrade_volume(hr, d)
-    return hr, lr.with_data(lr.data.astype(np.float32))
+    w = slice_weights(n, k, profile)
+    lr = np.moveaxis(np.tensordot(w, np.moveaxis(hr.data, axis, 0), axes=(1, 0)), 0, axis)
+    factors = [1, 1, 1]
+    factors[axis] = k
+    return hr, Volume(np.ascontiguousarray(lr, dtype=np.float32),
+                      lr_affine(hr.affine, hr.spatial_shape, factors))
 
 
 def score(hr: np.ndarray, sr: np.ndarray) -> tuple[float, float]:

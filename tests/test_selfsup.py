@@ -21,6 +21,7 @@ from medsr.selfsup import (
     degrade_lines,
     detect_through_plane,
     fit,
+    flip_sets,
     load_fitted,
     profile_kernel,
     save_fitted,
@@ -88,7 +89,7 @@ def test_non_integer_factor_rounds_up_and_isotropic_is_refused():
 
 # ----------------------------------------------------------------------- slice profile
 def _variance(k: np.ndarray) -> float:
-    x = np.arange(k.size) - k.size // 2
+    x = np.arange(k.size) - (k.size - 1) / 2  # about the kernel's centre (a tap or between)
     return float(np.sum(k * x * x))
 
 
@@ -100,8 +101,10 @@ def test_gaussian_profile_fwhm_is_the_thickness(thickness):
     assert (th, src) == (thickness, "argument")
     k = profile_kernel(tp, th, "gaussian")
     sigma = thickness / (2 * np.sqrt(2 * np.log(2)))  # FWHM -> sigma, in 1 mm voxels
-    assert k.sum() == pytest.approx(1.0) and k.size % 2 == 1
-    assert np.argmax(k) == k.size // 2
+    # x4: LR samples fall half-way between two fine voxels, so the kernel is centred there
+    assert k.sum() == pytest.approx(1.0) and k.size % 2 == 0
+    np.testing.assert_allclose(k, k[::-1], atol=1e-15)
+    assert np.argmax(k) == k.size // 2 - 1
     # integrating over a voxel adds the variance of a unit box, 1/12
     assert _variance(k) == pytest.approx(sigma**2 + 1 / 12, rel=1e-3)
 
@@ -113,24 +116,53 @@ def test_thickness_sources_and_rect_profile():
     dicom = vol.with_data(vol.data, dicom={"slice_thickness": 2.0})
     assert slice_thickness(dicom, tp) == (2.0, "dicom")
     assert slice_thickness(dicom, tp, 5.0) == (5.0, "argument")
-    box = profile_kernel(tp, 2.0, "rect")  # 2 mm on a 0.5 mm grid: 4 voxels wide
-    np.testing.assert_allclose(box, [0.125, 0.25, 0.25, 0.25, 0.125])
-    user = profile_kernel(tp, 2.0, kernel=np.array([1.0, 1.0]))  # even: re-centred
-    np.testing.assert_allclose(user, [0.25, 0.5, 0.25])
+    # k = 6 (even): a 2 mm box on the 0.5 mm grid, centred between two voxels, covers
+    # exactly 4 of them
+    np.testing.assert_allclose(profile_kernel(tp, 2.0, "rect"), [0.25] * 4)
+    user = profile_kernel(tp, 2.0, kernel=np.array([1.0, 1.0]))  # even: kept for even k
+    np.testing.assert_allclose(user, [0.5, 0.5])
+    odd = detect_through_plane(_volume((1.0, 1.0, 3.0), (8, 8, 8)))  # k = 3: on a voxel
+    np.testing.assert_allclose(profile_kernel(odd, 2.0, "rect"), [0.25, 0.5, 0.25])
+    np.testing.assert_allclose(profile_kernel(odd, 2.0, kernel=np.array([1.0, 1.0])),
+                               [0.25, 0.5, 0.25])  # even kernel re-centred for odd k
     with pytest.raises(UserError):
         slice_thickness(vol, tp, -1.0)
 
 
 # ----------------------------------------------------------------------- pair geometry
-@pytest.mark.parametrize("k,profile", [(4, "gaussian"), (3, "rect"), (2, "gaussian")])
+def _exact_slices(x: np.ndarray, k: int, profile: str) -> np.ndarray:
+    """Thick slices along the last axis from first principles: slice m centred at fine
+    position k m + (k - 1) / 2, each fine voxel weighted by the profile (Gaussian FWHM k
+    or box of width k) integrated over it; half-sample symmetric borders."""
+    from scipy.stats import norm
+
+    n, pad = x.shape[-1], 3 * k
+    xp = np.pad(x.astype(np.float64), [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="symmetric")
+    i = np.arange(-pad, n + pad)
+    out = []
+    for c in k * np.arange(n // k) + (k - 1) / 2:
+        if profile == "gaussian":
+            sd = k / (2 * np.sqrt(2 * np.log(2)))
+            w = norm.cdf((i + 0.5 - c) / sd) - norm.cdf((i - 0.5 - c) / sd)
+        else:
+            w = np.clip(np.minimum(i + 0.5, c + k / 2) - np.maximum(i - 0.5, c - k / 2), 0, None)
+        out.append(xp @ (w / w.sum()))
+    return np.stack(out, axis=-1)
+
+
+@pytest.mark.parametrize("k,profile", [(4, "gaussian"), (4, "rect"), (3, "rect"),
+                                       (2, "gaussian"), (6, "rect")])
 def test_in_plane_degradation_reproduces_the_through_plane_acquisition(k, profile):
     """An isotropic volume acquired thick along z, and the same volume transposed so
-    that x plays z: the pair generator's LR along x equals the acquisition's LR."""
+    that x plays z: the pair generator's LR along x equals the exact acquisition's LR
+    (for even k, a box slice is exactly the mean of its k voxels)."""
     hr = _phantom((24, 20, 12 * k))
-    key = "fwhm" if profile == "gaussian" else "thickness"
-    acq = Degradation(scale=[1, 1, k], profile=profile, downsample="decimate",
-                      **{key: [None, None, float(k)]})
-    lr_z = acq(hr[None].astype(np.float64))[0]
+    lr_z = _exact_slices(hr, k, profile)
+    if k % 2:  # odd k: medsr.degrade's decimation samples on a voxel, the same thing
+        key = "fwhm" if profile == "gaussian" else "thickness"
+        acq = Degradation(scale=[1, 1, k], profile=profile, downsample="decimate",
+                          **{key: [None, None, float(k)]})
+        np.testing.assert_allclose(acq(hr[None].astype(np.float64))[0], lr_z, atol=1e-3)
     tp_vol = Volume(np.zeros((2, 2, 2), np.float32), np.diag([1.0, 1.0, float(k), 1.0]))
     kern = profile_kernel(detect_through_plane(tp_vol), float(k), profile)
     lr_x = degrade_lines(np.moveaxis(hr, 2, 0), kern, k, axis=0)
@@ -151,21 +183,22 @@ def test_sampled_patches_are_degraded_crops_with_consistent_flips():
         for n in range(6):
             rows = slice(b_i[n], b_i[n] + 16)
             h = src.hr[s_i[n], rows, a_i[n]:a_i[n] + 16]
-            # LR = the plane blurred along a, sampled at a0 + k m + (k - 1) / 2 (mean of
-            # the two middle samples for even k), computed here without the sampler
-            full = ndi.convolve1d(src.hr[s_i[n]].astype(np.float64), kern, axis=1,
-                                  mode="reflect")
+            # LR = the plane's profile-weighted sums around a0 + k m + (k - 1) / 2 (the
+            # even kernel centred half-way between two voxels), without the sampler
+            plane = np.pad(src.hr[s_i[n]].astype(np.float64), [(0, 0), (32, 32)],
+                           mode="symmetric")
             pos = a_i[n] + k * np.arange(4) + (k - 1) / 2
-            lo_i = np.floor(pos).astype(int)
-            expect = 0.5 * (full[rows, lo_i] + full[rows, lo_i + 1])
+            first = (pos - (kern.size - 1) / 2).astype(int) + 32
+            expect = np.stack([plane[rows, f:f + kern.size] @ kern for f in first], axis=1)
             if flips[n, 0]:
                 h, expect = h[::-1], expect[::-1]
             if flips[n, 1]:
                 h, expect = h[:, ::-1], expect[:, ::-1]
             np.testing.assert_array_equal(hr[n, 0].numpy(), h)
             np.testing.assert_allclose(lr[n, 0].numpy(), expect, atol=1e-3)
-    # both in-plane axes are degraded (the axis swap): one source per fine axis
-    assert sorted(src.axes[2] for src in s.sources) == [0, 1]
+    # both in-plane axes are degraded (the axis swap), each with the other fine axis and
+    # with the thick axis as the companion
+    assert sorted(src.axes[1:] for src in s.sources) == [(0, 1), (1, 0), (2, 0), (2, 1)]
 
 
 def test_a_thin_slabs_short_axis_is_not_degraded_into_pairs():
@@ -173,9 +206,18 @@ def test_a_thin_slabs_short_axis_is_not_degraded_into_pairs():
     data = _phantom((40, 10, 8))
     kern = np.array([0.25, 0.5, 0.25])
     s = PairSampler(data, (0, 1), 2, kern, 4, patch=16)
-    assert s.degraded_axes == (0,) and [src.axes for src in s.sources] == [(2, 1, 0)]
-    lr, hr = s.sample(np.random.default_rng(0), 3)  # planes (slab axis, degraded axis)
-    assert lr.shape == (3, 1, 10, 4) and hr.shape == (3, 1, 10, 16)
+    # axis 0 degraded, with the other fine axis and with the thick axis as companions
+    assert s.degraded_axes == (0,) and [src.axes for src in s.sources] == [(2, 1, 0), (1, 2, 0)]
+    # planes (slab axis, degraded axis) and (thick axis, degraded axis)
+    assert s.patch_shapes == [(10, 16), (8, 16)]
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(20):
+        lr, hr = s.sample(rng, 3)
+        seen.add(s.last_draw[0])
+        assert lr.shape[2:] == (s.patch_shapes[s.last_draw[0]][0], 4)
+        assert hr.shape[2:] == s.patch_shapes[s.last_draw[0]]
+    assert seen == {0, 1}
     # when every fine axis is short they are all used (nothing better to learn from)
     s = PairSampler(_phantom((12, 10, 8)), (0, 1), 2, kern, 4, patch=16)
     assert s.degraded_axes == (0, 1)
@@ -214,7 +256,7 @@ class _ShiftNet(nn.Module):
 
 def test_fusion_averages_both_in_plane_orientations():
     vol = _volume((1.0, 1.0, 3.0), (14, 12, 5))
-    out = apply(vol, _ShiftNet(3), device="cpu")
+    out = apply(vol, _ShiftNet(3), device="cpu", tta=False)
     x = vol.data.astype(np.float64)
 
     def diff(ax):  # central difference with half-sample symmetric edges
@@ -231,17 +273,29 @@ def test_fusion_averages_both_in_plane_orientations():
     assert np.abs(out.data - one_way).max() > 1.0
 
 
+def test_test_time_flips_average_over_the_tasks_symmetries():
+    """The shift net's derivative term is odd under a flip of its plane's first axis: the
+    mean over flip_sets cancels it exactly (edges included), leaving x upsampled."""
+    vol = _volume((1.0, 1.0, 3.0), (14, 12, 5))
+    tp = detect_through_plane(vol)
+    assert flip_sets(tp, vol.spatial_shape) == [(), (2,), (0, 1), (0, 1, 2)]
+    out = apply(vol, _ShiftNet(3), device="cpu", tta=True)
+    np.testing.assert_allclose(out.data, np.repeat(vol.data, 3, axis=2), atol=1e-3)
+    plain = apply(vol, _ShiftNet(3), device="cpu", tta=False)
+    assert np.abs(plain.data - out.data).max() > 1.0
+
+
 # ----------------------------------------------------------------------- end to end
 def test_geometry_is_the_upsampled_affine_exactly():
     vol = _volume((1.0, 1.0, 3.0), (16, 14, 5), oblique=True)
-    out = apply(vol, _ShiftNet(3), device="cpu")
+    out = apply(vol, _ShiftNet(3), device="cpu", tta=False)
     assert out.spatial_shape == (16, 14, 15)
     np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 1, 3)))
 
 
 def test_non_integer_factor_lands_on_the_centre_preserving_grid():
     vol = _volume((1.0, 2.5, 1.0), (16, 6, 14), oblique=True)
-    out = apply(vol, _ShiftNet(3), device="cpu")
+    out = apply(vol, _ShiftNet(3), device="cpu", tta=False)
     shape_out = geometry.output_shape(vol.spatial_shape, (1, 2.5, 1))
     assert out.spatial_shape == shape_out == (16, 15, 14)
     np.testing.assert_array_equal(
@@ -274,7 +328,8 @@ def test_budget_is_honoured_and_steps_reported():
 
 def test_seeded_runs_are_identical_and_saved_model_reproduces(tmp_path):
     vol = _volume((1.0, 3.0, 1.0), (32, 8, 30))
-    kw = dict(budget_s=60.0, steps=3, seed=7, device="cpu", progress=False, network=TINY)
+    kw = dict(budget_s=60.0, steps=3, seed=7, device="cpu", progress=False, network=TINY,
+              tta=True)
     a, rep_a = super_resolve_self_supervised(vol, save_model=tmp_path / "fit", **kw)
     b, _ = super_resolve_self_supervised(vol, **kw)
     np.testing.assert_array_equal(a.data, b.data)
@@ -335,7 +390,7 @@ def test_init_default_fine_tunes_the_shipped_model_and_auto_starts_from_scratch(
         tmp_path, monkeypatch):
     vol = _volume((1.0, 3.0, 1.0), (32, 8, 30))
     monkeypatch.setenv("MEDSR_WEIGHTS", str(tmp_path))
-    kw = dict(budget_s=60.0, steps=1, device="cpu", progress=False)
+    kw = dict(budget_s=60.0, steps=1, device="cpu", progress=False, tta=True)
     with pytest.raises(UserError, match="no shipped"):
         super_resolve_self_supervised(vol, init="default", **kw)
     # a "shipped" default: a fitted x3 model stored under the default's name

@@ -3,7 +3,10 @@
 A kernel tap t is the integral of the continuous profile over the HR voxel
 [t - 1/2, t + 1/2] (in voxel units), so narrow kernels keep their mass and width exactly
 instead of being undersampled. Every kernel sums to 1 and is centred on tap 0 (the middle
-element of an odd-length array).
+element of an odd-length array), or, with ``centre=0.5``, half-way between its two middle
+taps (an even-length array): the profile of a sample that falls between two HR voxels, as
+the LR samples of an even factor k do (``medsr.degrade.downsample``: x_j = k j + (k-1)/2).
+``medsr.degrade.blur.convolve_axis`` applies such an even kernel centred at j + 1/2.
 """
 
 from __future__ import annotations
@@ -20,35 +23,42 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 PROFILES = ("gaussian", "rect", "none", "kernel")
 
 
-def gaussian_kernel(fwhm: float) -> np.ndarray:
-    """Gaussian of full width at half maximum ``fwhm`` (voxels), integrated per voxel."""
+def _integrated(cdf, radius: int, centre: float) -> np.ndarray:
+    """Taps of a profile with cumulative ``cdf`` (of the offset from its centre), integrated
+    over the HR voxels [t - 1/2, t + 1/2] around ``centre`` (0: odd length, 0.5: even),
+    normalised and trimmed of empty outer taps (symmetrically)."""
+    if centre not in (0.0, 0.5):
+        raise ValueError(f"centre must be 0 or 0.5, got {centre}")
+    t = np.arange(-radius, radius + 1 + (centre > 0), dtype=np.float64) - centre
+    k = np.clip(cdf(t + 0.5) - cdf(t - 0.5), 0.0, None)
+    k = k / k.sum()
+    nz = np.nonzero(k > 1e-15)[0]
+    r = min(nz[0], k.size - 1 - nz[-1])
+    return k[r: k.size - r]
+
+
+def gaussian_kernel(fwhm: float, centre: float = 0.0) -> np.ndarray:
+    """Gaussian of full width at half maximum ``fwhm`` (voxels), integrated per voxel,
+    centred on a voxel (``centre=0``) or half-way between two (``0.5``, even length)."""
     if fwhm < 0:
         raise UserError(f"FWHM must be >= 0, got {fwhm}")
     if fwhm == 0:
-        return np.ones(1)
+        return np.ones(1) if centre == 0 else np.full(2, 0.5)
     sigma = fwhm * FWHM_TO_SIGMA
     radius = int(math.ceil(4.0 * sigma + 1.0))
-    edges = np.arange(-radius - 0.5, radius + 1.0, 1.0) / (sigma * math.sqrt(2.0))
-    cdf = 0.5 * (1.0 + erf(edges))
-    k = np.diff(cdf)
-    return k / k.sum()
+    k = _integrated(lambda x: 0.5 * (1.0 + erf(x / (sigma * math.sqrt(2.0)))), radius, centre)
+    return k
 
 
-def rect_kernel(width: float) -> np.ndarray:
-    """Box (rect) profile of total width ``width`` voxels, integrated per voxel."""
+def rect_kernel(width: float, centre: float = 0.0) -> np.ndarray:
+    """Box (rect) profile of total width ``width`` voxels, integrated per voxel, centred on
+    a voxel (``centre=0``) or half-way between two (``0.5``: width 4 gives four taps 1/4)."""
     if width < 0:
         raise UserError(f"slice thickness must be >= 0, got {width}")
     if width == 0:
-        return np.ones(1)
+        return np.ones(1) if centre == 0 else np.full(2, 0.5)
     radius = int(math.ceil(width / 2.0 + 0.5))
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    lo = np.maximum(t - 0.5, -width / 2.0)
-    hi = np.minimum(t + 0.5, width / 2.0)
-    k = np.clip(hi - lo, 0.0, None)
-    k = k / k.sum()
-    nz = np.nonzero(k > 1e-15)[0]  # trim empty outer taps symmetrically
-    r = max(radius - nz[0], nz[-1] - radius)
-    return k[radius - r: radius + r + 1]
+    return _integrated(lambda x: np.clip(x + width / 2.0, 0.0, width), radius, centre)
 
 
 def load_kernel(path: str | Path) -> np.ndarray:

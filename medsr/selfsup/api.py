@@ -47,6 +47,7 @@ from medsr.selfsup.trainer import TrainReport, train
 from medsr.volume import Volume
 
 INFERENCE_MARGIN = 1.3   # reserve this many times the estimated inference time
+TTA_MAX_SHARE = 0.25     # auto test-time flips when their inference fits in this budget share
 MAX_HALO = 32
 RESAMPLE_METHOD = "lanczos"
 LEARNING_RATE = 2e-3  # from scratch and when fine-tuning (measured: docs/self-supervised.md)
@@ -79,6 +80,15 @@ def halo_of(model: nn.Module) -> int:
     from medsr.inference.tiling import receptive_halo
 
     return receptive_halo(model, extra=3, cap=MAX_HALO)
+
+
+def flip_sets(tp: ThroughPlane, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Test-time flips: every combination of flipping the fine axes (together) and the
+    thick axis. Each orientation's planes (u, t) then see all four flips of their two
+    axes; all are exact symmetries of the task (the LR grid k m + (k - 1) / 2 is
+    symmetric under a flip of the thick axis)."""
+    fine = tuple(ax for ax in tp.inplane_axes if shape[ax] > 1)
+    return [(), (tp.axis,), fine, (*fine, tp.axis)]
 
 
 def _training_array(vol: Volume) -> np.ndarray:
@@ -179,7 +189,7 @@ def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = 
         slice_profile: np.ndarray | None = None, profile: str = "gaussian", seed: int = 0,
         device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
         batch: int = 16, patch: int = 48, lr: float = LEARNING_RATE,
-        network: dict[str, Any] | None = None,
+        network: dict[str, Any] | None = None, loss: str = "mse",
         on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
     """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
     dev = select_device(device)
@@ -187,7 +197,7 @@ def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = 
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
                   network=network)
     rep = train(st.model, st.sampler, seconds=seconds, seed=seed, device=dev, batch=batch,
-                lr=lr, max_steps=steps, progress=on_step)
+                lr=lr, max_steps=steps, loss=loss, progress=on_step)
     return Fitted(st.model, st.tp, st.kernel, st.thickness, st.source, st.started, rep,
                   {"profile": st.profile})
 
@@ -199,9 +209,11 @@ def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
 
 
 def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
-          batch: int = 8, progress: Callable[[int, int], None] | None = None) -> Volume:
+          batch: int = 8, tta: bool = True,
+          progress: Callable[[int, int], None] | None = None) -> Volume:
     """Super-resolve ``vol``'s thick axis with a fitted (1, k) network, both orientations
-    fused, then resample to the exact spacing ratio if it is not the integer k."""
+    fused (and with ``tta`` the mean over :func:`flip_sets`), then resample to the exact
+    spacing ratio if it is not the integer k."""
     dev = select_device(device)
     tp = detect_through_plane(vol)
     k = int(model.scale[1])
@@ -213,13 +225,25 @@ def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
     chans = [data] if data.ndim == 3 else [data[..., c] for c in range(data.shape[3])]
     factors = [1, 1, 1]
     factors[tp.axis] = k
+    flips = flip_sets(tp, data.shape[:3]) if tta else [()]
+    runs = len(flips) * len(chans)
     outs = []
-    for ch in chans:
+    for c, ch in enumerate(chans):
         norm = Normalisation.fit(ch)
-        with torch.no_grad():
-            y = apply_2d(model, norm.apply(ch), factors, device=dev, batch=batch,
-                         halo=halo_of(model), fuse=True, progress=progress)
-        outs.append(norm.invert(y))
+        x = norm.apply(ch)
+        acc = None
+        for i, fl in enumerate(flips):
+            on = None
+            if progress is not None:
+                def on(done: int, total: int, n: int = c * len(flips) + i) -> None:
+                    progress(n * total + done, runs * total)
+            xf = np.ascontiguousarray(np.flip(x, fl)) if fl else x
+            with torch.no_grad():
+                y = apply_2d(model, xf, factors, device=dev, batch=batch,
+                             halo=halo_of(model), fuse=True, progress=on)
+            y = np.flip(y, fl) if fl else y
+            acc = np.array(y) if acc is None else np.add(acc, y, out=acc)
+        outs.append(norm.invert(acc / len(flips)))
     out = outs[0] if len(outs) == 1 else np.stack(outs, axis=3)
     shape_in = vol.spatial_shape
     f = np.ones(3)
@@ -235,11 +259,12 @@ def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
     return vol.with_data(out, affine)
 
 
-def apply_saved(vol: Volume, model_path: str | Path, *, device: str | torch.device = "auto"
-                ) -> Volume:
-    """Apply a model saved with ``save_model=`` to another scan acquired the same way."""
+def apply_saved(vol: Volume, model_path: str | Path, *, device: str | torch.device = "auto",
+                tta: bool = True) -> Volume:
+    """Apply a model saved with ``save_model=`` to another scan acquired the same way
+    (with the test-time flips unless ``tta=False``)."""
     model, _ = load_fitted(model_path, device=select_device(device))
-    return apply(vol, model, device=device)
+    return apply(vol, model, device=device, tta=tta)
 
 
 def super_resolve_self_supervised(
@@ -248,8 +273,8 @@ def super_resolve_self_supervised(
         device: str | torch.device = "auto", init: str = "auto",
         save_model: Path | None = None, progress: bool = True, profile: str = "gaussian",
         steps: int | None = None, batch: int = 16, patch: int = 48,
-        lr: float = LEARNING_RATE, network: dict[str, Any] | None = None
-        ) -> tuple[Volume, dict[str, Any]]:
+        lr: float = LEARNING_RATE, network: dict[str, Any] | None = None,
+        loss: str = "mse", tta: bool | None = None) -> tuple[Volume, dict[str, Any]]:
     """SR of ``vol``'s thick axis by a network trained on the scan itself, within ``budget_s``.
 
     Returns the super-resolved Volume (affine ``geometry.upsampled_affine``) and a report
@@ -259,6 +284,8 @@ def super_resolve_self_supervised(
     ``steps`` fixes the number of training steps (the budget still caps it); ``network``
     (``{"architecture": name, **hparams}``) replaces the default network (from scratch).
     At least one training step is always taken, even if the budget is already spent.
+    ``loss``: "mse" or "l1"; ``tta``: average the four flips of :func:`flip_sets` at
+    inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget).
     """
     t0 = time.perf_counter()
     if not budget_s > 0:
@@ -272,6 +299,11 @@ def super_resolve_self_supervised(
                   network=network)
     model, tp = st.model, st.tp
     est_infer = _estimate_inference(model, st.data, tp, dev) * vol.channels
+    n_flips = len(flip_sets(tp, st.data.shape))
+    if tta is None:
+        tta = n_flips * est_infer <= TTA_MAX_SHARE * budget_s
+    if tta:
+        est_infer *= n_flips
     setup = time.perf_counter() - t0
     reserve = INFERENCE_MARGIN * est_infer + 0.5
     train_s = budget_s - setup - reserve
@@ -292,16 +324,16 @@ def super_resolve_self_supervised(
 
         rep = train(model, st.sampler, seconds=train_s + reserve, reserve_s=reserve,
                     seed=seed, device=dev, batch=batch, lr=lr, max_steps=steps,
-                    progress=on_step)
+                    loss=loss, progress=on_step)
         t_apply0 = time.perf_counter()
-        out = apply(vol, model, device=dev, progress=on_slices)
+        out = apply(vol, model, device=dev, tta=tta, progress=on_slices)
         apply_s = time.perf_counter() - t_apply0
     fitted = Fitted(model, tp, st.kernel, st.thickness, st.source, st.started, rep,
                     {"profile": st.profile})
     report: dict[str, Any] = {
         "method": "self-supervised", "architecture": architecture_of(model),
         **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),
-        "learning_rate": lr,
+        "learning_rate": lr, "loss": loss, "test_time_flips": n_flips if tta else 1,
         "setup_s": setup, "train_s_allowed": max(0.0, train_s),
         "inference_s_estimated": est_infer, "inference_s": apply_s,
         "shape_in": list(vol.spatial_shape), "shape_out": list(out.spatial_shape),

@@ -105,10 +105,16 @@ def slice_thickness(vol: Volume, tp: ThroughPlane, given: float | None = None
 
 def profile_kernel(tp: ThroughPlane, thickness_mm: float, profile: str = "gaussian",
                    kernel: np.ndarray | None = None) -> np.ndarray:
-    """The slice profile as an odd-length 1D kernel on the fine grid (spacing s_t / k).
+    """The slice profile as a 1D kernel on the fine grid (spacing s_t / k), centred where
+    an LR sample lies on that grid: on a fine voxel for odd k (odd length), half-way
+    between two for even k (even length; a 4 mm box over 1 mm voxels is exactly four taps
+    of 1/4, not a blurred 5-tap box).
 
-    ``kernel`` (a user profile, already sampled on that grid) wins over ``profile``.
+    ``kernel`` (a user profile, already sampled on that grid) wins over ``profile``: an
+    even-length one is centred between its two middle taps, an odd-length one on its
+    middle tap; only where that disagrees with k's parity is it shifted by half a tap.
     """
+    even = tp.k % 2 == 0
     if kernel is not None:
         k = np.asarray(kernel, dtype=np.float64)
         if k.ndim != 1 or k.size == 0 or not np.all(np.isfinite(k)):
@@ -116,14 +122,15 @@ def profile_kernel(tp: ThroughPlane, thickness_mm: float, profile: str = "gaussi
                             f"through-plane grid), got shape {k.shape}")
         if abs(k.sum()) < 1e-12:
             raise UserError("the slice profile sums to zero; cannot normalise it")
-        if k.size % 2 == 0:  # centred between the two middle taps: shift by half a tap
+        if k.size % 2 == 0 and not even:  # centred between the two middle taps: shift
             kp = np.pad(k, 1)
             k = 0.5 * (kp[:-1] + kp[1:])
         return k / k.sum()
     width = thickness_mm / tp.spacing_hr
+    centre = 0.5 if even else 0.0
     if profile == "gaussian":
-        return gaussian_kernel(width)
+        return gaussian_kernel(width, centre)
     if profile == "rect":
-        return rect_kernel(width)
+        return rect_kernel(width, centre)
     raise UserError(f"unknown slice profile {profile!r}; choose {', '.join(PROFILES)} "
                     "or give a kernel")

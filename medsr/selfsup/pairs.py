@@ -1,13 +1,13 @@
 """Training pairs from the scan alone: fine in-plane data degraded like the thick axis.
 
-For every fine axis a (the "degraded" axis) and a companion axis b (another fine axis, or
-the thick axis t when the image has only one fine axis), the planes (b, a) of the volume
+For every fine axis a (the "degraded" axis) and each companion axis b (another fine axis,
+and the thick axis t), the planes (b, a) of the volume
 are blurred along a with the slice profile and sampled every k voxels, on the same grid
 the acquisition used along t (LR voxel m at fine position k m + (k - 1) / 2, as in
-:mod:`medsr.degrade.downsample` ``decimate``; for even k the value half-way between two
-fine samples is their mean). A pair is an HR patch (P_b, k L) and its LR patch (P_b, L):
-exactly what a 2D network with scale (1, k) sees when it is applied to the planes
-(u, t) of the scan. Using both fine axes as a is the in-plane axis swap.
+:mod:`medsr.degrade.downsample`; for even k the profile is centred half-way between two
+fine samples, :func:`medsr.selfsup.axes.profile_kernel`). A pair is an HR patch (P_b, k L)
+and its LR patch (P_b, L): exactly what a 2D network with scale (1, k) sees when it is
+applied to the planes (u, t) of the scan. Using both fine axes as a is the in-plane axis swap.
 
 Patches are drawn with probability proportional to the local gradient magnitude (plus a
 floor, so flat regions are not forgotten), with random flips of both plane axes.
@@ -41,10 +41,14 @@ def degrade_lines(x: np.ndarray, kernel: np.ndarray, k: int, axis: int = -1) -> 
 
 
 def _sampling_source(x: np.ndarray, kernel: np.ndarray, k: int, axis: int) -> np.ndarray:
-    """The blurred signal at positions j + (k - 1) / 2 - (k - 1) // 2 (i.e. +0 or +0.5)."""
+    """The blurred signal at positions j + (k - 1) / 2 - (k - 1) // 2 (i.e. +0 or +0.5).
+
+    For even k an even-length kernel is already centred at j + 1/2 (``convolve_axis``);
+    an odd-length one is centred on j, and the mean of two neighbours moves it there."""
     t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    b = convolve_axis(t, np.asarray(kernel, dtype=np.float64), axis).numpy()
-    if k % 2 == 0:  # half-way between fine samples: mean of the two neighbours
+    kernel = np.asarray(kernel, dtype=np.float64)
+    b = convolve_axis(t, kernel, axis).numpy()
+    if k % 2 == 0 and kernel.size % 2 == 1:  # mean of the two neighbours
         nxt = np.take(b, np.r_[1:b.shape[axis], b.shape[axis] - 1], axis=axis)
         b = 0.5 * (b + nxt)
     return np.ascontiguousarray(b, dtype=np.float32)
@@ -64,7 +68,8 @@ class PairSampler:
     """Draws (LR, HR) patch batches for a network with scale (1, k)."""
 
     def __init__(self, data: np.ndarray, inplane_axes: tuple[int, ...], thick_axis: int,
-                 kernel: np.ndarray, k: int, patch: int = 48, gradient_weighted: bool = True):
+                 kernel: np.ndarray, k: int, patch: int = 48, gradient_weighted: bool = True,
+                 thick_companion: bool = True):
         if data.ndim != 3:
             raise ValueError(f"expected (I, J, K) data, got shape {data.shape}")
         self.k = int(k)
@@ -76,10 +81,14 @@ class PairSampler:
         long = [a for a in inplane_axes if data.shape[a] // self.k >= MIN_LR_SAMPLES]
         self.degraded_axes = tuple(long or inplane_axes)
         for a in self.degraded_axes:
+            # companions: the other fine axis (the planes the network meets there) and the
+            # thick axis (planes (t, a): the scan's own coarse sampling across the patch,
+            # as in the planes (u, t) it is applied to). Measured: docs/self-supervised.md
             others = [ax for ax in inplane_axes if ax != a and data.shape[ax] > 1]
-            b = others[0] if others else thick_axis
-            w = next(ax for ax in range(3) if ax not in (a, b))
-            self.sources.append(self._source(data, (w, b, a), patch, gradient_weighted))
+            companions = others + ([thick_axis] if thick_companion or not others else [])
+            for b in companions:
+                w = next(ax for ax in range(3) if ax not in (a, b))
+                self.sources.append(self._source(data, (w, b, a), patch, gradient_weighted))
         weights = np.array([s.cdf[-1] for s in self.sources], dtype=np.float64)
         self.source_p = weights / weights.sum()
 

@@ -23,6 +23,7 @@ from medsr.selfsup.pairs import PairSampler
 
 CALIBRATION_STEPS = 6
 MIN_LR_FRACTION = 0.05
+LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss}
 
 
 @dataclass
@@ -53,7 +54,7 @@ def lr_at(step: int, total: int, base: float) -> float:
 
 def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int = 0,
           device: torch.device | str = "cpu", batch: int = 16, lr: float = 1e-3,
-          max_steps: int | None = None, reserve_s: float = 0.0,
+          max_steps: int | None = None, reserve_s: float = 0.0, loss: str = "mse",
           progress: Callable[[int, int, float], None] | None = None) -> TrainReport:
     """Fit ``model`` on pairs from ``sampler`` for at most ``seconds`` (and ``max_steps``).
 
@@ -61,15 +62,18 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
     inference), as timed at the start. The machine may be shared: the reserve is scaled
     by how much slower (or faster) recent steps run than the calibration steps, so
     training stops early enough when the load rises. ``progress(step, planned, loss)`` is
-    called after every step.
+    called after every step. ``loss``: "mse" (the conditional mean, what PSNR rewards;
+    the default, measured in docs/self-supervised.md) or "l1".
     """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     start = time.perf_counter()
     end = start + max(0.0, seconds)
     deadline = end - reserve_s
     rng = np.random.default_rng(seed)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = nn.L1Loss()
+    loss_fn = LOSSES[loss]()
     rep = TrainReport()
     planned = max_steps if max_steps is not None else None
     calib_start = None
@@ -91,10 +95,10 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, lr)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(lo), hi)
-        loss.backward()
+        err = loss_fn(model(lo), hi)
+        err.backward()
         opt.step()
-        value = float(loss.detach())
+        value = float(err.detach())
         rep.losses.append(value)
         step += 1
         now = time.perf_counter()
