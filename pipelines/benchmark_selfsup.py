@@ -9,6 +9,10 @@ Ground truth, none of it used to develop the method or train the default:
   ``S0_10slices.nii.gz`` shipped inside dipy's wheel (BSD-3). A contrast the default was
   not trained for. Benchmark-only dependency: ``pip install dipy`` (not a medsr
   requirement); its cases are skipped with a note when dipy is missing.
+* ``t1``: a real T1-weighted coronal slice of an adult brain (256 x 256, 2D,
+  ``t1_coronal_slice.npy`` in dipy's wheel): another subject and scanner than the
+  template, never looked at while the method was developed; its one fine axis supplies
+  the pairs.
 * ``cell``: skimage's ``cell`` (a 660 x 550 light-microscopy image, 2D: its one fine axis
   supplies the pairs). Another modality entirely.
 
@@ -23,7 +27,9 @@ slice centre. Each method gets the LR Volume only:
 * ``selfsup``: ``super_resolve_self_supervised`` with ``--budget`` seconds of wall time
   for everything (set-up, training, inference), told the profile shape; one row per
   ``--inits`` value (``auto`` is what ``medsr infer --self-supervised`` does; ``scratch``
-  and ``default`` (fine-tune the shipped model) are the two starts it chooses between).
+  and ``default`` (fine-tune the shipped model) are the two starts it chooses between);
+  ``--variants`` adds ablations of ``auto`` (``l1`` loss, ``no-flips`` at test time,
+  ``fine-companions``: pairs without the thick axis as companion).
 
     python pipelines/benchmark_selfsup.py --budget 300 --threads 1      # the issue's setting
     python pipelines/benchmark_selfsup.py --budget 60 --cases mni-gauss-x4
@@ -50,16 +56,19 @@ from medsr.volume import Volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-IMAGES = {"mni": 2, "b0": 1, "cell": 0}  # image -> the axis made thick
+IMAGES = {"mni": 2, "b0": 1, "t1": 0, "cell": 0}  # image -> the axis made thick
 CASES = {  # name: (image, axis, k, profile)
     f"{img}-{short}-x{k}": (img, axis, k, profile)
     for img, axis in IMAGES.items()
     for k in (2, 4, 6)
     for short, profile in (("gauss", "gaussian"), ("rect", "rect"))
 }
-DEFAULT_CASES = ["mni-gauss-x4", "mni-rect-x4", "b0-gauss-x4", "b0-rect-x4", "cell-gauss-x4",
-                 "cell-rect-x4"]
+DEFAULT_CASES = ["mni-gauss-x4", "mni-rect-x4", "b0-gauss-x4", "b0-rect-x4", "t1-gauss-x4",
+                 "t1-rect-x4", "cell-gauss-x4", "cell-rect-x4"]
 INITS = ("auto", "scratch", "default")
+# ablations of the design choices (docs/self-supervised.md): what each variant changes
+VARIANTS = {"l1": {"loss": "l1"}, "no-flips": {"tta": False},
+            "fine-companions": {"thick_companion": False}}
 
 
 def load_image(name: str) -> Volume:
@@ -81,6 +90,14 @@ def load_image(name: str) -> Volume:
         # 10 consecutive 2 mm axial slices (neighbours correlate at 0.87-0.89); the header's
         # third pixdim (53 mm) is not the slice spacing, so the grid is set to 2 mm iso
         return Volume(np.ascontiguousarray(data), np.diag([2.0, 2.0, 2.0, 1.0]))
+    if name == "t1":
+        try:
+            from dipy.data import get_fnames
+        except ImportError as exc:
+            raise LookupError("the t1 cases need dipy (pip install dipy; benchmark only)"
+                              ) from exc
+        img = np.load(get_fnames(name="t1_coronal_slice")).astype(np.float32)
+        return Volume(np.ascontiguousarray(img[:, :, None]), np.eye(4))
     if name == "cell":
         from skimage import data as skdata
 
@@ -132,6 +149,22 @@ def thick_slices(hr: Volume, axis: int, k: int, profile: str) -> tuple[Volume, V
                       lr_affine(hr.affine, hr.spatial_shape, factors))
 
 
+def high_band_share(hr: np.ndarray) -> list[float | None]:
+    """Per axis: the share of the (mean-removed) power spectrum along that axis above half
+    its Nyquist frequency (None for a singleton axis). Self-supervision assumes the fine
+    axes it learns from carry the detail the thick axis lost; a lower share along the
+    thick axis than along the fine ones (as along an EPI's phase-encoding axis) breaks it."""
+    out: list[float | None] = []
+    for ax in range(hr.ndim):
+        if hr.shape[ax] < 4:
+            out.append(None)
+            continue
+        p = np.abs(np.fft.rfft(hr.astype(np.float64), axis=ax)) ** 2
+        p = p.mean(axis=tuple(a for a in range(hr.ndim) if a != ax))[1:]
+        out.append(float(p[p.size // 2:].sum() / p.sum()))
+    return out
+
+
 def score(hr: np.ndarray, sr: np.ndarray) -> tuple[float, float]:
     mode = "2d" if hr.ndim == 3 and 1 in hr.shape else "3d"
     r = float(hr.max() - hr.min())
@@ -163,12 +196,13 @@ def run_default(lr: Volume, axis: int, k: int) -> tuple[np.ndarray, str]:
     return out.data, " + ".join(str(p.info.get("name")) for p in passes)
 
 
-def run_selfsup(lr: Volume, profile: str, budget: float, seed: int, init: str
-                ) -> tuple[np.ndarray, dict]:
+def run_selfsup(lr: Volume, profile: str, budget: float, seed: int, init: str,
+                **options) -> tuple[np.ndarray, dict]:
     from medsr.selfsup import super_resolve_self_supervised
 
     sr, rep = super_resolve_self_supervised(lr, budget_s=budget, profile=profile, seed=seed,
-                                            init=init, progress=sys.stderr.isatty())
+                                            init=init, progress=sys.stderr.isatty(),
+                                            **options)
     return sr.data, rep
 
 
@@ -191,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="*", default=DEFAULT_CASES, choices=list(CASES))
     ap.add_argument("--inits", nargs="*", default=["auto"], choices=INITS,
                     help="self-supervised starts to run (one row each)")
+    ap.add_argument("--variants", nargs="*", default=[], choices=list(VARIANTS),
+                    help="also run these ablations of init=auto (one row each)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="torch intra-op threads (default: all cores of this process)")
     ap.add_argument("--seed", type=int, default=0)
@@ -231,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name not in images:
                 images[name] = load_image(name)
+                share = ", ".join(f"axis {a}: {100 * v:.2f}%" for a, v in
+                                  enumerate(high_band_share(images[name].data)) if v is not None)
+                print(f"# {name}: power above half Nyquist ({share}); thick axis {axis}",
+                      flush=True)
         except LookupError as exc:
             print(f"# {case}: skipped ({exc})", file=sys.stderr, flush=True)
             continue
@@ -246,11 +286,13 @@ def main(argv: list[str] | None = None) -> int:
                   score(hr.data, out))), "seconds": time.perf_counter() - t, "note": used})
         except LookupError as exc:
             print(f"# {case}: no default row ({exc})", file=sys.stderr, flush=True)
-        for init in args.inits:
+        runs = [(f"selfsup {init}", init, {}) for init in args.inits]
+        runs += [(f"selfsup {v}", "auto", VARIANTS[v]) for v in args.variants]
+        for label, init, options in runs:
             t = time.perf_counter()
-            out, rep = run_selfsup(lr, profile, args.budget, args.seed, init)
+            out, rep = run_selfsup(lr, profile, args.budget, args.seed, init, **options)
             tr = rep["train"]
-            emit({"case": case, "method": f"selfsup {init} ({args.budget:g} s)",
+            emit({"case": case, "method": f"{label} ({args.budget:g} s)",
                   **dict(zip(("psnr", "ssim"), score(hr.data, out))),
                   "seconds": time.perf_counter() - t, "steps": tr["steps"],
                   "started": rep["init"], "inference_s": rep["inference_s"],

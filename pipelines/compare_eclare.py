@@ -8,8 +8,9 @@ shim of symlinks instead; ECLARE and radifox-utils are installed with ``--no-dep
 their other requirements explicitly.
 
 For each case the HR volume (the held-out posterior block of MNI152 at 1 mm, as in
-``benchmark_selfsup.py``) gets thick slices simulated with ``medsr.degrade`` (profile
-FWHM / width = k mm, ``decimate``) and written as NIfTI.
+``benchmark_selfsup.py``) gets thick slices simulated exactly as there
+(``benchmark_selfsup.thick_slices``: profile FWHM / width = k mm, integrated around each
+slice centre) and written as NIfTI.
 ECLARE runs first with the true slice profile and ``--n-patches`` (default 12,800 = 100
 steps of batch 128, the cut the issue measured at ~10.5 minutes on this machine); its
 wall time T, process start to finish, is then the budget medsr gets

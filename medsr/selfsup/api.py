@@ -161,7 +161,7 @@ class _Setup:
 
 def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.ndarray | None,
              profile: str, seed: int, device: torch.device, init: str, patch: int,
-             network: dict[str, Any] | None) -> _Setup:
+             network: dict[str, Any] | None, thick_companion: bool = True) -> _Setup:
     """Everything training needs: the task, the profile, the pair sampler, the network."""
     tp = detect_through_plane(vol)
     thickness, source = slice_thickness_of(vol, tp, slice_thickness)
@@ -171,7 +171,8 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     data = _training_array(vol)
     norm = Normalisation.fit(data)
-    sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k, patch)
+    sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k, patch,
+                          thick_companion=thick_companion)
     _seed(seed, device)
     if network:
         if init == "default":
@@ -190,12 +191,13 @@ def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = 
         device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
         batch: int = 16, patch: int = 48, lr: float = LEARNING_RATE,
         network: dict[str, Any] | None = None, loss: str = "mse",
+        thick_companion: bool = True,
         on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
     """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
     dev = select_device(device)
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
-                  network=network)
+                  network=network, thick_companion=thick_companion)
     rep = train(st.model, st.sampler, seconds=seconds, seed=seed, device=dev, batch=batch,
                 lr=lr, max_steps=steps, loss=loss, progress=on_step)
     return Fitted(st.model, st.tp, st.kernel, st.thickness, st.source, st.started, rep,
@@ -274,7 +276,8 @@ def super_resolve_self_supervised(
         save_model: Path | None = None, progress: bool = True, profile: str = "gaussian",
         steps: int | None = None, batch: int = 16, patch: int = 48,
         lr: float = LEARNING_RATE, network: dict[str, Any] | None = None,
-        loss: str = "mse", tta: bool | None = None) -> tuple[Volume, dict[str, Any]]:
+        loss: str = "mse", tta: bool | None = None, thick_companion: bool = True
+        ) -> tuple[Volume, dict[str, Any]]:
     """SR of ``vol``'s thick axis by a network trained on the scan itself, within ``budget_s``.
 
     Returns the super-resolved Volume (affine ``geometry.upsampled_affine``) and a report
@@ -285,7 +288,9 @@ def super_resolve_self_supervised(
     (``{"architecture": name, **hparams}``) replaces the default network (from scratch).
     At least one training step is always taken, even if the budget is already spent.
     ``loss``: "mse" or "l1"; ``tta``: average the four flips of :func:`flip_sets` at
-    inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget).
+    inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget);
+    ``thick_companion=False`` leaves out the pairs whose companion is the thick axis
+    (:class:`PairSampler`; an ablation).
     """
     t0 = time.perf_counter()
     if not budget_s > 0:
@@ -296,7 +301,7 @@ def super_resolve_self_supervised(
     dev = select_device(device)
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
-                  network=network)
+                  network=network, thick_companion=thick_companion)
     model, tp = st.model, st.tp
     est_infer = _estimate_inference(model, st.data, tp, dev) * vol.channels
     n_flips = len(flip_sets(tp, st.data.shape))
@@ -334,6 +339,7 @@ def super_resolve_self_supervised(
         "method": "self-supervised", "architecture": architecture_of(model),
         **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),
         "learning_rate": lr, "loss": loss, "test_time_flips": n_flips if tta else 1,
+        "thick_companion": thick_companion,
         "setup_s": setup, "train_s_allowed": max(0.0, train_s),
         "inference_s_estimated": est_infer, "inference_s": apply_s,
         "shape_in": list(vol.spatial_shape), "shape_out": list(out.spatial_shape),
