@@ -165,6 +165,13 @@ def high_band_share(hr: np.ndarray) -> list[float | None]:
     return out
 
 
+def band_share_line(name: str, hr: np.ndarray, axis: int) -> str:
+    """One printable line of :func:`high_band_share` for image ``name``."""
+    share = ", ".join(f"axis {a}: {100 * v:.2f}%" for a, v in enumerate(high_band_share(hr))
+                      if v is not None)
+    return f"{name} power above half Nyquist: {share} (thick axis {axis})"
+
+
 def score(hr: np.ndarray, sr: np.ndarray) -> tuple[float, float]:
     mode = "2d" if hr.ndim == 3 and 1 in hr.shape else "3d"
     r = float(hr.max() - hr.min())
@@ -267,10 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name not in images:
                 images[name] = load_image(name)
-                share = ", ".join(f"axis {a}: {100 * v:.2f}%" for a, v in
-                                  enumerate(high_band_share(images[name].data)) if v is not None)
-                print(f"# {name}: power above half Nyquist ({share}); thick axis {axis}",
-                      flush=True)
+                print("# " + band_share_line(name, images[name].data, axis), flush=True)
         except LookupError as exc:
             print(f"# {case}: skipped ({exc})", file=sys.stderr, flush=True)
             continue

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_selfsup import (  # noqa: E402
-    high_band_share,
+    band_share_line,
     load_image,
     run_cubic,
     score,
@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     seen, held = [slice(None)] * 3, [slice(None)] * 3
     seen[split], held[split] = slice(0, first), slice(first, None)
     seen, held = tuple(seen), tuple(held)
-    share = ", ".join(f"axis {a}: {100 * v:.2f}%" for a, v in
-                      enumerate(high_band_share(hr.data)) if v is not None)
-    print(f"{args.image} power above half Nyquist: {share} (thick axis {axis})")
+    print(band_share_line(args.image, hr.data, axis))
 
     def held_out(out: np.ndarray) -> str:
         p, s = score(hr.data[held], out[held])

@@ -131,23 +131,20 @@ def test_thickness_sources_and_rect_profile():
 
 # ----------------------------------------------------------------------- pair geometry
 def _exact_slices(x: np.ndarray, k: int, profile: str) -> np.ndarray:
-    """Thick slices along the last axis from first principles: slice m centred at fine
-    position k m + (k - 1) / 2, each fine voxel weighted by the profile (Gaussian FWHM k
-    or box of width k) integrated over it; half-sample symmetric borders."""
-    from scipy.stats import norm
+    """Thick slices along the last axis from first principles: the acquisition matrix the
+    self-supervised benchmark simulates with (``pipelines/benchmark_selfsup.py``
+    ``slice_weights``, written independently of medsr), so its headline numbers rest on
+    a tested simulation."""
+    import importlib
+    import sys
+    from pathlib import Path
 
-    n, pad = x.shape[-1], 3 * k
-    xp = np.pad(x.astype(np.float64), [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode="symmetric")
-    i = np.arange(-pad, n + pad)
-    out = []
-    for c in k * np.arange(n // k) + (k - 1) / 2:
-        if profile == "gaussian":
-            sd = k / (2 * np.sqrt(2 * np.log(2)))
-            w = norm.cdf((i + 0.5 - c) / sd) - norm.cdf((i - 0.5 - c) / sd)
-        else:
-            w = np.clip(np.minimum(i + 0.5, c + k / 2) - np.maximum(i - 0.5, c - k / 2), 0, None)
-        out.append(xp @ (w / w.sum()))
-    return np.stack(out, axis=-1)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
+    try:
+        bench = importlib.import_module("benchmark_selfsup")
+    finally:
+        sys.path.pop(0)
+    return x.astype(np.float64) @ bench.slice_weights(x.shape[-1], k, profile).T
 
 
 @pytest.mark.parametrize("k,profile", [(4, "gaussian"), (4, "rect"), (3, "rect"),

@@ -46,8 +46,8 @@ def gaussian_kernel(fwhm: float, centre: float = 0.0) -> np.ndarray:
         return np.ones(1) if centre == 0 else np.full(2, 0.5)
     sigma = fwhm * FWHM_TO_SIGMA
     radius = int(math.ceil(4.0 * sigma + 1.0))
-    k = _integrated(lambda x: 0.5 * (1.0 + erf(x / (sigma * math.sqrt(2.0)))), radius, centre)
-    return k
+    return _integrated(lambda x: 0.5 * (1.0 + erf(x / (sigma * math.sqrt(2.0)))), radius,
+                       centre)
 
 
 def rect_kernel(width: float, centre: float = 0.0) -> np.ndarray:

@@ -229,6 +229,7 @@ def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
     factors[tp.axis] = k
     flips = flip_sets(tp, data.shape[:3]) if tta else [()]
     runs = len(flips) * len(chans)
+    halo = halo_of(model)
     outs = []
     for c, ch in enumerate(chans):
         norm = Normalisation.fit(ch)
@@ -241,8 +242,8 @@ def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
                     progress(n * total + done, runs * total)
             xf = np.ascontiguousarray(np.flip(x, fl)) if fl else x
             with torch.no_grad():
-                y = apply_2d(model, xf, factors, device=dev, batch=batch,
-                             halo=halo_of(model), fuse=True, progress=on)
+                y = apply_2d(model, xf, factors, device=dev, batch=batch, halo=halo,
+                             fuse=True, progress=on)
             y = np.flip(y, fl) if fl else y
             acc = np.array(y) if acc is None else np.add(acc, y, out=acc)
         outs.append(norm.invert(acc / len(flips)))
