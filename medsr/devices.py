@@ -27,3 +27,20 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device(name)
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return torch.device("cuda", local % torch.cuda.device_count())
+
+
+def training_precision(amp: bool | str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None for float32, whether to scale the loss) for ``train.amp``.
+
+    ``True``: float16 autocast with a GradScaler on CUDA, float32 elsewhere (CPU float16
+    is slow and underflows). ``"bf16"``: bfloat16 autocast on any device, no scaler (its
+    exponent range is float32's); on CPUs with AMX or AVX512-BF16 it trains 3-4x faster
+    than float32. ``False``: float32. Weights, optimiser state and the loss stay float32.
+    """
+    if amp == "bf16":
+        return torch.bfloat16, False
+    if amp is True and device.type == "cuda":
+        return torch.float16, True
+    if amp is True or amp is False:
+        return None, False
+    raise UserError(f"config key 'train.amp' must be true, false or bf16, got {amp!r}")

@@ -7,7 +7,10 @@ Frames (no download): the 200 ``lfw_subset`` faces of scikit-image (25 x 25, gre
 faces 0..159 train, 160..199 are held out — and natural images: TRAIN_NATURAL train
 (scikit-image pictures, both views of ``stereo_motorcycle``, and matplotlib's sample
 photo ``grace_hopper``), HELDOUT_NATURAL (``chelsea``, ``coffee``) are held out (``cat``
-is ``chelsea`` again and is not used at all).
+is ``chelsea`` again and is not used at all), plus OPENCV_PHOTOS, the photographs among
+OpenCV's sample images (Debian package ``opencv-doc``, examples/data; fetched with
+``apt-get download`` from the package registry and unpacked under runs/data when the
+package is not installed, see :func:`opencv_samples`).
 
 Microscopy: ``skimage.data.cell()`` (660 x 550, 8-bit widefield): rows 0..439 train
 (used twice, as is and transposed, so both lateral directions stand in for z), rows
@@ -16,12 +19,21 @@ Microscopy: ``skimage.data.cell()`` (660 x 550, 8-bit widefield): rows 0..439 tr
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import skimage.data as skd
 
 TRAIN_NATURAL = ("astronaut", "camera", "rocket", "hubble_deep_field", "immunohistochemistry",
                  "coins", "moon", "brick", "grass", "gravel", "clock", "page", "text", "retina",
                  "motorcycle_left", "motorcycle_right", "grace_hopper")
+# photographs among OpenCV's samples (no drawings, text, charts or logos), as "opencv:NAME"
+OPENCV_PHOTOS = tuple(f"opencv:{n}" for n in (
+    "baboon", "fruits", "building", "board", "messi5", "aloeL", "leuvenA", "graf1",
+    "chicky_512", "smarties", "butterfly", "orange", "apple", "squirrel_cls", "home",
+    "basketball1", "aero1", "ela_original", "box_in_scene", "rubberwhale1", "starry_night"))
 HELDOUT_NATURAL = ("chelsea", "coffee")
 VAL_NATURAL = "motorcycle_right"   # training validation (checkpoint choice) only
 N_TRAIN_FACES = 160
@@ -33,9 +45,46 @@ def faces() -> np.ndarray:
     return skd.lfw_subset()
 
 
+OPENCV_DOC_DATA = Path("usr/share/doc/opencv-doc/examples/data")
+OPENCV_DOC_CACHE = Path(__file__).resolve().parents[1] / "runs" / "data" / "opencv-doc"
+
+
+def opencv_samples() -> Path:
+    """The folder of OpenCV's sample images: $MEDSR_OPENCV_SAMPLES, the installed Debian
+    package ``opencv-doc``, or that package fetched with ``apt-get download`` and unpacked
+    (``dpkg -x``) into runs/data/opencv-doc (once; a package registry, not a data host)."""
+    env = os.environ.get("MEDSR_OPENCV_SAMPLES")
+    for cand in ([Path(env)] if env else []) + [Path("/") / OPENCV_DOC_DATA,
+                                                 OPENCV_DOC_CACHE / OPENCV_DOC_DATA]:
+        if (cand / "baboon.jpg").is_file():
+            return cand
+    if env:
+        raise SystemExit(f"MEDSR_OPENCV_SAMPLES={env} holds no OpenCV sample images")
+    OPENCV_DOC_CACHE.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["apt-get", "download", "opencv-doc"], cwd=OPENCV_DOC_CACHE,
+                       check=True, capture_output=True)
+        deb = sorted(OPENCV_DOC_CACHE.glob("opencv-doc_*.deb"))[-1]
+        subprocess.run(["dpkg", "-x", str(deb), str(OPENCV_DOC_CACHE)], check=True)
+    except (OSError, subprocess.CalledProcessError, IndexError) as exc:
+        raise SystemExit("OpenCV's sample images are needed: install Debian's opencv-doc, or "
+                         "set MEDSR_OPENCV_SAMPLES to OpenCV's samples/data folder "
+                         f"({exc})") from None
+    return OPENCV_DOC_CACHE / OPENCV_DOC_DATA
+
+
 def natural(name: str) -> np.ndarray:
-    """A scikit-image (or matplotlib sample) picture as uint8 (grey or RGB; alpha dropped)."""
-    if name.startswith("motorcycle_"):
+    """A scikit-image, matplotlib-sample or OpenCV-sample ("opencv:NAME") picture as uint8
+    (grey or RGB; alpha dropped)."""
+    if name.startswith("opencv:"):
+        from PIL import Image
+
+        stem = name.split(":", 1)[1]
+        path = next(p for p in sorted(opencv_samples().glob(stem + ".*"))
+                    if p.suffix in (".jpg", ".png"))
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("L" if im.mode in ("L", "I;16") else "RGB"))
+    elif name.startswith("motorcycle_"):
         left, right, _ = skd.stereo_motorcycle()
         img = np.asarray(left if name.endswith("left") else right)
     elif name == "grace_hopper":

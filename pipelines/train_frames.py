@@ -61,8 +61,9 @@ def training_pictures() -> list[tuple[str, np.ndarray]]:
     mosaic = np.concatenate([np.concatenate(list(f[r::rows]), axis=1) for r in range(rows)],
                             axis=0)                                  # (250, 400)
     out = [("faces", mosaic)]
-    for name in frames_data.TRAIN_NATURAL:
+    for name in frames_data.TRAIN_NATURAL + frames_data.OPENCV_PHOTOS:
         y = luma(frames_data.natural(name))
+        name = name.replace("opencv:", "opencv_")
         out.append((name, y))
         if min(y.shape) >= HALF_MIN_SIZE and name != frames_data.VAL_NATURAL:
             out.append((f"{name}_half", rescale(y, 0.5, order=3, anti_aliasing=True)))
@@ -177,6 +178,7 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
     if multi_frame:
         ap.add_argument("--multi-frame", action="store_true",
                         help="train frames-x4-mf (neighbouring frames as channels)")
+    ap.add_argument("--config", help="another training config (default: the shipped one)")
     ap.add_argument("--steps", type=int, help="override train.steps")
     ap.add_argument("--run-dir", help=f"default runs/{name}")
     ap.add_argument("--data", help=f"default runs/data/{data}")
@@ -216,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     mf = args.multi_frame
     files = write_data(Path(args.data), multi_frame=mf)
     val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
-    cfg, summary, minutes = run_training(CONFIG_MF if mf else CONFIG, args, "normalised Y",
+    config = Path(args.config) if args.config else (CONFIG_MF if mf else CONFIG)
+    cfg, summary, minutes = run_training(config, args, "normalised Y",
                                          [f"data.val_paths=['{val}']"])
     if not args.no_install:
         card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf)

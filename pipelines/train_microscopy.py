@@ -43,7 +43,8 @@ def write_data(folder: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, "microscopy_z4", "microscopy", argv)
     write_data(Path(args.data))
-    cfg, summary, minutes = run_training(CONFIG, args, "normalised")
+    cfg, summary, minutes = run_training(Path(args.config) if args.config else CONFIG, args,
+                                         "normalised")
     if not args.no_install:
         card = f"""# microscopy-z4
 

@@ -256,3 +256,54 @@ def test_count_parameters_counts_shared_weights_once():
     m4 = models.create("drcn", features=8, recursions=4)
     assert models.count_parameters(m) - models.count_parameters(m4) == 12  # only weights w_d
     assert math.prod(m.infer.module[0].weight.shape) + 8 == conv_params
+
+
+@pytest.mark.parametrize("name,hp", [
+    ("edsr", {"n_blocks": 2, "features": 8, "res_scale": 1.0}),
+    ("rcan", {"n_groups": 1, "n_blocks": 2, "features": 8, "reduction": 4})])
+def test_interpolation_skip_is_the_lanczos_image_plus_the_learned_residual(name, hp):
+    """With ``interpolation`` the output is Interpolate(x) + the post-upsampling branch;
+    without it (the paper's default) there is no skip at all."""
+    from medsr.interpolate import resize_torch
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 6, 7)
+    plain = models.create(name, spatial_dims=2, scale=4, **hp)
+    skip = models.create(name, spatial_dims=2, scale=4, interpolation="lanczos", **hp)
+    skip.load_state_dict(plain.state_dict())
+    assert plain.skip is None
+    with torch.no_grad():
+        want = resize_torch(x, (4, 4), "lanczos", shape_out=[24, 28]) + plain(x)
+        torch.testing.assert_close(skip(x), want)
+        for p in skip.tail.parameters():
+            p.zero_()
+        torch.testing.assert_close(skip(x), resize_torch(x, (4, 4), "lanczos",
+                                                           shape_out=[24, 28]))
+    assert skip.hparams["interpolation"] == "lanczos"
+
+
+def test_interpolation_skip_stays_float32_under_bfloat16_autocast():
+    from medsr.models.upsample import Interpolate
+
+    x = torch.rand(1, 1, 9, 9)
+    up = Interpolate((4, 4), "lanczos")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = up(x)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, up(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["idn", "enhancenet"])
+def test_networks_with_a_built_in_skip_use_it(name):
+    """IDN and EnhanceNet add an interpolation of the input: zeroing the learned upsampler
+    and tail must leave exactly that interpolation (the skip is a real submodule, not
+    shadowed by a class attribute)."""
+    from medsr.models.upsample import Interpolate
+
+    m = models.create(name, spatial_dims=2, scale=2, preset="light")
+    assert isinstance(m.skip, Interpolate) and m._modules["skip"] is m.skip
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        for p in [*m.upsample.parameters(), *m.tail.parameters()]:
+            p.zero_()
+        torch.testing.assert_close(m(x), m.skip(x))

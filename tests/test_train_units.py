@@ -96,3 +96,41 @@ def test_metrics_mirror_to_tensorboard_and_purge_on_resume(tmp_path):
     loss = {e.step: e.value for e in acc.Scalars("loss")}
     assert loss == {1: 1.0, 2: 0.5, 3: 0.125}
     assert [e.step for e in acc.Scalars("val_psnr")] == [1, 2]
+
+
+def test_training_precision_choices():
+    from medsr.devices import training_precision
+    from medsr.errors import UserError
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert training_precision("bf16", cpu) == (torch.bfloat16, False)
+    assert training_precision("bf16", gpu) == (torch.bfloat16, False)
+    assert training_precision(True, gpu) == (torch.float16, True)    # GradScaler with fp16
+    assert training_precision(True, cpu) == (None, False)            # no fp16 on the CPU
+    assert training_precision(False, gpu) == (None, False)
+    with pytest.raises(UserError, match="train.amp"):
+        training_precision("fp8", cpu)
+
+
+def test_bf16_training_is_reproducible_keeps_float32_weights_and_learns(tmp_path):
+    """train.amp=bf16 on the CPU: the run is bitwise repeatable, its weights stay float32,
+    it differs from the float32 run (autocast really engaged) and learns as much."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from medsr.engine.config import load_config
+    from medsr.engine.train import train
+
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
+    sets = ["train.steps=40", "train.val_every=40", "train.ckpt_every=40", "train.log_every=40"]
+    out = {}
+    for name, amp in (("a", "bf16"), ("b", "bf16"), ("f32", "false")):
+        summary = train(load_config(smoke, [*sets, f"train.amp={amp}"]), tmp_path / name,
+                        progress=False)
+        out[name] = (summary, load_file(str(tmp_path / name / "checkpoints" / "last.safetensors")))
+    (sa, wa), (_, wb), (sf, wf) = out["a"], out["b"], out["f32"]
+    assert all(v.dtype == torch.float32 for v in wa.values())
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wf[k]) for k in wa)
+    assert abs(sa["best_psnr"] - sf["best_psnr"]) < 0.5

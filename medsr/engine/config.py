@@ -96,9 +96,12 @@ DEFAULTS: dict[str, Any] = {
         "ckpt_every": 50,
         "grad_clip": 0.0,        # max gradient norm; 0 = off
         "ema": 0.0,              # EMA decay; 0 = off
-        "amp": True,             # mixed precision, used on CUDA only
+        "amp": True,             # true: float16 on CUDA only; bf16: bfloat16 on any device
     },
 }
+
+#: Keys of more than one type, checked by :func:`validate` instead of by their default's.
+VALIDATED_KEYS = {"train.amp"}
 
 #: Sections whose keys are free (passed through to another component).
 OPEN_SECTIONS = {"model.hparams", "degradation.params", "degradation.spec",
@@ -166,7 +169,7 @@ def _merge(base: dict, override: dict, prefix: str) -> None:
                 value = float(value)
             except ValueError:
                 pass
-        if not _type_ok(default, value):
+        if path not in VALIDATED_KEYS and not _type_ok(default, value):
             raise UserError(f"config key '{path}' must be {type(default).__name__}, "
                             f"got {value!r}")
         if isinstance(default, float) and isinstance(value, int):
@@ -260,6 +263,9 @@ def validate(cfg: dict) -> None:
     _choice(cfg, "optim.name", ("adam", "adamw", "sgd"))
     _choice(cfg, "schedule.name", ("none", "step", "cosine"))
     _choice(cfg, "loss.adversarial_kind", ("standard", "relativistic", "enhancenet"))
+    if cfg["train"]["amp"] not in (True, False, "bf16"):
+        raise UserError("config key 'train.amp' must be true, false or bf16; "
+                        f"got {cfg['train']['amp']!r}")
     if cfg["data"]["source"] != "mni152" and not cfg["data"]["path"]:
         raise UserError(f"config key 'data.path' is required for data.source "
                         f"{cfg['data']['source']!r}")

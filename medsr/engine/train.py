@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medsr.devices import select_device
+from medsr.devices import select_device, training_precision
 from medsr.engine import config as cfgmod
 from medsr.engine import determinism, distributed
 from medsr.engine.checkpoint import (
@@ -304,7 +304,8 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
 
     seed = int(cfg["seed"])
     determinism.enable_determinism(seed)
-    use_amp = bool(cfg["train"]["amp"]) and device.type == "cuda"
+    amp_dtype, use_scaler = training_precision(cfg["train"]["amp"], device)
+    use_amp = amp_dtype is not None
 
     # data
     spec = sampling_spec(cfg)
@@ -347,7 +348,7 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
                                            **cfg["discriminator"]["hparams"]).to(device)
         opt_d = build_optimizer(disc.parameters(), {**cfg["optim"], "weight_decay": 0.0},
                                 lr=float(cfg["discriminator"]["lr"]))
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     if rank > 0:
         # stochastic layers (if any) draw different numbers on each rank; the data does not
         # use these generators (sample i is a pure function of (seed, i))
@@ -453,7 +454,7 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
             g["lr"] = lr_now
         lr_t = batch["lr"].to(device, non_blocking=device.type == "cuda")
         hr_t = batch["hr"].to(device, non_blocking=device.type == "cuda")
-        with torch.autocast(device_type=device.type, enabled=use_amp):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
             sr = net(lr_t)
             fake = real = None
             if disc is not None:
@@ -476,7 +477,7 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
         loss_d = None
         if disc is not None and opt_d is not None:
             disc.requires_grad_(True)
-            with torch.autocast(device_type=device.type, enabled=use_amp):
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 ld = discriminator_loss(kind, disc_net(hr_t), disc_net(sr.detach()))
             opt_d.zero_grad(set_to_none=True)
             if scaler is not None:

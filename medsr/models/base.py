@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from medsr.errors import UserError
+from medsr.models.upsample import Interpolate
 
 Scale = int | Sequence[int]
 
@@ -53,7 +54,13 @@ class PostUpsampleNet(SRNet):
     body: nn.Module
     upsample: nn.Module
     tail: nn.Module
-    skip: nn.Module | None = None
+    skip: nn.Module | None
+
+    def __init__(self, spatial_dims: int, scale: Scale, in_channels: int, out_channels: int):
+        super().__init__(spatial_dims, scale, in_channels, out_channels)
+        # an instance attribute, not a class default: a class-level ``skip = None`` would
+        # shadow the submodule that nn.Module keeps in _modules, silently dropping the skip
+        self.skip = None
 
     def forward(self, x):
         out = self.tail(self.upsample(self.body(self.head(x))))
@@ -65,6 +72,15 @@ def require_same_channels(net: SRNet, name: str) -> None:
     if net.in_channels != net.out_channels:
         raise UserError(f"{name} adds the upsampled input to its output: in_channels "
                         f"({net.in_channels}) must equal out_channels ({net.out_channels})")
+
+
+def interpolation_skip(net: SRNet, interpolation: str | None) -> nn.Module | None:
+    """The optional global skip of a post-upsampling network: a fixed interpolation of
+    the input (None: no skip, the paper's architecture)."""
+    if interpolation is None:
+        return None
+    require_same_channels(net, type(net).__name__.lower())
+    return Interpolate(net.scale, interpolation)
 
 
 class PreUpsampleNet(SRNet):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from medsr.errors import UserError
-from medsr.models.base import PostUpsampleNet, Scale, SRNet, as_scale
+from medsr.models.base import PostUpsampleNet, Scale, SRNet, as_scale, interpolation_skip
 from medsr.models.blocks import ResBlock, Residual, conv
 from medsr.models.upsample import make_upsampler
 
@@ -35,12 +35,13 @@ def residual_trunk(spatial_dims: int, features: int, n_blocks: int, res_scale: f
 class EDSR(PostUpsampleNet):
     def __init__(self, spatial_dims: int = 2, scale: Scale = 2, in_channels: int = 1,
                  out_channels: int = 1, n_blocks: int = 32, features: int = 256,
-                 res_scale: float = 0.1):
+                 res_scale: float = 0.1, interpolation: str | None = None):
         super().__init__(spatial_dims, scale, in_channels, out_channels)
         self.head = conv(spatial_dims, in_channels, features)
         self.body = residual_trunk(spatial_dims, features, n_blocks, res_scale)
         self.upsample = make_upsampler(spatial_dims, features, self.scale)
         self.tail = conv(spatial_dims, features, out_channels)
+        self.skip = interpolation_skip(self, interpolation)
 
 
 def _scale_list(scale, scales, spatial_dims: int) -> list[tuple[int, ...]]:

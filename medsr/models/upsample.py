@@ -161,6 +161,8 @@ class Interpolate(nn.Module):
     ``torch.nn.functional.interpolate`` (align_corners=False); ``catmull-rom``, ``cubic``
     (B-spline), ``mitchell`` and ``lanczos`` use :func:`medsr.interpolate.resize_torch`,
     the project's separable kernels on the same half-pixel grid in 2D and 3D.
+    Under mixed precision (autocast) it still runs in the input's dtype: a global skip
+    computed in float16 / bfloat16 would add rounding noise no network can learn away.
     """
 
     TORCH_MODES = {"nearest": "nearest", "linear": None, "bicubic": "bicubic"}
@@ -173,6 +175,12 @@ class Interpolate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if all(k == 1 for k in self.factors):
             return x
+        if x.device.type not in ("cpu", "cuda"):   # meta tensors (complexity counts)
+            return self._resize(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._resize(x)
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
         size = [s * k for s, k in zip(x.shape[2:], self.factors)]
         if self.method == "bicubic" and x.ndim != 4:
             raise UserError("interpolation 'bicubic' is 2D only; use 'catmull-rom' in 3D")
