@@ -18,6 +18,9 @@ Prints, in one run:
     python pipelines/benchmark_speed.py [--model-a PATH] [--model-b PATH] [--skip-memory]
     python pipelines/benchmark_speed.py --sweep   # conv rate vs pixels per call, which
                                                   # sets tiling.CPU_WORKING_SET
+    python pipelines/benchmark_speed.py --training [CONFIG]   # a training step of the
+        # config's network, batch and patch (default configs/frames_x4.yaml) in float32 and
+        # in bfloat16 autocast (train.amp: bf16), on the config's thread count
 """
 
 from __future__ import annotations
@@ -199,6 +202,43 @@ def peak_memory_case(model: str | None) -> float:
         return gb
 
 
+def training_step_case(config: str, steps: int = 8) -> dict[str, float]:
+    """Seconds per training step (forward, L1 loss, backward, Adam) of ``config``'s
+    network on random patches of its batch and LR patch size, float32 vs bfloat16
+    autocast; the median of ``steps`` steps after two warm-up steps."""
+    from medsr.engine.config import load_config
+    from medsr.engine.train import create_model, model_channels, sampling_spec
+
+    cfg = load_config(config)
+    torch.set_num_threads(int(cfg["num_threads"] or torch.get_num_threads()))
+    spec = sampling_spec(cfg)
+    in_ch, out_ch = model_channels(cfg, 1)
+    lr_patch = [p // s for p, s in zip(spec.patch, spec.scale)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(int(cfg["sampling"]["batch_size"]), in_ch, *lr_patch, generator=gen)
+    out = {}
+    for name, dtype in (("float32", None), ("bfloat16", torch.bfloat16)):
+        torch.manual_seed(0)
+        model = create_model(cfg, in_ch, out_ch)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        times = []
+        for i in range(steps + 2):
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = model(x).float().abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i >= 2:
+                times.append(time.perf_counter() - t)
+        out[name] = float(np.median(times))
+    print(f"training step, {Path(config).name} ({cfg['model']['name']}, batch "
+          f"{x.shape[0]}, LR patch {lr_patch}, {torch.get_num_threads()} thread(s)): "
+          f"float32 {out['float32']:.3f} s, bfloat16 autocast {out['bfloat16']:.3f} s "
+          f"({out['float32'] / out['bfloat16']:.2f}x)", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-a", help="through-plane x4 model (default: the shipped one)")
@@ -206,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="only the conv-rate sweep")
     ap.add_argument("--memory-only", action="store_true", help="only the peak-memory case")
+    ap.add_argument("--training", nargs="?", const="configs/frames_x4.yaml", metavar="CONFIG",
+                    help="only a training step, float32 vs bfloat16 autocast")
     args = ap.parse_args(argv)
+    if args.training:
+        training_step_case(args.training)
+        return 0
     use_all_cores()
     if args.sweep:
         sweep()

@@ -17,7 +17,8 @@ TIFFs into ``runs/data/frames_mf``, and sampled in 2.5D along the frame axis.
 Config: configs/frames_x4_mf.yaml.
 
     python pipelines/train_frames.py [--multi-frame] [--steps N] [--run-dir DIR]
-                                     [--no-install] [--set KEY=VALUE ...]
+                                     [--config FILE] [--no-install] [--set KEY=VALUE ...]
+    python pipelines/train_frames.py [--multi-frame] --install-from RUN_DIR
 
 The best checkpoint (validation PSNR) is copied to medsr/weights/frames_x4.safetensors
 (or frames_x4_mf.safetensors) (+ .json) with a model card (.md).
@@ -122,12 +123,16 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
     sig = (deg.get("sigma") or {}).get("choice") if isinstance(deg.get("sigma"), dict) else None
     noise = (f"Gaussian noise sigma drawn from {sig} (fraction of the range)" if sig
              else "no noise")
+    precision = ("bfloat16 autocast (float32 weights)" if cfg["train"]["amp"] == "bf16"
+                 else "float32")
     down = {"area": "4 x 4 pixel means (sensor integration, aliased)"}.get(
         deg.get("downsample"), "antialiased bicubic")
     return head + f"""
 - architecture: {cfg['model']['name']} {cfg['model']['hparams']}, scale (4, 4)
 - data: scikit-image `lfw_subset` faces 0..159 (as one mosaic) and
   {', '.join(n for n in frames_data.TRAIN_NATURAL if n != frames_data.VAL_NATURAL)},
+  and the photographs among OpenCV's samples (Debian `opencv-doc`):
+  {', '.join(n.split(':', 1)[1] for n in frames_data.OPENCV_PHOTOS)};
   those of at least {HALF_MIN_SIZE} px a side also at half size ({n_files} volumes, luma);
   validation (checkpoint choice): {frames_data.VAL_NATURAL}; held out: faces 160..199,
   {', '.join(frames_data.HELDOUT_NATURAL)}
@@ -135,7 +140,8 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
 - normalisation: percentiles {cfg['data']['normalise']}
 - training: {summary['steps']} steps, batch {cfg['sampling']['batch_size']}, patch
   {cfg['sampling']['patch_size']}, L1 loss, Adam lr {cfg['optim']['lr']} with
-  {cfg['schedule']['name']} decay, {minutes:.1f} min on 1 CPU thread, seed {cfg['seed']};
+  {cfg['schedule']['name']} decay, {precision}, {minutes:.1f} min on
+  {cfg['num_threads']} CPU thread(s), seed {cfg['seed']};
   best validation PSNR {summary['best_psnr']:.2f} dB at step {summary['best_step']}
 - reproduce: `python pipelines/train_frames.py{' --multi-frame' if multi_frame else ''}`; benchmark:
   `python pipelines/benchmark_quality_frames.py`
@@ -183,6 +189,9 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
     ap.add_argument("--run-dir", help=f"default runs/{name}")
     ap.add_argument("--data", help=f"default runs/data/{data}")
     ap.add_argument("--no-install", action="store_true", help="do not copy into medsr/weights")
+    if multi_frame:
+        ap.add_argument("--install-from", metavar="RUN_DIR",
+                        help="do not train: install the best checkpoint of a finished run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override (repeatable), as for medsr train")
     args = ap.parse_args(argv)
@@ -213,14 +222,41 @@ def run_training(config: Path, args: argparse.Namespace, what: str,
     return cfg, summary, minutes
 
 
+def finished_run(run_dir: Path) -> tuple[dict, dict, float]:
+    """(config, summary, minutes) of a finished training run in ``run_dir``, as
+    :func:`run_training` returns them: the manifest's config, the last and best
+    validation rows of metrics.csv, and the wall time from the manifest to the last
+    checkpoint (for runs trained earlier, or resumed across sessions)."""
+    import csv
+    import json
+
+    manifest = run_dir / "manifest.json"
+    last = run_dir / "checkpoints" / "last.safetensors"
+    if not manifest.is_file() or not last.is_file():
+        raise SystemExit(f"{run_dir} holds no finished training run")
+    cfg = json.loads(manifest.read_text())["config"]
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f)]
+    val = [r for r in rows if r.get("val_psnr")]
+    best = max(val, key=lambda r: float(r["val_psnr"]))
+    summary = {"steps": int(rows[-1]["step"]), "best_psnr": float(best["val_psnr"]),
+               "best_step": int(best["step"]), "best": str(last.with_name("best.safetensors"))}
+    minutes = (last.stat().st_mtime - manifest.stat().st_mtime) / 60
+    return cfg, summary, minutes
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(__doc__, "frames_x4", "frames_y", argv, multi_frame=True)
     mf = args.multi_frame
-    files = write_data(Path(args.data), multi_frame=mf)
-    val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
-    config = Path(args.config) if args.config else (CONFIG_MF if mf else CONFIG)
-    cfg, summary, minutes = run_training(config, args, "normalised Y",
-                                         [f"data.val_paths=['{val}']"])
+    if args.install_from:
+        cfg, summary, minutes = finished_run(Path(args.install_from))
+        files = sorted(Path(cfg["data"]["path"]).glob(cfg["data"]["pattern"]))
+    else:
+        files = write_data(Path(args.data), multi_frame=mf)
+        val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
+        config = Path(args.config) if args.config else (CONFIG_MF if mf else CONFIG)
+        cfg, summary, minutes = run_training(config, args, "normalised Y",
+                                             [f"data.val_paths=['{val}']"])
     if not args.no_install:
         card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf)
         name = "frames_x4_mf" if mf else "frames_x4"
