@@ -26,6 +26,7 @@ normalisation); PSNR/SSIM against the HR plane (range 255), 8 z-pixels shaved at
 ends.
 
     python pipelines/benchmark_quality_frames.py [--json out.json] [--markdown out.md]
+                                                 [--frames-model CHECKPOINT]
 """
 
 from __future__ import annotations
@@ -85,7 +86,13 @@ def _scores_frames(hr: np.ndarray, sr: np.ndarray) -> dict[str, float]:
     return out
 
 
-def frames_cases(noise: float) -> dict[str, dict[str, dict[str, float]]]:
+def frames_cases(noise: float, model: str | None = None
+                 ) -> dict[str, dict[str, dict[str, float]]]:
+    """Per held-out image (faces averaged) and method: PSNR/SSIM on Y, PSNR on RGB and the
+    wall seconds of the super-resolution. ``model``: a checkpoint instead of the shipped
+    frames model."""
+    import time
+
     results: dict[str, dict[str, dict[str, float]]] = {}
     face_scores: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     for i, (name, img) in enumerate(frames_data.heldout_frames()):
@@ -93,11 +100,12 @@ def frames_cases(noise: float) -> dict[str, dict[str, dict[str, float]]]:
         hr = img[:h, :w]
         lr = _lr_frames(hr, noise, seed=i)
         plan = plan_grid(lr, scale=(4, 4, 1))
-        model = default_model_for(lr, plan)
+        net = model or default_model_for(lr, plan)
         per = {}
         for m in METHODS:
-            out = super_resolve_colour(lr, plan, _sr(m, lr, plan, model)).data[:, :, 0]
-            per[m] = _scores_frames(hr, out)
+            t = time.perf_counter()
+            out = super_resolve_colour(lr, plan, _sr(m, lr, plan, net)).data[:, :, 0]
+            per[m] = {**_scores_frames(hr, out), "seconds": time.perf_counter() - t}
         if name.startswith("face"):
             for m in METHODS:
                 face_scores[m].append(per[m])
@@ -190,13 +198,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--markdown")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--frames-model", metavar="CHECKPOINT",
+                    help="benchmark this frames checkpoint instead of the shipped frames-x4")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    res = {"frames": {"bicubic": frames_cases(0.0), "bicubic+noise": frames_cases(0.01)},
+    fm = args.frames_model
+    res = {"frames": {"bicubic": frames_cases(0.0, fm), "bicubic+noise": frames_cases(0.01, fm)},
            "multiframe": {"bicubic": multiframe_cases(0.0),
                           "bicubic+noise": multiframe_cases(0.01)},
            "microscopy": microscopy_case()}
     text = markdown(res)
+    clean = res["frames"]["bicubic"]
+    text += ("\nSeconds per image, medsr / bicubic (the whole colour path, "
+             f"{args.threads} thread(s)): " + ", ".join(
+                 f"{img} {per['medsr']['seconds']:.2f} / {per['bicubic']['seconds']:.2f}"
+                 for img, per in clean.items()) + "\n")
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

@@ -17,7 +17,8 @@ TIFFs into ``runs/data/frames_mf``, and sampled in 2.5D along the frame axis.
 Config: configs/frames_x4_mf.yaml.
 
     python pipelines/train_frames.py [--multi-frame] [--steps N] [--run-dir DIR]
-                                     [--config FILE] [--no-install] [--set KEY=VALUE ...]
+                                     [--config FILE] [--opencv-photos] [--no-install]
+                                     [--set KEY=VALUE ...]
     python pipelines/train_frames.py [--multi-frame] --install-from RUN_DIR
 
 The best checkpoint (validation PSNR) is copied to medsr/weights/frames_x4.safetensors
@@ -50,11 +51,12 @@ MF_SEED = 0        # motion of the synthetic stacks
 HALF_MIN_SIZE = 400   # pictures at least this large also train at half size
 
 
-def training_pictures() -> list[tuple[str, np.ndarray]]:
+def training_pictures(opencv_photos: bool = False) -> list[tuple[str, np.ndarray]]:
     """(name, luma (H, W) float) of every training picture: the faces mosaic,
-    frames_data.TRAIN_NATURAL, and a half-size copy (antialiased) of each natural picture
-    of at least HALF_MIN_SIZE pixels a side, whose detail per pixel is closer to that of
-    small photos and video frames (the usual multi-scale augmentation of SR training)."""
+    frames_data.TRAIN_NATURAL (with ``opencv_photos`` also frames_data.OPENCV_PHOTOS), and
+    a half-size copy (antialiased) of each natural picture of at least HALF_MIN_SIZE
+    pixels a side, whose detail per pixel is closer to that of small photos and video
+    frames (the usual multi-scale augmentation of SR training)."""
     from skimage.transform import rescale
 
     f = frames_data.faces()[:frames_data.N_TRAIN_FACES] * 255.0   # (160, 25, 25) grey
@@ -62,7 +64,8 @@ def training_pictures() -> list[tuple[str, np.ndarray]]:
     mosaic = np.concatenate([np.concatenate(list(f[r::rows]), axis=1) for r in range(rows)],
                             axis=0)                                  # (250, 400)
     out = [("faces", mosaic)]
-    for name in frames_data.TRAIN_NATURAL + frames_data.OPENCV_PHOTOS:
+    extra = frames_data.OPENCV_PHOTOS if opencv_photos else ()
+    for name in frames_data.TRAIN_NATURAL + extra:
         y = luma(frames_data.natural(name))
         name = name.replace("opencv:", "opencv_")
         out.append((name, y))
@@ -71,14 +74,15 @@ def training_pictures() -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def write_data(folder: Path, multi_frame: bool = False) -> list[Path]:
+def write_data(folder: Path, multi_frame: bool = False,
+               opencv_photos: bool = False) -> list[Path]:
     """The luma training volumes as float32 TIFFs in ``folder`` (rewritten each time):
     one plane per picture, or with ``multi_frame`` one synthetic stack of MF_FRAMES."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     rng = np.random.default_rng(MF_SEED)
     paths = []
-    for name, y in training_pictures():
+    for name, y in training_pictures(opencv_photos):
         arr = (frames_data.shifted_stack(y, MF_FRAMES, rng) if multi_frame
                else y[..., None])
         paths.append((name, arr))
@@ -102,7 +106,7 @@ def install(best: Path, name: str, card: str) -> Path:
 
 
 def frames_card(cfg: dict, summary: dict, minutes: float, n_files: int,
-                multi_frame: bool = False) -> str:
+                multi_frame: bool = False, opencv_photos: bool = False) -> str:
     """The model card (markdown) of a frames-x4 (or frames-x4-mf) training run."""
     r = int(cfg["sampling"]["context"])
     head = ("""# frames-x4
@@ -123,6 +127,9 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
     sig = (deg.get("sigma") or {}).get("choice") if isinstance(deg.get("sigma"), dict) else None
     noise = (f"Gaussian noise sigma drawn from {sig} (fraction of the range)" if sig
              else "no noise")
+    opencv = ("\n  and the photographs among OpenCV's samples (Debian `opencv-doc`):\n  "
+              + ", ".join(n.split(":", 1)[1] for n in frames_data.OPENCV_PHOTOS) + ";"
+              if opencv_photos else "")
     precision = ("bfloat16 autocast (float32 weights)" if cfg["train"]["amp"] == "bf16"
                  else "float32")
     down = {"area": "4 x 4 pixel means (sensor integration, aliased)"}.get(
@@ -130,9 +137,7 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
     return head + f"""
 - architecture: {cfg['model']['name']} {cfg['model']['hparams']}, scale (4, 4)
 - data: scikit-image `lfw_subset` faces 0..159 (as one mosaic) and
-  {', '.join(n for n in frames_data.TRAIN_NATURAL if n != frames_data.VAL_NATURAL)},
-  and the photographs among OpenCV's samples (Debian `opencv-doc`):
-  {', '.join(n.split(':', 1)[1] for n in frames_data.OPENCV_PHOTOS)};
+  {', '.join(n for n in frames_data.TRAIN_NATURAL if n != frames_data.VAL_NATURAL)},{opencv}
   those of at least {HALF_MIN_SIZE} px a side also at half size ({n_files} volumes, luma);
   validation (checkpoint choice): {frames_data.VAL_NATURAL}; held out: faces 160..199,
   {', '.join(frames_data.HELDOUT_NATURAL)}
@@ -190,6 +195,9 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
     ap.add_argument("--data", help=f"default runs/data/{data}")
     ap.add_argument("--no-install", action="store_true", help="do not copy into medsr/weights")
     if multi_frame:
+        ap.add_argument("--opencv-photos", action="store_true",
+                        help="also train on the photographs among OpenCV's samples "
+                             "(frames_data.OPENCV_PHOTOS)")
         ap.add_argument("--install-from", metavar="RUN_DIR",
                         help="do not train: install the best checkpoint of a finished run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -197,7 +205,10 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
     args = ap.parse_args(argv)
     mf = getattr(args, "multi_frame", False)
     args.run_dir = args.run_dir or str(ROOT / "runs" / (f"{name}_mf" if mf else name))
-    args.data = args.data or str(ROOT / "runs" / "data" / ("frames_mf" if mf else data))
+    if not args.data:  # the OpenCV set gets its own folder: the two sets never mix
+        sub = "frames_mf" if mf else data
+        args.data = str(ROOT / "runs" / "data" / (
+            sub + ("_opencv" if getattr(args, "opencv_photos", False) else "")))
     return args
 
 
@@ -251,14 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.install_from:
         cfg, summary, minutes = finished_run(Path(args.install_from))
         files = sorted(Path(cfg["data"]["path"]).glob(cfg["data"]["pattern"]))
+        opencv = any(f.name.startswith("opencv_") for f in files)
     else:
-        files = write_data(Path(args.data), multi_frame=mf)
+        opencv = args.opencv_photos
+        files = write_data(Path(args.data), multi_frame=mf, opencv_photos=opencv)
         val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
         config = Path(args.config) if args.config else (CONFIG_MF if mf else CONFIG)
         cfg, summary, minutes = run_training(config, args, "normalised Y",
                                              [f"data.val_paths=['{val}']"])
     if not args.no_install:
-        card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf)
+        card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf,
+                           opencv_photos=opencv)
         name = "frames_x4_mf" if mf else "frames_x4"
         dst = install(Path(summary["best"]), name, card)
         dst.with_suffix(".md").write_text(card + heldout_section(mf), encoding="utf-8")

@@ -41,7 +41,7 @@ def test_set_overrides_and_types(tmp_path):
     assert cfg["train"]["val_every"] == defaults()["train"]["val_every"]
     with pytest.raises(UserError, match="train.steps.*int"):
         load_config(p, ["train.steps=many"])
-    with pytest.raises(UserError, match="train.amp.*bool"):
+    with pytest.raises(UserError, match="train.amp.*true, false or bf16"):
         load_config(p, ["train.amp=3"])
     with pytest.raises(UserError, match="sampling.mode.*2d, 2.5d, 3d"):
         load_config(p, ["sampling.mode=4d"])
