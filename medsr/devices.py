@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from medsr.engine.config import check_amp
 from medsr.errors import UserError
 
 
@@ -34,13 +35,13 @@ def training_precision(amp: bool | str, device: torch.device) -> tuple[torch.dty
 
     ``True``: float16 autocast with a GradScaler on CUDA, float32 elsewhere (CPU float16
     is slow and underflows). ``"bf16"``: bfloat16 autocast on any device, no scaler (its
-    exponent range is float32's); on CPUs with AMX or AVX512-BF16 it trains 3-4x faster
-    than float32. ``False``: float32. Weights, optimiser state and the loss stay float32.
+    exponent range is float32's); on CPUs with AMX or AVX512-BF16 a step is 2.4-2.8x
+    faster than in float32 (``pipelines/benchmark_speed.py --training``). ``False``:
+    float32. Weights, optimiser state and the loss stay float32.
     """
+    check_amp(amp)
     if amp == "bf16":
         return torch.bfloat16, False
     if amp is True and device.type == "cuda":
         return torch.float16, True
-    if amp is True or amp is False:
-        return None, False
-    raise UserError(f"config key 'train.amp' must be true, false or bf16, got {amp!r}")
+    return None, False

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,6 @@ def frames_cases(noise: float, model: str | None = None
     """Per held-out image (faces averaged) and method: PSNR/SSIM on Y, PSNR on RGB and the
     wall seconds of the super-resolution. ``model``: a checkpoint instead of the shipped
     frames model."""
-    import time
-
     results: dict[str, dict[str, dict[str, float]]] = {}
     face_scores: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     for i, (name, img) in enumerate(frames_data.heldout_frames()):

@@ -106,8 +106,10 @@ def install(best: Path, name: str, card: str) -> Path:
 
 
 def frames_card(cfg: dict, summary: dict, minutes: float, n_files: int,
-                multi_frame: bool = False, opencv_photos: bool = False) -> str:
-    """The model card (markdown) of a frames-x4 (or frames-x4-mf) training run."""
+                multi_frame: bool = False, opencv_photos: bool = False,
+                command: list[str] | None = None) -> str:
+    """The model card (markdown) of a frames-x4 (or frames-x4-mf) training run;
+    ``command``: the pipeline's arguments that trained it (its reproduce line)."""
     r = int(cfg["sampling"]["context"])
     head = ("""# frames-x4
 
@@ -148,7 +150,7 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
   {cfg['schedule']['name']} decay, {precision}, {minutes:.1f} min on
   {cfg['num_threads']} CPU thread(s), seed {cfg['seed']};
   best validation PSNR {summary['best_psnr']:.2f} dB at step {summary['best_step']}
-- reproduce: `python pipelines/train_frames.py{' --multi-frame' if multi_frame else ''}`; benchmark:
+- reproduce: `python {' '.join(command or ['pipelines/train_frames.py'])}`; benchmark:
   `python pipelines/benchmark_quality_frames.py`
 - limits: trained on small grey faces and a few dozen photographs on one CPU thread; not
   a face hallucination model, not for heavy compression artefacts.
@@ -236,8 +238,9 @@ def run_training(config: Path, args: argparse.Namespace, what: str,
 def finished_run(run_dir: Path) -> tuple[dict, dict, float]:
     """(config, summary, minutes) of a finished training run in ``run_dir``, as
     :func:`run_training` returns them: the manifest's config, the last and best
-    validation rows of metrics.csv, and the wall time from the manifest to the last
-    checkpoint (for runs trained earlier, or resumed across sessions)."""
+    validation rows of metrics.csv (and the command that trained it), and the wall time
+    from the manifest to the last checkpoint (for runs trained earlier, or resumed
+    across sessions)."""
     import csv
     import json
 
@@ -245,13 +248,15 @@ def finished_run(run_dir: Path) -> tuple[dict, dict, float]:
     last = run_dir / "checkpoints" / "last.safetensors"
     if not manifest.is_file() or not last.is_file():
         raise SystemExit(f"{run_dir} holds no finished training run")
-    cfg = json.loads(manifest.read_text())["config"]
+    meta = json.loads(manifest.read_text())
+    cfg = meta["config"]
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f)]
     val = [r for r in rows if r.get("val_psnr")]
     best = max(val, key=lambda r: float(r["val_psnr"]))
     summary = {"steps": int(rows[-1]["step"]), "best_psnr": float(best["val_psnr"]),
-               "best_step": int(best["step"]), "best": str(last.with_name("best.safetensors"))}
+               "best_step": int(best["step"]), "best": str(last.with_name("best.safetensors")),
+               "command": meta["command"]}
     minutes = (last.stat().st_mtime - manifest.stat().st_mtime) / 60
     return cfg, summary, minutes
 
@@ -261,10 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     mf = args.multi_frame
     if args.install_from:
         cfg, summary, minutes = finished_run(Path(args.install_from))
+        command = summary["command"]
         files = sorted(Path(cfg["data"]["path"]).glob(cfg["data"]["pattern"]))
         opencv = any(f.name.startswith("opencv_") for f in files)
     else:
         opencv = args.opencv_photos
+        command = ["pipelines/train_frames.py", *(sys.argv[1:] if argv is None else argv)]
         files = write_data(Path(args.data), multi_frame=mf, opencv_photos=opencv)
         val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
         config = Path(args.config) if args.config else (CONFIG_MF if mf else CONFIG)
@@ -272,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                                              [f"data.val_paths=['{val}']"])
     if not args.no_install:
         card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf,
-                           opencv_photos=opencv)
+                           opencv_photos=opencv, command=command)
         name = "frames_x4_mf" if mf else "frames_x4"
         dst = install(Path(summary["best"]), name, card)
         dst.with_suffix(".md").write_text(card + heldout_section(mf), encoding="utf-8")

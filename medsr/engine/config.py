@@ -102,6 +102,13 @@ DEFAULTS: dict[str, Any] = {
 
 #: Keys of more than one type, checked by :func:`validate` instead of by their default's.
 VALIDATED_KEYS = {"train.amp"}
+AMP_CHOICES = (True, False, "bf16")
+
+
+def check_amp(amp: Any) -> None:
+    """``train.amp`` is true, false or "bf16" (see :func:`medsr.devices.training_precision`)."""
+    if not any(amp is c if isinstance(c, bool) else amp == c for c in AMP_CHOICES):
+        raise UserError(f"config key 'train.amp' must be true, false or bf16; got {amp!r}")
 
 #: Sections whose keys are free (passed through to another component).
 OPEN_SECTIONS = {"model.hparams", "degradation.params", "degradation.spec",
@@ -263,9 +270,7 @@ def validate(cfg: dict) -> None:
     _choice(cfg, "optim.name", ("adam", "adamw", "sgd"))
     _choice(cfg, "schedule.name", ("none", "step", "cosine"))
     _choice(cfg, "loss.adversarial_kind", ("standard", "relativistic", "enhancenet"))
-    if cfg["train"]["amp"] not in (True, False, "bf16"):
-        raise UserError("config key 'train.amp' must be true, false or bf16; "
-                        f"got {cfg['train']['amp']!r}")
+    check_amp(cfg["train"]["amp"])
     if cfg["data"]["source"] != "mni152" and not cfg["data"]["path"]:
         raise UserError(f"config key 'data.path' is required for data.source "
                         f"{cfg['data']['source']!r}")
