@@ -13,6 +13,13 @@ Ground truth, none of it used to develop the method or train the default:
   ``t1_coronal_slice.npy`` in dipy's wheel): another subject and scanner than the
   template, never looked at while the method was developed; its one fine axis supplies
   the pairs.
+* ``colin``: Colin27 (``ch2.nii.gz`` of Debian's ``mricron-data``, fetched from the package
+  registry when not installed, see ``debian_data``): a T1 of one adult, the average of 27
+  scans, 181 x 217 x 181 at 1 mm. Another subject than the template the default was
+  trained on, same contrast. Added after the method was developed (session 5): fresh data.
+* ``inia19``: the INIA19 rhesus macaque T1 brain template (``inia19-t1-brain.nii.gz`` of
+  ``mricron-data``), 168 x 206 x 128 at 0.5 mm: an anatomy the default was not trained
+  for. Added with ``colin`` as fresh data.
 * ``cell``: skimage's ``cell`` (a 660 x 550 light-microscopy image, 2D: its one fine axis
   supplies the pairs). Another modality entirely.
 
@@ -56,7 +63,8 @@ from medsr.volume import Volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-IMAGES = {"mni": 2, "b0": 1, "t1": 0, "cell": 0}  # image -> the axis made thick
+IMAGES = {"mni": 2, "b0": 1, "t1": 0, "cell": 0, "colin": 2, "inia19": 2}  # -> thick axis
+MRICRON = {"colin": "ch2.nii.gz", "inia19": "inia19-t1-brain.nii.gz"}  # mricron-data files
 CASES = {  # name: (image, axis, k, profile)
     f"{img}-{short}-x{k}": (img, axis, k, profile)
     for img, axis in IMAGES.items()
@@ -98,6 +106,14 @@ def load_image(name: str) -> Volume:
                               ) from exc
         img = np.load(get_fnames(name="t1_coronal_slice")).astype(np.float32)
         return Volume(np.ascontiguousarray(img[:, :, None]), np.eye(4))
+    if name in MRICRON:
+        import nibabel as nib
+        from debian_data import debian_package
+
+        rel = Path("usr/share/mricron/templates") / MRICRON[name]
+        img = nib.load(debian_package("mricron-data", rel) / rel)
+        data = np.asarray(img.get_fdata(), dtype=np.float32)
+        return Volume(np.ascontiguousarray(data), img.affine)
     if name == "cell":
         from skimage import data as skdata
 

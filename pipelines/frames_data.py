@@ -8,9 +8,11 @@ faces 0..159 train, 160..199 are held out — and natural images: TRAIN_NATURAL 
 (scikit-image pictures, both views of ``stereo_motorcycle``, and matplotlib's sample
 photo ``grace_hopper``), HELDOUT_NATURAL (``chelsea``, ``coffee``) are held out (``cat``
 is ``chelsea`` again and is not used at all), plus OPENCV_PHOTOS, the photographs among
-OpenCV's sample images (Debian package ``opencv-doc``, examples/data; fetched with
-``apt-get download`` from the package registry and unpacked under runs/data when the
-package is not installed, see :func:`opencv_samples`).
+OpenCV's sample images (Debian package ``opencv-doc``, examples/data), and
+WALLPAPER_PHOTOS, the photographs (no artwork) in Debian's desktop-wallpaper packages
+(``lomiri-wallpapers-16.04`` / ``-20.04``, ``mate-backgrounds``' nature set,
+``plasma-workspace-wallpapers``), shrunk to a long side of WALLPAPER_LONG_SIDE. Packages
+not installed are fetched from the package registry (``debian_data.debian_package``).
 
 Microscopy: ``skimage.data.cell()`` (660 x 550, 8-bit widefield): rows 0..439 train
 (used twice, as is and transposed, so both lateral directions stand in for z), rows
@@ -20,11 +22,11 @@ Microscopy: ``skimage.data.cell()`` (660 x 550, 8-bit widefield): rows 0..439 tr
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import skimage.data as skd
+from debian_data import debian_package
 
 TRAIN_NATURAL = ("astronaut", "camera", "rocket", "hubble_deep_field", "immunohistochemistry",
                  "coins", "moon", "brick", "grass", "gravel", "clock", "page", "text", "retina",
@@ -34,6 +36,30 @@ OPENCV_PHOTOS = tuple(f"opencv:{n}" for n in (
     "baboon", "fruits", "building", "board", "messi5", "aloeL", "leuvenA", "graf1",
     "chicky_512", "smarties", "butterfly", "orange", "apple", "squirrel_cls", "home",
     "basketball1", "aero1", "ela_original", "box_in_scene", "rubberwhale1", "starry_night"))
+# photographs (no artwork) in Debian's desktop wallpaper packages, 1-6k px JPEGs, as
+# "wallpaper:NAME" -> (package, path in the package)
+_LOMIRI16 = "usr/share/backgrounds/{}_by_{}.jpg"
+_PLASMA = "usr/share/wallpapers/{}/contents/images/2560x1600.jpg"
+WALLPAPER_FILES = {
+    **{f"lomiri_{a.lower()}": ("lomiri-wallpapers-16.04", _LOMIRI16.format(a, b)) for a, b in (
+        ("Bridge", "Sander_Klootwijk"), ("Dragonfly", "Bolly"), ("Picture_0B", "freespace"),
+        ("Picture_1A", "freespace"), ("Wine", "Jakkub_Mede"), ("aitzgorri", "Aitzol_Berasategi"),
+        ("analogpattern", "Peter_Nerlich"), ("free", "Peter_Nerlich"),
+        ("friends", "Aitzol_Berasategi"), ("greentock", "Peter_Nerlich"),
+        ("life", "Aitzol_Berasategi"), ("picosdeeuropa", "Aitzol_Berasategi"),
+        ("seeding", "Clements_Engelhardt"), ("sunset", "Aitzol_Berasategi"),
+        ("umang", "Abhishek_Mudgal"))},
+    "lomiri_kleiber": ("lomiri-wallpapers-20.04",
+                       "usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"),
+    **{f"mate_{n.lower()}": ("mate-backgrounds", f"usr/share/backgrounds/mate/nature/{n}.jpg")
+       for n in ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
+                 "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower")},
+    **{f"plasma_{n.lower()}": ("plasma-workspace-wallpapers", _PLASMA.format(n))
+       for n in ("ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "OneStandsOut",
+                 "Path", "summer_1am")},
+}
+WALLPAPER_PHOTOS = tuple(f"wallpaper:{n}" for n in WALLPAPER_FILES)
+WALLPAPER_LONG_SIDE = 1024   # wallpapers are shrunk (antialiased) to this long side
 HELDOUT_NATURAL = ("chelsea", "coffee")
 VAL_NATURAL = "motorcycle_right"   # training validation (checkpoint choice) only
 N_TRAIN_FACES = 160
@@ -46,37 +72,39 @@ def faces() -> np.ndarray:
 
 
 OPENCV_DOC_DATA = Path("usr/share/doc/opencv-doc/examples/data")
-OPENCV_DOC_CACHE = Path(__file__).resolve().parents[1] / "runs" / "data" / "opencv-doc"
 
 
 def opencv_samples() -> Path:
-    """The folder of OpenCV's sample images: $MEDSR_OPENCV_SAMPLES, the installed Debian
-    package ``opencv-doc``, or that package fetched with ``apt-get download`` and unpacked
-    (``dpkg -x``) into runs/data/opencv-doc (once; a package registry, not a data host)."""
+    """The folder of OpenCV's sample images: $MEDSR_OPENCV_SAMPLES, or those of Debian's
+    ``opencv-doc`` (installed, or fetched by :func:`debian_package`)."""
     env = os.environ.get("MEDSR_OPENCV_SAMPLES")
-    for cand in ([Path(env)] if env else []) + [Path("/") / OPENCV_DOC_DATA,
-                                                 OPENCV_DOC_CACHE / OPENCV_DOC_DATA]:
-        if (cand / "baboon.jpg").is_file():
-            return cand
     if env:
-        raise SystemExit(f"MEDSR_OPENCV_SAMPLES={env} holds no OpenCV sample images")
-    OPENCV_DOC_CACHE.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run(["apt-get", "download", "opencv-doc"], cwd=OPENCV_DOC_CACHE,
-                       check=True, capture_output=True)
-        deb = sorted(OPENCV_DOC_CACHE.glob("opencv-doc_*.deb"))[-1]
-        subprocess.run(["dpkg", "-x", str(deb), str(OPENCV_DOC_CACHE)], check=True)
-    except (OSError, subprocess.CalledProcessError, IndexError) as exc:
-        raise SystemExit("OpenCV's sample images are needed: install Debian's opencv-doc, or "
-                         "set MEDSR_OPENCV_SAMPLES to OpenCV's samples/data folder "
-                         f"({exc})") from None
-    return OPENCV_DOC_CACHE / OPENCV_DOC_DATA
+        if not (Path(env) / "baboon.jpg").is_file():
+            raise SystemExit(f"MEDSR_OPENCV_SAMPLES={env} holds no OpenCV sample images")
+        return Path(env)
+    return debian_package("opencv-doc", OPENCV_DOC_DATA / "baboon.jpg") / OPENCV_DOC_DATA
+
+
+def wallpaper_path(name: str) -> Path:
+    """The file of WALLPAPER_PHOTOS entry "wallpaper:NAME" (its Debian package fetched
+    when needed)."""
+    package, rel = WALLPAPER_FILES[name.split(":", 1)[1]]
+    return debian_package(package, Path(rel)) / rel
 
 
 def natural(name: str) -> np.ndarray:
-    """A scikit-image, matplotlib-sample or OpenCV-sample ("opencv:NAME") picture as uint8
-    (grey or RGB; alpha dropped)."""
-    if name.startswith("opencv:"):
+    """A scikit-image, matplotlib-sample, OpenCV-sample ("opencv:NAME") or wallpaper
+    ("wallpaper:NAME", shrunk to WALLPAPER_LONG_SIDE) picture as uint8 (grey or RGB; alpha
+    dropped)."""
+    if name.startswith("wallpaper:"):
+        from PIL import Image
+
+        with Image.open(wallpaper_path(name)) as im:
+            im = im.convert("RGB")
+            f = WALLPAPER_LONG_SIDE / max(im.size)
+            img = np.asarray(im.resize((round(im.width * f), round(im.height * f)),
+                                       Image.Resampling.LANCZOS, reducing_gap=3.0))
+    elif name.startswith("opencv:"):
         from PIL import Image
 
         stem = name.split(":", 1)[1]

@@ -17,7 +17,8 @@ TIFFs into ``runs/data/frames_mf``, and sampled in 2.5D along the frame axis.
 Config: configs/frames_x4_mf.yaml.
 
     python pipelines/train_frames.py [--multi-frame] [--steps N] [--run-dir DIR]
-                                     [--config FILE] [--opencv-photos] [--no-install]
+                                     [--config FILE] [--opencv-photos] [--wallpaper-photos]
+                                     [--no-install]
                                      [--set KEY=VALUE ...]
     python pipelines/train_frames.py [--multi-frame] --install-from RUN_DIR
 
@@ -51,9 +52,11 @@ MF_SEED = 0        # motion of the synthetic stacks
 HALF_MIN_SIZE = 400   # pictures at least this large also train at half size
 
 
-def training_pictures(opencv_photos: bool = False) -> list[tuple[str, np.ndarray]]:
+def training_pictures(opencv_photos: bool = False,
+                      wallpaper_photos: bool = False) -> list[tuple[str, np.ndarray]]:
     """(name, luma (H, W) float) of every training picture: the faces mosaic,
-    frames_data.TRAIN_NATURAL (with ``opencv_photos`` also frames_data.OPENCV_PHOTOS), and
+    frames_data.TRAIN_NATURAL (with ``opencv_photos`` also frames_data.OPENCV_PHOTOS, with
+    ``wallpaper_photos`` also frames_data.WALLPAPER_PHOTOS), and
     a half-size copy (antialiased) of each natural picture of at least HALF_MIN_SIZE
     pixels a side, whose detail per pixel is closer to that of small photos and video
     frames (the usual multi-scale augmentation of SR training)."""
@@ -64,25 +67,26 @@ def training_pictures(opencv_photos: bool = False) -> list[tuple[str, np.ndarray
     mosaic = np.concatenate([np.concatenate(list(f[r::rows]), axis=1) for r in range(rows)],
                             axis=0)                                  # (250, 400)
     out = [("faces", mosaic)]
-    extra = frames_data.OPENCV_PHOTOS if opencv_photos else ()
+    extra = ((frames_data.OPENCV_PHOTOS if opencv_photos else ())
+             + (frames_data.WALLPAPER_PHOTOS if wallpaper_photos else ()))
     for name in frames_data.TRAIN_NATURAL + extra:
         y = luma(frames_data.natural(name))
-        name = name.replace("opencv:", "opencv_")
+        name = name.replace(":", "_")
         out.append((name, y))
         if min(y.shape) >= HALF_MIN_SIZE and name != frames_data.VAL_NATURAL:
             out.append((f"{name}_half", rescale(y, 0.5, order=3, anti_aliasing=True)))
     return out
 
 
-def write_data(folder: Path, multi_frame: bool = False,
-               opencv_photos: bool = False) -> list[Path]:
+def write_data(folder: Path, multi_frame: bool = False, opencv_photos: bool = False,
+               wallpaper_photos: bool = False) -> list[Path]:
     """The luma training volumes as float32 TIFFs in ``folder`` (rewritten each time):
     one plane per picture, or with ``multi_frame`` one synthetic stack of MF_FRAMES."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     rng = np.random.default_rng(MF_SEED)
     paths = []
-    for name, y in training_pictures(opencv_photos):
+    for name, y in training_pictures(opencv_photos, wallpaper_photos):
         arr = (frames_data.shifted_stack(y, MF_FRAMES, rng) if multi_frame
                else y[..., None])
         paths.append((name, arr))
@@ -107,7 +111,7 @@ def install(best: Path, name: str, card: str) -> Path:
 
 def frames_card(cfg: dict, summary: dict, minutes: float, n_files: int,
                 multi_frame: bool = False, opencv_photos: bool = False,
-                command: list[str] | None = None) -> str:
+                wallpaper_photos: bool = False, command: list[str] | None = None) -> str:
     """The model card (markdown) of a frames-x4 (or frames-x4-mf) training run;
     ``command``: the pipeline's arguments that trained it (its reproduce line)."""
     r = int(cfg["sampling"]["context"])
@@ -132,6 +136,11 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
     opencv = ("\n  and the photographs among OpenCV's samples (Debian `opencv-doc`):\n  "
               + ", ".join(n.split(":", 1)[1] for n in frames_data.OPENCV_PHOTOS) + ";"
               if opencv_photos else "")
+    if wallpaper_photos:
+        opencv += ("\n  and the photographs in Debian's wallpaper packages (lomiri-wallpapers-"
+                   "16.04/-20.04,\n  mate-backgrounds nature, plasma-workspace-wallpapers; "
+                   f"long side {frames_data.WALLPAPER_LONG_SIDE} px):\n  "
+                   + ", ".join(n.split(":", 1)[1] for n in frames_data.WALLPAPER_PHOTOS) + ";")
     precision = ("bfloat16 autocast (float32 weights)" if cfg["train"]["amp"] == "bf16"
                  else "float32")
     down = {"area": "4 x 4 pixel means (sensor integration, aliased)"}.get(
@@ -200,6 +209,9 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
         ap.add_argument("--opencv-photos", action="store_true",
                         help="also train on the photographs among OpenCV's samples "
                              "(frames_data.OPENCV_PHOTOS)")
+        ap.add_argument("--wallpaper-photos", action="store_true",
+                        help="also train on the photographs in Debian's wallpaper packages "
+                             "(frames_data.WALLPAPER_PHOTOS)")
         ap.add_argument("--install-from", metavar="RUN_DIR",
                         help="do not train: install the best checkpoint of a finished run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -207,10 +219,12 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
     args = ap.parse_args(argv)
     mf = getattr(args, "multi_frame", False)
     args.run_dir = args.run_dir or str(ROOT / "runs" / (f"{name}_mf" if mf else name))
-    if not args.data:  # the OpenCV set gets its own folder: the two sets never mix
+    if not args.data:  # each set of pictures gets its own folder: sets never mix
         sub = "frames_mf" if mf else data
-        args.data = str(ROOT / "runs" / "data" / (
-            sub + ("_opencv" if getattr(args, "opencv_photos", False) else "")))
+        for extra in ("opencv", "wallpaper"):
+            if getattr(args, f"{extra}_photos", False):
+                sub += f"_{extra}"
+        args.data = str(ROOT / "runs" / "data" / sub)
     return args
 
 
@@ -269,17 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         command = summary["command"]
         files = sorted(Path(cfg["data"]["path"]).glob(cfg["data"]["pattern"]))
         opencv = any(f.name.startswith("opencv_") for f in files)
+        wallpaper = any(f.name.startswith("wallpaper_") for f in files)
     else:
-        opencv = args.opencv_photos
+        opencv, wallpaper = args.opencv_photos, args.wallpaper_photos
         command = ["pipelines/train_frames.py", *(sys.argv[1:] if argv is None else argv)]
-        files = write_data(Path(args.data), multi_frame=mf, opencv_photos=opencv)
+        files = write_data(Path(args.data), multi_frame=mf, opencv_photos=opencv,
+                           wallpaper_photos=wallpaper)
         val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
         config = Path(args.config) if args.config else (CONFIG_MF if mf else CONFIG)
         cfg, summary, minutes = run_training(config, args, "normalised Y",
                                              [f"data.val_paths=['{val}']"])
     if not args.no_install:
         card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf,
-                           opencv_photos=opencv, command=command)
+                           opencv_photos=opencv, wallpaper_photos=wallpaper, command=command)
         name = "frames_x4_mf" if mf else "frames_x4"
         dst = install(Path(summary["best"]), name, card)
         dst.with_suffix(".md").write_text(card + heldout_section(mf), encoding="utf-8")
