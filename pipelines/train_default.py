@@ -79,6 +79,11 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
     val = f"{float(last_val[-1][-2]):.2f} dB PSNR / {float(last_val[-1][-1]):.4f} SSIM" \
         if last_val else "n/a"
     cfg = json.loads((run_dir / "manifest.json").read_text())["config"]
+    smp = cfg["sampling"]
+    augment = "".join(
+        [f" gamma x ** g, log g uniform in {smp['gamma']};" if smp.get("gamma") else "",
+         f" a random smooth look-up table (contrasts may reorder) for {smp['remap']:.0%} of "
+         "patches" if smp.get("remap") else ""]).rstrip(";") or " none"
     use = ("one coarse axis: applied on both planes that contain it, fused"
            if info["scale"][0] == 1 else "in-plane, slice by slice")
     return f"""# medsr default model `{name.replace('_', '-')}`
@@ -90,6 +95,7 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
   {cfg['sampling']['axes']}; robust percentile normalisation
   {cfg['data']['normalise']}. The posterior block (y >= 123) is held out for
   `pipelines/benchmark_quality.py`.
+- **Intensity augmentation of the HR patch** (before the degradation):{augment}.
 - **Degradation (blind, randomised per patch)**: preset `{cfg['degradation']['preset']}`
   with {json.dumps(cfg['degradation']['params'])}.
 - **Training**: {cfg['train']['steps']} steps, batch {cfg['sampling']['batch_size']},
@@ -98,9 +104,10 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
   {seconds / 60:.1f} minutes on this project's 2-core machine (with another job running).
 - **Validation** (held-back patches of the training block, last evaluation): {val}.
 - **Regenerate**: `python pipelines/train_default.py --only {name}`.
-- **Known limits**: one template (an average brain, smoother than a single scan);
-  T1 contrast only; trained on magnitude images normalised to [0, 1] by percentiles;
-  other anatomies, contrasts and modalities (CT) work but gain less. Use
+- **Known limits**: one template (an average brain, smoother than a single scan), T1
+  contrast (the intensity augmentation stands in for others); trained on magnitude
+  images normalised to [0, 1] by percentiles; other anatomies, contrasts and modalities
+  (CT) work but gain less. Use
   `medsr infer --self-supervised` for scans unlike the training data.
 """
 

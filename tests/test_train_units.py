@@ -76,6 +76,42 @@ def test_sampling_geometry_and_permutation_rules():
     assert math.isclose(float(s["hr"][2, 0, 0] % 1), 0.0)
 
 
+def test_intensity_augmentation_gamma_remap_and_paired_refusal():
+    from medsr.errors import UserError
+
+    ramp = np.linspace(-0.2, 1.3, 16, dtype=np.float32)
+    vol = {"image": np.broadcast_to(ramp[:, None], (1, 16, 16, 16)).copy(),  # along j
+           "spacing": (1.0,) * 3}
+    base = dict(mode="2d", axes=(2,), context=1, patch=(16, 16), scale=(1, 1), flips=False,
+                permute=False)
+    plain = draw(vol, SamplingSpec(**base), np.random.default_rng(0))["hr"][0]
+    np.testing.assert_array_equal(plain, np.broadcast_to(ramp, (16, 16)))
+    # gamma: monotone, 0 and 1 fixed, excess outside [0, 1] kept, exponent within [lo, hi]
+    exps = []
+    for seed in range(10):
+        hr = draw(vol, SamplingSpec(**base, gamma=(0.5, 2.0)), np.random.default_rng(seed))["hr"][0]
+        row = hr[0].astype(np.float64)
+        inside = (ramp > 0) & (ramp < 1)
+        assert np.all(np.diff(row) > 0)
+        np.testing.assert_allclose(row[~inside], ramp[~inside], atol=1e-6)
+        g = np.log(row[inside]) / np.log(ramp[inside].astype(np.float64))
+        assert np.ptp(g) < 1e-4 and 0.5 - 1e-4 <= g[0] <= 2.0 + 1e-4
+        exps.append(g[0])
+    assert min(exps) < 0.9 and max(exps) > 1.1
+    # remap=1: a new look-up table per draw, 0 kept at 0, values in [0, 1], not monotone
+    luts = [draw(vol, SamplingSpec(**base, remap=1.0), np.random.default_rng(s))["hr"][0][0]
+            for s in range(5)]
+    for row in luts:
+        inside = row[(ramp >= 0) & (ramp <= 1)]
+        assert inside.min() >= -1e-6 and inside.max() <= 1 + 1e-6
+    assert any(np.any(np.diff(r[(ramp >= 0) & (ramp <= 1)]) < 0) for r in luts)
+    assert not np.allclose(luts[0], luts[1])
+    # a paired LR cannot follow a nonlinear change of the HR
+    paired = {**vol, "lr": vol["image"].copy()}
+    with pytest.raises(UserError, match="unpaired"):
+        draw(paired, SamplingSpec(**base, gamma=(0.5, 2.0)), np.random.default_rng(0))
+
+
 def test_metrics_mirror_to_tensorboard_and_purge_on_resume(tmp_path):
     """The CSV's scalars also go to TensorBoard; a resume purges events after its step."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -27,6 +27,8 @@ class SamplingSpec:
     flips: bool = True
     permute: bool = True
     min_foreground: float = 0.0
+    gamma: tuple[float, float] | None = None  # HR intensity x -> x ** g, log g uniform
+    remap: float = 0.0                        # probability of a random smooth intensity LUT
 
     @property
     def spatial_dims(self) -> int:
@@ -137,4 +139,34 @@ def _augment(hr, lr, spacing, spec: SamplingSpec, rng: np.random.Generator):
             hr = np.transpose(hr, perm)
             lr = None if lr is None else np.transpose(lr, perm)
             spacing = spacing[order]
+    if spec.gamma is not None or spec.remap > 0:
+        if lr is not None:
+            raise UserError("sampling.gamma / sampling.remap need unpaired data (the LR is "
+                            "simulated from the augmented HR); set them off for paired LR")
+        hr = _intensity(hr, spec, rng)
     return hr, lr, spacing
+
+
+REMAP_KNOTS = 6
+
+
+def _intensity(hr: np.ndarray, spec: SamplingSpec, rng: np.random.Generator) -> np.ndarray:
+    """Intensity augmentation of an HR patch normalised to about [0, 1], before the
+    degradation is simulated from it (so LR and HR stay consistent): a random gamma and,
+    with probability ``spec.remap``, a random smooth look-up table over [0, 1] (PCHIP
+    through REMAP_KNOTS knots, 0 kept at 0, the others uniform in [0, 1], so tissue
+    contrasts may reorder, as between T1, T2 and other sequences). Values outside [0, 1]
+    keep their excess. It teaches the network edges and profiles rather than one scan's
+    intensity levels."""
+    from scipy.interpolate import PchipInterpolator
+
+    inside = np.clip(hr, 0.0, 1.0)
+    excess = hr - inside
+    if spec.gamma is not None:
+        lo, hi = spec.gamma
+        inside = inside ** float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    if spec.remap > 0 and rng.random() < spec.remap:
+        knots = np.linspace(0.0, 1.0, REMAP_KNOTS)
+        values = np.concatenate([[0.0], rng.uniform(0.0, 1.0, REMAP_KNOTS - 1)])
+        inside = PchipInterpolator(knots, values)(inside)
+    return (inside + excess).astype(np.float32)

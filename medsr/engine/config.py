@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
         "flips": True,
         "permute": True,         # swap patch axes when scale and spacing allow it
         "min_foreground": 0.25,  # share of voxels above 0.1 a patch needs (retries)
+        "gamma": None,           # [lo, hi]: HR intensity augmentation x ** g (log-uniform g)
+        "remap": 0.0,            # probability of a random smooth intensity look-up table
         "num_workers": 0,
         "val_patches": 16,
     },
@@ -284,6 +286,14 @@ def validate(cfg: dict) -> None:
     axes = [axes] if isinstance(axes, int) else axes
     if not axes or any(a not in (0, 1, 2) for a in axes):
         raise UserError(f"config key 'sampling.axes' must list axes 0, 1 or 2; got {axes!r}")
+    g = cfg["sampling"]["gamma"]
+    if g is not None and not (isinstance(g, list) and len(g) == 2
+                              and all(isinstance(v, (int, float)) and v > 0 for v in g)
+                              and g[0] <= g[1]):
+        raise UserError(f"config key 'sampling.gamma' must be null or [lo, hi] with "
+                        f"0 < lo <= hi; got {g!r}")
+    if not 0.0 <= cfg["sampling"]["remap"] <= 1.0:
+        raise UserError("config key 'sampling.remap' must be a probability in [0, 1]")
     if not 0.0 <= cfg["train"]["ema"] < 1.0:
         raise UserError("config key 'train.ema' must be in [0, 1)")
     weights = {k: v for k, v in cfg["loss"].items() if k in LOSS_TERMS}

@@ -119,7 +119,10 @@ def sampling_spec(cfg: dict):
                         context=int(s["context"]), patch=tuple(int(p) for p in patch),
                         scale=tuple(int(k) for k in scale), flips=bool(s["flips"]),
                         permute=bool(s["permute"]),
-                        min_foreground=float(s["min_foreground"]))
+                        min_foreground=float(s["min_foreground"]),
+                        gamma=None if s["gamma"] is None else (float(s["gamma"][0]),
+                                                               float(s["gamma"][1])),
+                        remap=float(s["remap"]))
 
 
 def create_model(cfg: dict, in_ch: int, out_ch: int) -> nn.Module:
