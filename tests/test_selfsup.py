@@ -28,6 +28,7 @@ from medsr.selfsup import (
     slice_thickness,
     super_resolve_self_supervised,
 )
+from medsr.selfsup.network import build
 from medsr.volume import Volume
 
 TINY = {"architecture": "sp_vdsr", "depth": 3, "features": 8}  # keeps the tests fast
@@ -383,7 +384,7 @@ def test_dicom_series_slice_thickness_is_read_from_the_header(tmp_path):
     assert _variance(k) == pytest.approx(sigma**2 + 1 / 12, rel=1e-3)
 
 
-def test_init_default_fine_tunes_the_shipped_model_and_auto_starts_from_scratch(
+def test_init_default_fine_tunes_the_shipped_model_and_auto_chooses_by_probe(
         tmp_path, monkeypatch):
     vol = _volume((1.0, 3.0, 1.0), (32, 8, 30))
     monkeypatch.setenv("MEDSR_WEIGHTS", str(tmp_path))
@@ -397,9 +398,32 @@ def test_init_default_fine_tunes_the_shipped_model_and_auto_starts_from_scratch(
     assert rep["init"] == "default:thick_slice_x3.safetensors"
     # lr 0: the shipped weights, unchanged, are what was applied
     np.testing.assert_allclose(out.data, apply(vol, src.model, device="cpu").data, atol=1e-5)
-    # auto is the start the benchmark measured better (scratch), default or not
+    # auto fine-tunes a default whose prior fits the scan's pairs: one that is exactly
+    # Lanczos (residual zeroed) errs as much as Lanczos on them
+    lanczos = build(3, depth=3, features=8)
+    for m in lanczos.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.zeros_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    save_fitted(tmp_path / "thick_slice_x3.safetensors", lanczos, {"note": "test"})
+    _, rep = super_resolve_self_supervised(vol, **kw)
+    assert rep["init"] == "default:thick_slice_x3.safetensors"
+    assert rep["auto_probe_mse_default"] == pytest.approx(rep["auto_probe_mse_lanczos"],
+                                                          rel=1e-4)
+    # ... and starts from scratch when the default's prior is wrong for the scan
+    bad = build(3, depth=3, features=8)
+    with torch.no_grad():
+        for m in bad.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.mul_(50.0)
+    save_fitted(tmp_path / "thick_slice_x3.safetensors", bad, {"note": "test"})
     _, rep = super_resolve_self_supervised(vol, **kw)
     assert rep["init"] == "scratch"
+    assert rep["auto_probe_mse_default"] > 2 * rep["auto_probe_mse_lanczos"]
+    # no default for the factor: scratch, and the report says why
+    (tmp_path / "thick_slice_x3.safetensors").unlink()
+    _, rep = super_resolve_self_supervised(vol, **kw)
+    assert rep["init"] == "scratch" and "no shipped default" in rep["auto"]
     with pytest.raises(UserError, match="init must be"):
         super_resolve_self_supervised(vol, init="pretrained", **kw)
 

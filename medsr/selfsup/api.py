@@ -38,6 +38,7 @@ from medsr.selfsup.network import (
     ARCHITECTURE,
     architecture_of,
     build,
+    choose_start,
     initial_model,
     load_fitted,
     save_fitted,
@@ -157,6 +158,7 @@ class _Setup:
     model: nn.Module
     started: str
     profile: str
+    evidence: dict[str, Any]
 
 
 def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.ndarray | None,
@@ -174,16 +176,19 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
     sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k, patch,
                           thick_companion=thick_companion)
     _seed(seed, device)
+    evidence: dict[str, Any] = {}
     if network:
         if init == "default":
             raise UserError("init='default' fine-tunes the shipped network; do not also "
                             "give a network specification")
         spec = dict(network)
         model, started = build(tp.k, spec.pop("architecture", ARCHITECTURE), **spec), "scratch"
+    elif init == "auto":
+        model, started, evidence = choose_start(tp.k, sampler, seed, device)
     else:
         model, started = initial_model(tp.k, init)
     return _Setup(tp, thickness, source, kernel, data, sampler, model, started,
-                  "kernel" if slice_profile is not None else profile)
+                  "kernel" if slice_profile is not None else profile, evidence)
 
 
 def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = None,
@@ -201,7 +206,7 @@ def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = 
     rep = train(st.model, st.sampler, seconds=seconds, seed=seed, device=dev, batch=batch,
                 lr=lr, max_steps=steps, loss=loss, progress=on_step)
     return Fitted(st.model, st.tp, st.kernel, st.thickness, st.source, st.started, rep,
-                  {"profile": st.profile})
+                  {"profile": st.profile, **st.evidence})
 
 
 def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
@@ -335,7 +340,7 @@ def super_resolve_self_supervised(
         out = apply(vol, model, device=dev, tta=tta, progress=on_slices)
         apply_s = time.perf_counter() - t_apply0
     fitted = Fitted(model, tp, st.kernel, st.thickness, st.source, st.started, rep,
-                    {"profile": st.profile})
+                    {"profile": st.profile, **st.evidence})
     report: dict[str, Any] = {
         "method": "self-supervised", "architecture": architecture_of(model),
         **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),
