@@ -93,8 +93,8 @@ def choose_start(k: int, sampler: Any, seed: int, device: torch.device | str = "
     so training sees the same pairs either way) exceeds AUTO_MAX_RATIO times that of
     Lanczos interpolation; then, or when no default ships for k, a fresh network starts.
     A default trained on brains is a good start for another brain (fine-tuning it gains
-    0.1-1.2 dB over scratch in five minutes; its probe error is 0.4-1.6x Lanczos') and a
-    bad one for a microscopy image (-1.9 dB; 7-14x), which the ratio tells apart
+    0.0-1.2 dB over scratch in five minutes; its probe error is 0.4-1.6x Lanczos') and a
+    bad one for a microscopy image (-1.9 to -5.2 dB; 7-14x), which the ratio tells apart
     (docs/self-supervised.md, "Where training starts").
     """
     import numpy as np
