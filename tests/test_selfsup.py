@@ -417,9 +417,12 @@ def test_init_default_fine_tunes_the_shipped_model_and_auto_chooses_by_probe(
             if isinstance(m, torch.nn.Conv2d):
                 m.weight.mul_(50.0)
     save_fitted(tmp_path / "thick_slice_x3.safetensors", bad, {"note": "test"})
-    _, rep = super_resolve_self_supervised(vol, **kw)
+    out_auto, rep = super_resolve_self_supervised(vol, **kw)
     assert rep["init"] == "scratch"
     assert rep["auto_probe_mse_default"] > 2 * rep["auto_probe_mse_lanczos"]
+    # the same network, pairs and result as asking for scratch
+    out_scratch, _ = super_resolve_self_supervised(vol, init="scratch", **kw)
+    np.testing.assert_array_equal(out_auto.data, out_scratch.data)
     # no default for the factor: scratch, and the report says why
     (tmp_path / "thick_slice_x3.safetensors").unlink()
     _, rep = super_resolve_self_supervised(vol, **kw)

@@ -101,13 +101,19 @@ def choose_start(k: int, sampler: Any, seed: int, device: torch.device | str = "
 
     from medsr.models.upsample import Interpolate
 
+    rng_state = torch.get_rng_state()  # loading the default draws an init it then replaces
+
+    def scratch() -> nn.Module:  # the very network init="scratch" would start from
+        torch.set_rng_state(rng_state)
+        return build(k)
+
     path = default_weights(k)
     if path is None:
-        return build(k), "scratch", {"auto": "no shipped default for this factor"}
+        return scratch(), "scratch", {"auto": "no shipped default for this factor"}
     try:
         model, started = initial_model(k, "default")
     except UserError as exc:  # e.g. a user's MEDSR_WEIGHTS file of another kind
-        return build(k), "scratch", {"auto": f"default not usable: {exc}"}
+        return scratch(), "scratch", {"auto": f"default not usable: {exc}"}
     interp = Interpolate((1, int(k)), "lanczos")
     rng = np.random.default_rng([seed, AUTO_PROBE_STREAM])
     err_model = err_interp = 0.0
@@ -121,7 +127,7 @@ def choose_start(k: int, sampler: Any, seed: int, device: torch.device | str = "
                 "auto_probe_mse_lanczos": err_interp / AUTO_PROBE_BATCHES}
     if err_model < AUTO_MAX_RATIO * err_interp:
         return model.train(), started, evidence
-    return build(k), "scratch", evidence
+    return scratch(), "scratch", evidence
 
 
 def save_fitted(path: str | os.PathLike, model: nn.Module, selfsup: dict[str, Any]) -> Path:
