@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="torch intra-op threads (default: all cores of this process)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--probe", action="store_true",
+                    help="also record where init=auto starts on each case and its probe "
+                         "errors (medsr.selfsup.auto_start; no training)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--collect", type=Path, nargs="+", default=None, metavar="JSON",
@@ -275,15 +278,19 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     rows: list[dict] = []
+    probes: list[dict] = []
     images: dict[str, Volume] = {}
+
+    def save() -> None:
+        if args.json:  # keep what is done so far
+            args.json.write_text(json.dumps({"threads": args.threads, "budget_s": args.budget,
+                                             "rows": rows, "probes": probes}, indent=1) + "\n")
 
     def emit(row: dict) -> None:
         rows.append(row)
         print(f"{row['case']:<14} {row['method']:<30} PSNR {row['psnr']:6.2f} SSIM "
               f"{row['ssim']:.4f} {row['seconds']:7.1f} s  {row.get('note', '')}", flush=True)
-        if args.json:  # keep what is done so far
-            args.json.write_text(json.dumps({"threads": args.threads, "budget_s": args.budget,
-                                             "rows": rows}, indent=1) + "\n")
+        save()
 
     for case in args.cases:
         name, axis, k, profile = CASES[case]
@@ -295,6 +302,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# {case}: skipped ({exc})", file=sys.stderr, flush=True)
             continue
         hr, lr = thick_slices(images[name], axis, k, profile)
+        if args.probe:
+            from medsr.selfsup import auto_start
+
+            ev = auto_start(lr, profile=profile, seed=args.seed)
+            ratio = ev["auto_probe_mse_default"] / ev["auto_probe_mse_lanczos"]
+            probes.append({"case": case, **ev, "ratio": ratio})
+            print(f"# {case}: init=auto starts from {ev['init']} (probe error default / "
+                  f"Lanczos = {ratio:.2f})", flush=True)
+            save()
         t = time.perf_counter()
         out = run_cubic(lr, axis, k)
         emit({"case": case, "method": "cubic", **dict(zip(("psnr", "ssim"),

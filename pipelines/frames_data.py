@@ -60,6 +60,14 @@ WALLPAPER_FILES = {
 }
 WALLPAPER_PHOTOS = tuple(f"wallpaper:{n}" for n in WALLPAPER_FILES)
 WALLPAPER_LONG_SIDE = 1024   # wallpapers are shrunk (antialiased) to this long side
+# the opt-in photo sets of train_frames.py (--opencv-photos, --wallpaper-photos): name ->
+# (pictures, what the model card says of them)
+PHOTO_SETS = {
+    "opencv": (OPENCV_PHOTOS, "the photographs among OpenCV's samples (Debian `opencv-doc`)"),
+    "wallpaper": (WALLPAPER_PHOTOS, "the photographs in Debian's wallpaper packages "
+                  "(lomiri-wallpapers-16.04/-20.04,\n  mate-backgrounds nature, "
+                  f"plasma-workspace-wallpapers; long side {WALLPAPER_LONG_SIDE} px)"),
+}
 HELDOUT_NATURAL = ("chelsea", "coffee")
 VAL_NATURAL = "motorcycle_right"   # training validation (checkpoint choice) only
 N_TRAIN_FACES = 160
@@ -96,22 +104,19 @@ def natural(name: str) -> np.ndarray:
     """A scikit-image, matplotlib-sample, OpenCV-sample ("opencv:NAME") or wallpaper
     ("wallpaper:NAME", shrunk to WALLPAPER_LONG_SIDE) picture as uint8 (grey or RGB; alpha
     dropped)."""
-    if name.startswith("wallpaper:"):
+    if name.startswith(("wallpaper:", "opencv:")):
         from PIL import Image
 
-        with Image.open(wallpaper_path(name)) as im:
-            im = im.convert("RGB")
-            f = WALLPAPER_LONG_SIDE / max(im.size)
-            img = np.asarray(im.resize((round(im.width * f), round(im.height * f)),
-                                       Image.Resampling.LANCZOS, reducing_gap=3.0))
-    elif name.startswith("opencv:"):
-        from PIL import Image
-
-        stem = name.split(":", 1)[1]
-        path = next(p for p in sorted(opencv_samples().glob(stem + ".*"))
-                    if p.suffix in (".jpg", ".png"))
+        kind, stem = name.split(":", 1)
+        path = wallpaper_path(name) if kind == "wallpaper" else next(
+            p for p in sorted(opencv_samples().glob(stem + ".*")) if p.suffix in (".jpg", ".png"))
         with Image.open(path) as im:
-            img = np.asarray(im.convert("L" if im.mode in ("L", "I;16") else "RGB"))
+            im = im.convert("L" if im.mode in ("L", "I;16") else "RGB")
+            if kind == "wallpaper":
+                f = WALLPAPER_LONG_SIDE / max(im.size)
+                im = im.resize((round(im.width * f), round(im.height * f)),
+                               Image.Resampling.LANCZOS, reducing_gap=3.0)
+            img = np.asarray(im)
     elif name.startswith("motorcycle_"):
         left, right, _ = skd.stereo_motorcycle()
         img = np.asarray(left if name.endswith("left") else right)

@@ -52,11 +52,10 @@ MF_SEED = 0        # motion of the synthetic stacks
 HALF_MIN_SIZE = 400   # pictures at least this large also train at half size
 
 
-def training_pictures(opencv_photos: bool = False,
-                      wallpaper_photos: bool = False) -> list[tuple[str, np.ndarray]]:
+def training_pictures(photo_sets: tuple[str, ...] = ()) -> list[tuple[str, np.ndarray]]:
     """(name, luma (H, W) float) of every training picture: the faces mosaic,
-    frames_data.TRAIN_NATURAL (with ``opencv_photos`` also frames_data.OPENCV_PHOTOS, with
-    ``wallpaper_photos`` also frames_data.WALLPAPER_PHOTOS), and
+    frames_data.TRAIN_NATURAL (and the pictures of each of ``photo_sets``, names of
+    frames_data.PHOTO_SETS), and
     a half-size copy (antialiased) of each natural picture of at least HALF_MIN_SIZE
     pixels a side, whose detail per pixel is closer to that of small photos and video
     frames (the usual multi-scale augmentation of SR training)."""
@@ -67,8 +66,7 @@ def training_pictures(opencv_photos: bool = False,
     mosaic = np.concatenate([np.concatenate(list(f[r::rows]), axis=1) for r in range(rows)],
                             axis=0)                                  # (250, 400)
     out = [("faces", mosaic)]
-    extra = ((frames_data.OPENCV_PHOTOS if opencv_photos else ())
-             + (frames_data.WALLPAPER_PHOTOS if wallpaper_photos else ()))
+    extra = tuple(n for s in photo_sets for n in frames_data.PHOTO_SETS[s][0])
     for name in frames_data.TRAIN_NATURAL + extra:
         y = luma(frames_data.natural(name))
         name = name.replace(":", "_")
@@ -78,15 +76,15 @@ def training_pictures(opencv_photos: bool = False,
     return out
 
 
-def write_data(folder: Path, multi_frame: bool = False, opencv_photos: bool = False,
-               wallpaper_photos: bool = False) -> list[Path]:
+def write_data(folder: Path, multi_frame: bool = False,
+               photo_sets: tuple[str, ...] = ()) -> list[Path]:
     """The luma training volumes as float32 TIFFs in ``folder`` (rewritten each time):
     one plane per picture, or with ``multi_frame`` one synthetic stack of MF_FRAMES."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     rng = np.random.default_rng(MF_SEED)
     paths = []
-    for name, y in training_pictures(opencv_photos, wallpaper_photos):
+    for name, y in training_pictures(photo_sets):
         arr = (frames_data.shifted_stack(y, MF_FRAMES, rng) if multi_frame
                else y[..., None])
         paths.append((name, arr))
@@ -110,8 +108,8 @@ def install(best: Path, name: str, card: str) -> Path:
 
 
 def frames_card(cfg: dict, summary: dict, minutes: float, n_files: int,
-                multi_frame: bool = False, opencv_photos: bool = False,
-                wallpaper_photos: bool = False, command: list[str] | None = None) -> str:
+                multi_frame: bool = False, photo_sets: tuple[str, ...] = (),
+                command: list[str] | None = None) -> str:
     """The model card (markdown) of a frames-x4 (or frames-x4-mf) training run;
     ``command``: the pipeline's arguments that trained it (its reproduce line)."""
     r = int(cfg["sampling"]["context"])
@@ -133,14 +131,8 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
     sig = (deg.get("sigma") or {}).get("choice") if isinstance(deg.get("sigma"), dict) else None
     noise = (f"Gaussian noise sigma drawn from {sig} (fraction of the range)" if sig
              else "no noise")
-    opencv = ("\n  and the photographs among OpenCV's samples (Debian `opencv-doc`):\n  "
-              + ", ".join(n.split(":", 1)[1] for n in frames_data.OPENCV_PHOTOS) + ";"
-              if opencv_photos else "")
-    if wallpaper_photos:
-        opencv += ("\n  and the photographs in Debian's wallpaper packages (lomiri-wallpapers-"
-                   "16.04/-20.04,\n  mate-backgrounds nature, plasma-workspace-wallpapers; "
-                   f"long side {frames_data.WALLPAPER_LONG_SIDE} px):\n  "
-                   + ", ".join(n.split(":", 1)[1] for n in frames_data.WALLPAPER_PHOTOS) + ";")
+    photos = "".join(f"\n  and {what}:\n  " + ", ".join(n.split(":", 1)[1] for n in names) + ";"
+                     for names, what in (frames_data.PHOTO_SETS[s] for s in photo_sets))
     precision = ("bfloat16 autocast (float32 weights)" if cfg["train"]["amp"] == "bf16"
                  else "float32")
     down = {"area": "4 x 4 pixel means (sensor integration, aliased)"}.get(
@@ -148,7 +140,7 @@ frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, 
     return head + f"""
 - architecture: {cfg['model']['name']} {cfg['model']['hparams']}, scale (4, 4)
 - data: scikit-image `lfw_subset` faces 0..159 (as one mosaic) and
-  {', '.join(n for n in frames_data.TRAIN_NATURAL if n != frames_data.VAL_NATURAL)},{opencv}
+  {', '.join(n for n in frames_data.TRAIN_NATURAL if n != frames_data.VAL_NATURAL)},{photos}
   those of at least {HALF_MIN_SIZE} px a side also at half size ({n_files} volumes, luma);
   validation (checkpoint choice): {frames_data.VAL_NATURAL}; held out: faces 160..199,
   {', '.join(frames_data.HELDOUT_NATURAL)}
@@ -219,12 +211,11 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
     args = ap.parse_args(argv)
     mf = getattr(args, "multi_frame", False)
     args.run_dir = args.run_dir or str(ROOT / "runs" / (f"{name}_mf" if mf else name))
+    args.photo_sets = tuple(s for s in frames_data.PHOTO_SETS
+                            if getattr(args, f"{s}_photos", False))
     if not args.data:  # each set of pictures gets its own folder: sets never mix
         sub = "frames_mf" if mf else data
-        for extra in ("opencv", "wallpaper"):
-            if getattr(args, f"{extra}_photos", False):
-                sub += f"_{extra}"
-        args.data = str(ROOT / "runs" / "data" / sub)
+        args.data = str(ROOT / "runs" / "data" / "_".join((sub, *args.photo_sets)))
     return args
 
 
@@ -282,20 +273,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg, summary, minutes = finished_run(Path(args.install_from))
         command = summary["command"]
         files = sorted(Path(cfg["data"]["path"]).glob(cfg["data"]["pattern"]))
-        opencv = any(f.name.startswith("opencv_") for f in files)
-        wallpaper = any(f.name.startswith("wallpaper_") for f in files)
+        photo_sets = tuple(s for s in frames_data.PHOTO_SETS
+                           if any(f.name.startswith(f"{s}_") for f in files))
     else:
-        opencv, wallpaper = args.opencv_photos, args.wallpaper_photos
+        photo_sets = args.photo_sets
         command = ["pipelines/train_frames.py", *(sys.argv[1:] if argv is None else argv)]
-        files = write_data(Path(args.data), multi_frame=mf, opencv_photos=opencv,
-                           wallpaper_photos=wallpaper)
+        files = write_data(Path(args.data), multi_frame=mf, photo_sets=photo_sets)
         val = Path(args.data) / f"{frames_data.VAL_NATURAL}.tif"
         config = Path(args.config) if args.config else (CONFIG_MF if mf else CONFIG)
         cfg, summary, minutes = run_training(config, args, "normalised Y",
                                              [f"data.val_paths=['{val}']"])
     if not args.no_install:
         card = frames_card(cfg, summary, minutes, len(files), multi_frame=mf,
-                           opencv_photos=opencv, wallpaper_photos=wallpaper, command=command)
+                           photo_sets=photo_sets, command=command)
         name = "frames_x4_mf" if mf else "frames_x4"
         dst = install(Path(summary["best"]), name, card)
         dst.with_suffix(".md").write_text(card + heldout_section(mf), encoding="utf-8")

@@ -18,6 +18,7 @@ from medsr.metrics import psnr
 from medsr.selfsup import (
     PairSampler,
     apply,
+    auto_start,
     degrade_lines,
     detect_through_plane,
     fit,
@@ -410,6 +411,10 @@ def test_init_default_fine_tunes_the_shipped_model_and_auto_chooses_by_probe(
     assert rep["init"] == "default:thick_slice_x3.safetensors"
     assert rep["auto_probe_mse_default"] == pytest.approx(rep["auto_probe_mse_lanczos"],
                                                           rel=1e-4)
+    # auto_start tells, without training, where the run started and on what evidence
+    ev = auto_start(vol, device="cpu")
+    assert ev["init"] == rep["init"]
+    assert ev["auto_probe_mse_default"] == rep["auto_probe_mse_default"]
     # ... and starts from scratch when the default's prior is wrong for the scan
     bad = build(3, depth=3, features=8)
     with torch.no_grad():

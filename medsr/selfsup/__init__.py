@@ -10,6 +10,7 @@ from medsr.selfsup.api import (
     Fitted,
     apply,
     apply_saved,
+    auto_start,
     fit,
     flip_sets,
     super_resolve_self_supervised,
@@ -20,6 +21,6 @@ from medsr.selfsup.pairs import PairSampler, degrade_lines
 from medsr.selfsup.trainer import TrainReport, train
 
 __all__ = ["Fitted", "PairSampler", "ThroughPlane", "TrainReport", "apply", "apply_saved",
-           "degrade_lines", "detect_through_plane", "fit", "flip_sets", "load_fitted",
+           "auto_start", "degrade_lines", "detect_through_plane", "fit", "flip_sets", "load_fitted",
            "profile_kernel", "save_fitted", "slice_thickness", "super_resolve_self_supervised",
            "train"]

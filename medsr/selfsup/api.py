@@ -209,6 +209,18 @@ def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = 
                   {"profile": st.profile, **st.evidence})
 
 
+def auto_start(vol: Volume, *, slice_thickness: float | None = None,
+               slice_profile: np.ndarray | None = None, profile: str = "gaussian",
+               seed: int = 0, device: str | torch.device = "auto", patch: int = 48
+               ) -> dict[str, Any]:
+    """Where ``init="auto"`` would start on ``vol`` and why, without training: ``init``
+    ("scratch" or "default:FILE") and the probe errors of :func:`choose_start`."""
+    st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
+                  profile=profile, seed=seed, device=select_device(device), init="auto",
+                  patch=patch, network=None)
+    return {"init": st.started, **st.evidence}
+
+
 def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
                        ) -> tuple[float, str]:
     """(thickness mm, source): the argument, DICOM SliceThickness, else the spacing."""

@@ -18,12 +18,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from medsr import models
 from medsr.engine.checkpoint import load_model, save_model
 from medsr.errors import UserError
+from medsr.models.upsample import Interpolate
 
 ARCHITECTURE = "sp_vdsr"
 HPARAMS: dict[str, Any] = {"depth": 6, "features": 32, "interpolation": "lanczos"}
@@ -63,7 +65,7 @@ def default_weights(k: int) -> Path | None:
     return None
 
 
-def initial_model(k: int, init: str = "auto") -> tuple[nn.Module, str]:
+def initial_model(k: int, init: str) -> tuple[nn.Module, str]:
     """(network, what it started from): a fresh network, or the shipped default for
     factor k to fine-tune (``init="default"``; an error when there is none or it is not
     a 2D (1, k) model). ``auto`` is decided by :func:`choose_start`."""
@@ -94,13 +96,9 @@ def choose_start(k: int, sampler: Any, seed: int, device: torch.device | str = "
     Lanczos interpolation; then, or when no default ships for k, a fresh network starts.
     A default trained on brains is a good start for another brain (fine-tuning it gains
     0.0-1.2 dB over scratch in five minutes; its probe error is 0.4-1.6x Lanczos') and a
-    bad one for a microscopy image (-1.9 to -5.2 dB; 7-14x), which the ratio tells apart
+    bad one for a microscopy image (-1.9 to -5.2 dB; 6.8-14.4x), which the ratio tells apart
     (docs/self-supervised.md, "Where training starts").
     """
-    import numpy as np
-
-    from medsr.models.upsample import Interpolate
-
     rng_state = torch.get_rng_state()  # loading the default draws an init it then replaces
 
     def scratch() -> nn.Module:  # the very network init="scratch" would start from
