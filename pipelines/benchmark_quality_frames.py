@@ -9,6 +9,17 @@ chroma: :func:`medsr.colour.super_resolve_colour`). PSNR/SSIM on Y (BT.601, 8-bi
 units, data range 255) and PSNR on RGB, with a 4-pixel border shaved (literature
 convention). Faces are averaged over the 40.
 
+Held-out photo set: the mean over many photographs, as the SR literature reports
+Set14 / B100, since single images differ by several dB (a furry cat or baboon gains
+little from any network; a sharp flower a lot). ``frames_data.HELDOUT_PHOTOS``:
+``chelsea``, ``coffee``, the 21 photographs among OpenCV's samples and the 35 photographs
+of Debian's wallpaper packages (shrunk to a long side of 1024), 58 in all, none seen by
+the shipped ``frames-x4`` (train_frames.py without ``--opencv-photos`` /
+``--wallpaper-photos``; the Debian packages are fetched from the package registry when
+not installed, ``debian_data``). Same LR, methods and scores as above; reported per image
+(clean LR) and as mean / median gain over bicubic with the count of images gaining at
+least 1 dB (clean and ``+noise``). ``--no-photo-set`` skips it.
+
 Multi-frame: ``chelsea`` and ``coffee`` as 9-frame stacks under synthetic camera shake
 (whole-pixel translations, ``frames_data.shifted_stack``, seed 0 / 1), each frame
 degraded by the camera model ``frames-x4-mf`` was trained for: 4 x 4 pixel means
@@ -26,7 +37,7 @@ normalisation); PSNR/SSIM against the HR plane (range 255), 8 z-pixels shaved at
 ends.
 
     python pipelines/benchmark_quality_frames.py [--json out.json] [--markdown out.md]
-                                                 [--frames-model CHECKPOINT]
+                                                 [--frames-model CHECKPOINT] [--no-photo-set]
 """
 
 from __future__ import annotations
@@ -87,6 +98,37 @@ def _scores_frames(hr: np.ndarray, sr: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _score_image(img: np.ndarray, noise: float, seed: int, model: str | None
+                 ) -> dict[str, dict[str, float]]:
+    """One uint8 picture (cropped to a multiple of 4) degraded and super-resolved by every
+    method: scores and wall seconds per method."""
+    h, w = (img.shape[0] // 4) * 4, (img.shape[1] // 4) * 4
+    hr = img[:h, :w]
+    lr = _lr_frames(hr, noise, seed=seed)
+    plan = plan_grid(lr, scale=(4, 4, 1))
+    net = model or default_model_for(lr, plan)
+    per = {}
+    for m in METHODS:
+        t = time.perf_counter()
+        out = super_resolve_colour(lr, plan, _sr(m, lr, plan, net)).data[:, :, 0]
+        per[m] = {**_scores_frames(hr, out), "seconds": time.perf_counter() - t}
+    return per
+
+
+def photo_set_case(noise: float, model: str | None = None) -> dict:
+    """The held-out photo set: per image scores and the gain of medsr over bicubic on Y
+    (mean, median, min, max, images gaining >= 1 dB)."""
+    per = {name: _score_image(frames_data.natural(name), noise, 1000 + i, model)
+           for i, name in enumerate(frames_data.HELDOUT_PHOTOS)}
+    gain = np.array([p["medsr"]["psnr_y"] - p["bicubic"]["psnr_y"] for p in per.values()])
+    summary = {"images": int(gain.size), "mean_gain_y": float(gain.mean()),
+               "median_gain_y": float(np.median(gain)), "min_gain_y": float(gain.min()),
+               "max_gain_y": float(gain.max()), "at_least_1db": int((gain >= 1.0).sum()),
+               **{f"mean_psnr_y_{m}": float(np.mean([p[m]["psnr_y"] for p in per.values()]))
+                  for m in METHODS}}
+    return {"summary": summary, "images": per}
+
+
 def frames_cases(noise: float, model: str | None = None
                  ) -> dict[str, dict[str, dict[str, float]]]:
     """Per held-out image (faces averaged) and method: PSNR/SSIM on Y, PSNR on RGB and the
@@ -95,16 +137,7 @@ def frames_cases(noise: float, model: str | None = None
     results: dict[str, dict[str, dict[str, float]]] = {}
     face_scores: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
     for i, (name, img) in enumerate(frames_data.heldout_frames()):
-        h, w = (img.shape[0] // 4) * 4, (img.shape[1] // 4) * 4
-        hr = img[:h, :w]
-        lr = _lr_frames(hr, noise, seed=i)
-        plan = plan_grid(lr, scale=(4, 4, 1))
-        net = model or default_model_for(lr, plan)
-        per = {}
-        for m in METHODS:
-            t = time.perf_counter()
-            out = super_resolve_colour(lr, plan, _sr(m, lr, plan, net)).data[:, :, 0]
-            per[m] = {**_scores_frames(hr, out), "seconds": time.perf_counter() - t}
+        per = _score_image(img, noise, i, model)
         if name.startswith("face"):
             for m in METHODS:
                 face_scores[m].append(per[m])
@@ -190,6 +223,25 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def photo_set_markdown(res: dict) -> str:
+    """Summary lines (clean and noisy LR) and the per-image table (clean) of the photo set."""
+    lines = ["", "Held-out photo set (frames x4, Y PSNR dB; gain = medsr - bicubic):", "",
+             "| LR | images | bicubic (mean) | lanczos (mean) | medsr (mean) | mean gain | "
+             "median gain | min / max gain | gaining >= 1 dB |", "|---" * 9 + "|"]
+    for case, r in res.items():
+        s = r["summary"]
+        lines.append(f"| {case} | {s['images']} | {s['mean_psnr_y_bicubic']:.2f} | "
+                     f"{s['mean_psnr_y_lanczos']:.2f} | {s['mean_psnr_y_medsr']:.2f} | "
+                     f"{s['mean_gain_y']:+.2f} | {s['median_gain_y']:+.2f} | "
+                     f"{s['min_gain_y']:+.2f} / {s['max_gain_y']:+.2f} | "
+                     f"{s['at_least_1db']} of {s['images']} |")
+    lines += ["", "| image (clean LR) | bicubic | lanczos | medsr | gain |", "|---" * 5 + "|"]
+    for name, p in res["bicubic"]["images"].items():
+        b, la, m = (p[k]["psnr_y"] for k in ("bicubic", "lanczos", "medsr"))
+        lines.append(f"| {name} | {b:.2f} | {la:.2f} | {m:.2f} | {m - b:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -199,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--frames-model", metavar="CHECKPOINT",
                     help="benchmark this frames checkpoint instead of the shipped frames-x4")
+    ap.add_argument("--no-photo-set", action="store_true",
+                    help="skip the held-out photo set (frames_data.HELDOUT_PHOTOS)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     fm = args.frames_model
@@ -206,12 +260,20 @@ def main(argv: list[str] | None = None) -> int:
            "multiframe": {"bicubic": multiframe_cases(0.0),
                           "bicubic+noise": multiframe_cases(0.01)},
            "microscopy": microscopy_case()}
+    if not args.no_photo_set:
+        if fm:
+            print("note: the photo set is held out only for a model trained without "
+                  "--opencv-photos / --wallpaper-photos", file=sys.stderr)
+        res["photo_set"] = {"bicubic": photo_set_case(0.0, fm),
+                            "bicubic+noise": photo_set_case(0.01, fm)}
     text = markdown(res)
     clean = res["frames"]["bicubic"]
     text += ("\nSeconds per image, medsr / bicubic (the whole colour path, "
              f"{args.threads} thread(s)): " + ", ".join(
                  f"{img} {per['medsr']['seconds']:.2f} / {per['bicubic']['seconds']:.2f}"
                  for img, per in clean.items()) + "\n")
+    if "photo_set" in res:
+        text += photo_set_markdown(res["photo_set"])
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

@@ -69,6 +69,11 @@ PHOTO_SETS = {
                   f"plasma-workspace-wallpapers; long side {WALLPAPER_LONG_SIDE} px)"),
 }
 HELDOUT_NATURAL = ("chelsea", "coffee")
+# the benchmark's held-out photo set (benchmark_quality_frames.py): the two held-out
+# scikit-image photos and the opt-in photo sets, which the shipped frames-x4 never saw
+# (it is trained without --opencv-photos / --wallpaper-photos; a model trained with them
+# cannot be scored on this set)
+HELDOUT_PHOTOS = HELDOUT_NATURAL + OPENCV_PHOTOS + WALLPAPER_PHOTOS
 VAL_NATURAL = "motorcycle_right"   # training validation (checkpoint choice) only
 N_TRAIN_FACES = 160
 CELL_SPLIT = 440
