@@ -36,6 +36,8 @@ slice centre. Each method gets the LR Volume only:
   ``--inits`` value (``auto`` is what ``medsr infer --self-supervised`` does; ``scratch``
   and ``default`` (fine-tune the shipped model) are the two starts it chooses between);
   ``--variants`` adds ablations of ``auto`` (``l1`` loss, ``no-flips`` at test time,
+  ``prior-0.5``: a fine-tuned network averaged half-half with the default it started
+  from, ``no-consistency``: no projection onto the acquired slices,
   ``fine-companions``: pairs without the thick axis as companion).
 
     python pipelines/benchmark_selfsup.py --budget 300 --threads 1      # the issue's setting
@@ -59,6 +61,7 @@ import numpy as np
 
 from medsr import metrics
 from medsr.interpolate import resize
+from medsr.selfsup.consistency import project
 from medsr.volume import Volume
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -76,6 +79,7 @@ DEFAULT_CASES = ["mni-gauss-x4", "mni-rect-x4", "b0-gauss-x4", "b0-rect-x4", "t1
 INITS = ("auto", "scratch", "default")
 # ablations of the design choices (docs/self-supervised.md): what each variant changes
 VARIANTS = {"l1": {"loss": "l1"}, "no-flips": {"tta": False},
+            "prior-0.5": {"prior_weight": 0.5}, "no-consistency": {"consistency": False},
             "fine-companions": {"thick_companion": False}}
 
 
@@ -326,14 +330,28 @@ def main(argv: list[str] | None = None) -> int:
         runs += [(f"selfsup {v}", "auto", VARIANTS[v]) for v in args.variants]
         for label, init, options in runs:
             t = time.perf_counter()
-            out, rep = run_selfsup(lr, profile, args.budget, args.seed, init, **options)
+            # the projection onto the slices is the last step of the call: run without it
+            # and project here, to score the network's own output too (same result:
+            # tests/test_selfsup.py, test_self_supervised_output_is_consistent_with_the_scan)
+            project_here = options.get("consistency", True)
+            out, rep = run_selfsup(lr, profile, args.budget, args.seed, init,
+                                   **{**options, "consistency": False})
+            raw = out
+            if project_here:
+                tp = rep["through_plane"]
+                out = project(raw, lr.data, tp["axis"], np.asarray(rep["slice_profile"]),
+                              tp["k"])
             tr = rep["train"]
-            emit({"case": case, "method": f"{label} ({args.budget:g} s)",
-                  **dict(zip(("psnr", "ssim"), score(hr.data, out))),
-                  "seconds": time.perf_counter() - t, "steps": tr["steps"],
-                  "started": rep["init"], "inference_s": rep["inference_s"],
-                  "note": f"{rep['init']}; {tr['steps']} steps, inference "
-                          f"{rep['inference_s']:.0f} s"})
+            row = {"case": case, "method": f"{label} ({args.budget:g} s)",
+                   **dict(zip(("psnr", "ssim"), score(hr.data, out))),
+                   "seconds": time.perf_counter() - t, "steps": tr["steps"],
+                   "started": rep["init"], "inference_s": rep["inference_s"],
+                   "note": f"{rep['init']}; {tr['steps']} steps, inference "
+                           f"{rep['inference_s']:.0f} s"}
+            if project_here:
+                row.update(zip(("psnr_unprojected", "ssim_unprojected"), score(hr.data, raw)))
+                row["note"] += f"; unprojected {row['psnr_unprojected']:.2f}"
+            emit(row)
     print(f"\ntorch threads: {args.threads}, budget {args.budget:g} s\n")
     table = markdown(rows)
     print(table)

@@ -18,6 +18,7 @@ from medsr.metrics import psnr
 from medsr.selfsup import (
     PairSampler,
     apply,
+    apply_saved,
     auto_start,
     degrade_lines,
     detect_through_plane,
@@ -29,6 +30,8 @@ from medsr.selfsup import (
     slice_thickness,
     super_resolve_self_supervised,
 )
+from medsr.selfsup.api import mix_prior
+from medsr.selfsup.consistency import project
 from medsr.selfsup.network import build
 from medsr.volume import Volume
 
@@ -253,6 +256,65 @@ class _ShiftNet(nn.Module):
         return torch.repeat_interleave(self.conv(x), self.scale[1], dim=3)
 
 
+@pytest.mark.parametrize("k,profile", [(4, "rect"), (4, "gaussian"), (3, "gaussian"),
+                                       (2, "rect")])
+def test_consistency_projection_reacquires_the_slices_and_nears_the_truth(k, profile):
+    """The projected output, acquired again by the benchmark's independent simulation,
+    gives back the slices; it is closer to the truth than what went in (the truth
+    re-acquires them too) and projecting twice changes nothing."""
+    truth = _phantom((10, 9, 12 * k)).astype(np.float64)
+    lr = _exact_slices(truth, k, profile)
+    rng = np.random.default_rng(1)
+    guess = truth + ndi.gaussian_filter(rng.standard_normal(truth.shape), 1.0) * 20.0
+    tp_vol = Volume(np.zeros((2, 2, 2), np.float32), np.diag([1.0, 1.0, float(k), 1.0]))
+    kern = profile_kernel(detect_through_plane(tp_vol), float(k), profile)
+    out = project(guess, lr, 2, kern, k)
+    scale = np.abs(lr).max()
+    assert np.abs(_exact_slices(out, k, profile) - lr).max() < 1e-4 * scale
+    assert np.abs(_exact_slices(guess, k, profile) - lr).max() > 1e-2 * scale
+    err_in, err_out = np.linalg.norm(guess - truth), np.linalg.norm(out - truth)
+    assert err_out < err_in
+    np.testing.assert_allclose(project(out, lr, 2, kern, k), out, atol=1e-4 * scale)
+    if profile == "rect" and k % 2 == 0:  # a box slice is the mean of its k voxels: the
+        groups = (out - guess).reshape(10, 9, -1, k)  # correction is one shift per slice
+        np.testing.assert_allclose(groups, np.repeat(groups[..., :1], k, axis=-1), atol=1e-3)
+    with pytest.raises(ValueError, match="expected"):
+        project(guess[:, :, :-1], lr, 2, kern, k)
+
+
+def test_mix_prior_averages_weights():
+    a, b = build(3, depth=3, features=8), build(3, depth=3, features=8)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(1.0)
+    wa = {n: v.clone() for n, v in a.state_dict().items()}
+    wb = {n: v.clone() for n, v in b.state_dict().items()}
+    mix_prior(a, wb, 0.25)
+    for n, v in a.state_dict().items():
+        torch.testing.assert_close(v, 0.75 * wa[n] + 0.25 * wb[n])
+
+
+def test_self_supervised_output_is_consistent_with_the_scan():
+    """End to end: the output, re-acquired with the profile (independent simulation),
+    is the scan; without the projection it is not."""
+    vol = _volume((1.0, 1.0, 4.0), (24, 20, 8))
+    kw = dict(budget_s=60.0, steps=3, device="cpu", progress=False, network=TINY,
+              profile="gaussian", tta=False)
+    out, rep = super_resolve_self_supervised(vol, **kw)
+    assert rep["consistency"] and rep["prior_weight"] == 0.0  # scratch: nothing to mix
+    scale = np.abs(vol.data).max()
+    again = _exact_slices(out.data, 4, "gaussian")
+    assert np.abs(again - vol.data).max() < 1e-4 * scale
+    raw, _ = super_resolve_self_supervised(vol, consistency=False, **kw)
+    assert np.abs(_exact_slices(raw.data, 4, "gaussian") - vol.data).max() > 1e-3 * scale
+    # the projection is the call's last step (what benchmark_selfsup relies on)
+    np.testing.assert_allclose(
+        out.data, project(raw.data, vol.data, 2, np.asarray(rep["slice_profile"]), 4),
+        atol=1e-4 * scale)
+    with pytest.raises(UserError, match="prior_weight"):
+        super_resolve_self_supervised(vol, prior_weight=1.5, **kw)
+
+
 def test_fusion_averages_both_in_plane_orientations():
     vol = _volume((1.0, 1.0, 3.0), (14, 12, 5))
     out = apply(vol, _ShiftNet(3), device="cpu", tta=False)
@@ -338,7 +400,9 @@ def test_seeded_runs_are_identical_and_saved_model_reproduces(tmp_path):
     assert rep_a["saved_model"] == str(saved) and saved.with_suffix(".json").is_file()
     model, info = load_fitted(saved)
     assert info["selfsup"]["through_plane"]["k"] == 3 and info["selfsup"]["seed"] == 7
-    np.testing.assert_array_equal(apply(vol, model, device="cpu").data, a.data)
+    np.testing.assert_array_equal(apply_saved(vol, saved, device="cpu").data, a.data)
+    kernel = np.asarray(info["selfsup"]["slice_profile"])
+    np.testing.assert_array_equal(apply(vol, model, device="cpu", kernel=kernel).data, a.data)
     # the same model on another scan acquired the same way; a different factor is refused
     other = _volume((1.0, 3.0, 1.0), (20, 6, 18), seed=1)
     assert apply(other, model, device="cpu").spatial_shape == (20, 18, 18)
@@ -395,10 +459,14 @@ def test_init_default_fine_tunes_the_shipped_model_and_auto_chooses_by_probe(
     # a "shipped" default: a fitted x3 model stored under the default's name
     src = fit(vol, steps=2, device="cpu", network=TINY, seconds=60.0)
     save_fitted(tmp_path / "thick_slice_x3.safetensors", src.model, {"note": "test"})
-    out, rep = super_resolve_self_supervised(vol, init="default", lr=0.0, **kw)
+    out, rep = super_resolve_self_supervised(vol, init="default", lr=0.0, prior_weight=0.5,
+                                             **kw)
     assert rep["init"] == "default:thick_slice_x3.safetensors"
-    # lr 0: the shipped weights, unchanged, are what was applied
-    np.testing.assert_allclose(out.data, apply(vol, src.model, device="cpu").data, atol=1e-5)
+    # lr 0: the shipped weights, unchanged (averaged with themselves), are what was applied
+    assert rep["prior_weight"] == 0.5 and rep["consistency"]
+    kernel = np.asarray(rep["slice_profile"])
+    np.testing.assert_allclose(out.data, apply(vol, src.model, device="cpu",
+                                               kernel=kernel).data, atol=1e-4)
     # auto fine-tunes a default whose prior fits the scan's pairs: one that is exactly
     # Lanczos (residual zeroed) errs as much as Lanczos on them
     lanczos = build(3, depth=3, features=8)

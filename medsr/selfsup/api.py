@@ -34,6 +34,7 @@ from medsr.selfsup.axes import (
     profile_kernel,
     slice_thickness,
 )
+from medsr.selfsup.consistency import project
 from medsr.selfsup.network import (
     ARCHITECTURE,
     architecture_of,
@@ -52,6 +53,9 @@ TTA_MAX_SHARE = 0.25     # auto test-time flips when their inference fits in thi
 MAX_HALO = 32
 RESAMPLE_METHOD = "lanczos"
 LEARNING_RATE = 2e-3  # from scratch and when fine-tuning (measured: docs/self-supervised.md)
+# share of the shipped default in a fine-tuned network's final weights (WiSE-FT); off:
+# measured +0.14 dB on the t1 slice, -1.2 dB on INIA19 at x4 box (docs/self-supervised.md)
+PRIOR_WEIGHT = 0.0
 
 
 @dataclass
@@ -228,11 +232,13 @@ def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
 
 
 def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
-          batch: int = 8, tta: bool = True,
+          batch: int = 8, tta: bool = True, kernel: np.ndarray | None = None,
           progress: Callable[[int, int], None] | None = None) -> Volume:
     """Super-resolve ``vol``'s thick axis with a fitted (1, k) network, both orientations
-    fused (and with ``tta`` the mean over :func:`flip_sets`), then resample to the exact
-    spacing ratio if it is not the integer k."""
+    fused (and with ``tta`` the mean over :func:`flip_sets`), with ``kernel`` (the slice
+    profile on the fine grid) made consistent with the acquired slices
+    (:mod:`medsr.selfsup.consistency`), then resample to the exact spacing ratio if it is
+    not the integer k."""
     dev = select_device(device)
     tp = detect_through_plane(vol)
     k = int(model.scale[1])
@@ -265,6 +271,8 @@ def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
             acc = np.array(y) if acc is None else np.add(acc, y, out=acc)
         outs.append(norm.invert(acc / len(flips)))
     out = outs[0] if len(outs) == 1 else np.stack(outs, axis=3)
+    if kernel is not None:
+        out = project(out, data, tp.axis, kernel, k)
     shape_in = vol.spatial_shape
     f = np.ones(3)
     f[tp.axis] = tp.factor
@@ -280,11 +288,26 @@ def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",
 
 
 def apply_saved(vol: Volume, model_path: str | Path, *, device: str | torch.device = "auto",
-                tta: bool = True) -> Volume:
+                tta: bool = True, consistency: bool = True) -> Volume:
     """Apply a model saved with ``save_model=`` to another scan acquired the same way
-    (with the test-time flips unless ``tta=False``)."""
-    model, _ = load_fitted(model_path, device=select_device(device))
-    return apply(vol, model, device=device, tta=tta)
+    (with the test-time flips unless ``tta=False``, and made consistent with its slices
+    under the slice profile the model was fitted for unless ``consistency=False``)."""
+    model, info = load_fitted(model_path, device=select_device(device))
+    profile = info.get("selfsup", {}).get("slice_profile")
+    kernel = np.asarray(profile, dtype=np.float64) if consistency and profile else None
+    return apply(vol, model, device=device, tta=tta, kernel=kernel)
+
+
+def mix_prior(model: nn.Module, prior: dict[str, torch.Tensor], weight: float) -> None:
+    """Set ``model``'s weights to (1 - weight) * its own + weight * ``prior`` (a state dict
+    of the same network): a fine-tuned network averaged with where it started (WiSE-FT,
+    Wortsman et al. 2022), which keeps the prior's robustness on what the scan's pairs do
+    not show (measured: docs/self-supervised.md)."""
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, value in state.items():
+            if value.is_floating_point():
+                value.mul_(1.0 - weight).add_(prior[name].to(value.device), alpha=weight)
 
 
 def super_resolve_self_supervised(
@@ -294,7 +317,8 @@ def super_resolve_self_supervised(
         save_model: Path | None = None, progress: bool = True, profile: str = "gaussian",
         steps: int | None = None, batch: int = 16, patch: int = 48,
         lr: float = LEARNING_RATE, network: dict[str, Any] | None = None,
-        loss: str = "mse", tta: bool | None = None, thick_companion: bool = True
+        loss: str = "mse", tta: bool | None = None, thick_companion: bool = True,
+        prior_weight: float = PRIOR_WEIGHT, consistency: bool = True
         ) -> tuple[Volume, dict[str, Any]]:
     """SR of ``vol``'s thick axis by a network trained on the scan itself, within ``budget_s``.
 
@@ -308,11 +332,16 @@ def super_resolve_self_supervised(
     ``loss``: "mse" or "l1"; ``tta``: average the four flips of :func:`flip_sets` at
     inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget);
     ``thick_companion=False`` leaves out the pairs whose companion is the thick axis
-    (:class:`PairSampler`; an ablation).
+    (:class:`PairSampler`; an ablation). A fine-tuned default ends as the average of its
+    trained weights and the default's, ``prior_weight`` of the latter (:func:`mix_prior`);
+    ``consistency`` projects the output onto the scan's own slices under the profile
+    (:mod:`medsr.selfsup.consistency`).
     """
     t0 = time.perf_counter()
     if not budget_s > 0:
         raise UserError(f"the time budget must be positive, got {budget_s} s")
+    if not 0.0 <= prior_weight <= 1.0:
+        raise UserError(f"prior_weight must be in [0, 1], got {prior_weight}")
     if save_model is not None and not Path(save_model).parent.is_dir():
         raise UserError(f"cannot save the model: directory {Path(save_model).parent} "
                         "does not exist")
@@ -321,6 +350,8 @@ def super_resolve_self_supervised(
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
                   network=network, thick_companion=thick_companion)
     model, tp = st.model, st.tp
+    fine_tuned = st.started != "scratch"
+    prior = {n: v.detach().clone() for n, v in model.state_dict().items()} if fine_tuned else {}
     est_infer = _estimate_inference(model, st.data, tp, dev) * vol.channels
     n_flips = len(flip_sets(tp, st.data.shape))
     if tta is None:
@@ -348,8 +379,11 @@ def super_resolve_self_supervised(
         rep = train(model, st.sampler, seconds=train_s + reserve, reserve_s=reserve,
                     seed=seed, device=dev, batch=batch, lr=lr, max_steps=steps,
                     loss=loss, progress=on_step)
+        if fine_tuned and prior_weight > 0:
+            mix_prior(model, prior, prior_weight)
         t_apply0 = time.perf_counter()
-        out = apply(vol, model, device=dev, tta=tta, progress=on_slices)
+        out = apply(vol, model, device=dev, tta=tta, progress=on_slices,
+                    kernel=st.kernel if consistency else None)
         apply_s = time.perf_counter() - t_apply0
     fitted = Fitted(model, tp, st.kernel, st.thickness, st.source, st.started, rep,
                     {"profile": st.profile, **st.evidence})
@@ -358,6 +392,7 @@ def super_resolve_self_supervised(
         **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),
         "learning_rate": lr, "loss": loss, "test_time_flips": n_flips if tta else 1,
         "thick_companion": thick_companion,
+        "prior_weight": prior_weight if fine_tuned else 0.0, "consistency": consistency,
         "setup_s": setup, "train_s_allowed": max(0.0, train_s),
         "inference_s_estimated": est_infer, "inference_s": apply_s,
         "shape_in": list(vol.spatial_shape), "shape_out": list(out.spatial_shape),
