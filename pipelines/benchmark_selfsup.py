@@ -38,7 +38,8 @@ slice centre. Each method gets the LR Volume only:
   ``--variants`` adds ablations of ``auto`` (``l1`` loss, ``no-flips`` at test time,
   ``prior-0.5``: a fine-tuned network averaged half-half with the default it started
   from, ``no-consistency``: no projection onto the acquired slices,
-  ``fine-companions``: pairs without the thick axis as companion).
+  ``fine-companions``: pairs without the thick axis as companion);
+  ``--project-default`` adds the default's output projected onto the slices.
 
     python pipelines/benchmark_selfsup.py --budget 300 --threads 1      # the issue's setting
     python pipelines/benchmark_selfsup.py --budget 60 --cases mni-gauss-x4
@@ -223,6 +224,15 @@ def run_default(lr: Volume, axis: int, k: int) -> tuple[np.ndarray, str]:
     return out.data, " + ".join(str(p.info.get("name")) for p in passes)
 
 
+def medsr_kernel(lr: Volume, profile: str) -> np.ndarray:
+    """The slice profile the self-supervised mode would use on ``lr`` (thickness = the
+    slice spacing), for projecting other methods' outputs the same way."""
+    from medsr.selfsup import detect_through_plane, profile_kernel, slice_thickness
+
+    tp = detect_through_plane(lr)
+    return profile_kernel(tp, slice_thickness(lr, tp)[0], profile)
+
+
 def run_selfsup(lr: Volume, profile: str, budget: float, seed: int, init: str,
                 **options) -> tuple[np.ndarray, dict]:
     from medsr.selfsup import super_resolve_self_supervised
@@ -260,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", action="store_true",
                     help="also record where init=auto starts on each case and its probe "
                          "errors (medsr.selfsup.auto_start; no training)")
+    ap.add_argument("--project-default", action="store_true",
+                    help="also score the default's output projected onto the slices "
+                         "(medsr.selfsup.consistency) under the case's profile and, for "
+                         "box cases, under a Gaussian one (a wrong profile)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--collect", type=Path, nargs="+", default=None, metavar="JSON",
@@ -324,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
             out, used = run_default(lr, axis, k)
             emit({"case": case, "method": "default", **dict(zip(("psnr", "ssim"),
                   score(hr.data, out))), "seconds": time.perf_counter() - t, "note": used})
+            if args.project_default:
+                for assumed in dict.fromkeys((profile, "gaussian")):
+                    proj = project(out, lr.data, axis, medsr_kernel(lr, assumed), k)
+                    emit({"case": case, "method": f"default, projected ({assumed} profile)",
+                          **dict(zip(("psnr", "ssim"), score(hr.data, proj))),
+                          "seconds": time.perf_counter() - t, "note": used})
         except LookupError as exc:
             print(f"# {case}: no default row ({exc})", file=sys.stderr, flush=True)
         runs = [(f"selfsup {init}", init, {}) for init in args.inits]
@@ -356,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     print(table)
     if args.markdown:
-        args.markdown.write_text(f"`python pipelines/benchmark_selfsup.py --budget "
-                                 f"{args.budget:g} --threads {args.threads}` "
-                                 f"(torch threads: {args.threads})\n\n" + table)
+        command = " ".join(["python pipelines/benchmark_selfsup.py", *(argv or sys.argv[1:])])
+        args.markdown.write_text(f"`{command}` (torch threads: {args.threads}, budget "
+                                 f"{args.budget:g} s)\n\n" + table)
     return 0
 
 
