@@ -240,6 +240,11 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                                       slice_profile=slice_profile, save_model=save_model,
                                       seed=seed, progress=progress, overwrite=overwrite,
                                       dtype=dtype, anonymize=anonymize)
+    fitted = _saved_fit(model)
+    if fitted is not None:
+        return _infer_saved_fit(vol, fitted, input_path, out_path, t0, scale=scale,
+                                spacing=spacing, method=method, device=device,
+                                overwrite=overwrite, dtype=dtype, anonymize=anonymize)
     kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
     frames_like = kind == "frames"
     if frames_like and spacing is None:
@@ -319,6 +324,44 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
                        spacing_out=tuple(float(s) for s in out.spacing),
                        seconds=time.perf_counter() - t0, notes=notes,
                        unit=microscopy.spacing_unit(vol))
+
+
+def _saved_fit(model: Any) -> Path | None:
+    """``model`` when it is a network fitted by ``--self-supervised --save-model`` (its
+    checkpoint has a ``selfsup`` block), else None."""
+    if model is None:
+        return None
+    path = Path(str(model))
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    from medsr.engine.checkpoint import read_checkpoint
+
+    try:
+        info = read_checkpoint(path)[1]
+    except (OSError, ValueError, UserError):
+        return None  # not readable as one: the model path reports it
+    return path if "selfsup" in info else None
+
+
+def _infer_saved_fit(vol: Volume, fitted: Path, input_path: Path, out_path: Path, t0: float,
+                     *, scale: Any, spacing: Any, method: str, device: str, overwrite: bool,
+                     dtype: str | None, anonymize: bool) -> InferResult:
+    """``--model FIT`` with a saved self-supervised fit: applied as the fitting run applied
+    it (both orientations, test-time flips, projected onto this scan's slices under the
+    profile it was fitted for; :func:`medsr.selfsup.apply_saved`)."""
+    from medsr.selfsup import apply_saved
+
+    if scale is not None or spacing is not None:
+        raise UserError(f"{fitted.name} is a self-supervised fit: it makes the thick axis "
+                        "isotropic; do not combine it with --scale or --spacing")
+    if method != "auto":
+        raise UserError("--model and --method do not combine")
+    out = apply_saved(vol, fitted, device=device)
+    notes = [f"self-supervised fit {fitted.name}: test-time flips, projected onto the "
+             "scan's slices"]
+    return _write_result(vol, out, input_path, out_path, t0,
+                         method="self-supervised (saved fit)", notes=notes,
+                         overwrite=overwrite, dtype=dtype, anonymize=anonymize)
 
 
 def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float, *,

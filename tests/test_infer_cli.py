@@ -13,6 +13,7 @@ from dicom_fixtures import oblique_case, write_series
 
 from medsr import geometry
 from medsr.cli import main
+from medsr.selfsup import degrade_lines, load_fitted
 
 
 def sitk_affine_ras(img: sitk.Image) -> np.ndarray:
@@ -127,10 +128,21 @@ def test_self_supervised_from_the_command_line(tmp_path, capsys):
     np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, (1, 1, 4)), atol=1e-5)
     err = capsys.readouterr().err
     assert "self-supervised" in err and "training steps" in err and fit.is_file()
-    # the fitted model is reused on a scan acquired the same way
+    # the fitted model is reused on a scan acquired the same way, as the fitting run
+    # applied it: its output re-acquires the scan's slices (to the int16 rounding)
+    other = (rng.random((24, 24, 6)) * 500).astype(np.int16)
+    nib.save(nib.Nifti1Image(other, A), tmp_path / "other.nii.gz")
     again = tmp_path / "again.nii.gz"
-    assert main(["infer", str(src), "-o", str(again), "--model", str(fit)]) == 0
-    assert nib.load(again).shape == (24, 24, 24)
+    assert main(["infer", str(tmp_path / "other.nii.gz"), "-o", str(again), "--model",
+                 str(fit)]) == 0
+    img = nib.load(again)
+    assert img.shape == (24, 24, 24) and "saved fit" in capsys.readouterr().err
+    np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, (1, 1, 4)), atol=1e-5)
+    profile = np.asarray(load_fitted(fit)[1]["selfsup"]["slice_profile"])
+    reacquired = degrade_lines(img.get_fdata().astype(np.float32), profile, 4, axis=2)
+    assert np.abs(reacquired - other).max() <= 1.0
+    assert main(["infer", str(src), "-o", str(tmp_path / "y.nii.gz"), "--model", str(fit),
+                 "--scale", "2"]) == 2
     # flags that do not combine are one-line user errors
     assert main(["infer", str(src), "-o", str(tmp_path / "x.nii.gz"), "--self-supervised",
                  "--scale", "2"]) == 2
