@@ -279,7 +279,13 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
     device = select_device(cfg["device"])
     created = distributed.setup(device)
     try:
-        return _train(cfg, Path(run_dir), device, resume=resume, argv=argv, progress=progress)
+        summary = _train(cfg, Path(run_dir), device, resume=resume, argv=argv,
+                         progress=progress)
+        # rank 0 is still writing checkpoints and figures when the others finish: leave the
+        # group together, so no rank tears down its connections under a peer's feet (an
+        # early leaver was seen to abort in gloo's teardown once, under load)
+        distributed.barrier()
+        return summary
     finally:
         distributed.cleanup(created)
 
