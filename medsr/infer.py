@@ -240,6 +240,12 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                                       slice_profile=slice_profile, save_model=save_model,
                                       seed=seed, progress=progress, overwrite=overwrite,
                                       dtype=dtype, anonymize=anonymize)
+    given = [flag for flag, value in (("--slice-thickness", slice_thickness),
+                                      ("--slice-profile", slice_profile),
+                                      ("--save-model", save_model)) if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} belong(s) to --self-supervised; without it "
+                        "they would be ignored")
     fitted = _saved_fit(model)
     if fitted is not None:
         return _infer_saved_fit(vol, fitted, input_path, out_path, t0, scale=scale,

@@ -143,6 +143,12 @@ def test_self_supervised_from_the_command_line(tmp_path, capsys):
     assert np.abs(reacquired - other).max() <= 1.0
     assert main(["infer", str(src), "-o", str(tmp_path / "y.nii.gz"), "--model", str(fit),
                  "--scale", "2"]) == 2
+    # the self-supervised options are refused, not ignored, without --self-supervised
+    capsys.readouterr()
+    for extra in (["--slice-thickness", "5"], ["--save-model", str(tmp_path / "f2")]):
+        assert main(["infer", str(src), "-o", str(tmp_path / "z.nii.gz"), *extra]) == 2
+        assert "--self-supervised" in capsys.readouterr().err
+    assert not (tmp_path / "z.nii.gz").exists()
     # flags that do not combine are one-line user errors
     assert main(["infer", str(src), "-o", str(tmp_path / "x.nii.gz"), "--self-supervised",
                  "--scale", "2"]) == 2
