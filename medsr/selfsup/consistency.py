@@ -20,6 +20,7 @@ import numpy as np
 from medsr.selfsup.pairs import degrade_lines
 
 RIDGE = 1e-4  # times the mean diagonal of A A^T
+BLOCK_BYTES = 64 << 20  # lines projected at a time, as float32 fine-grid bytes
 
 
 def thick_operator(n_lr: int, kernel: np.ndarray, k: int) -> np.ndarray:
@@ -45,12 +46,20 @@ def project(sr: np.ndarray, lr: np.ndarray, axis: int, kernel: np.ndarray, k: in
     if sr.shape[axis] != k * n_lr:
         raise ValueError(f"SR has {sr.shape[axis]} samples along axis {axis}, expected "
                          f"{k} x {n_lr}")
-    a = thick_operator(n_lr, kernel, k)
-    c = correction_matrix(a)
+    a = thick_operator(n_lr, kernel, k).astype(np.float32)
+    c = correction_matrix(a.astype(np.float64)).astype(np.float32)
     x = np.moveaxis(np.asarray(sr, dtype=np.float32), axis, 0)
     y = np.moveaxis(np.asarray(lr, dtype=np.float32), axis, 0)
-    shape = x.shape
-    x2, y2 = x.reshape(shape[0], -1), y.reshape(n_lr, -1)
-    residual = y2 - a.astype(np.float32) @ x2
-    out = x2 + c.astype(np.float32) @ residual
-    return np.moveaxis(out.reshape(shape), 0, axis)
+    if x.ndim == 1:
+        x, y = x[:, None], y[:, None]
+    out = np.empty(x.shape, dtype=np.float32)
+    # slabs of the next axis at a time: the memory beyond input and output stays
+    # ~BLOCK_BYTES however large the volume
+    row_bytes = 4 * x.shape[0] * int(np.prod(x.shape[2:]))
+    step = max(1, BLOCK_BYTES // max(1, row_bytes))
+    for i in range(0, x.shape[1], step):
+        xb = x[:, i:i + step].reshape(x.shape[0], -1)
+        yb = y[:, i:i + step].reshape(n_lr, -1)
+        out[:, i:i + step] = (xb + c @ (yb - a @ xb)).reshape(out[:, i:i + step].shape)
+    out = out.reshape(np.moveaxis(np.asarray(sr), axis, 0).shape)
+    return np.moveaxis(out, 0, axis)
