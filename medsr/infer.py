@@ -208,7 +208,9 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     :mod:`medsr.pretrained`) and cubic B-spline where none does; ``model`` (a shipped name
     or a checkpoint path) forces a network; any classical method name forces that method.
     ``self_supervised`` trains a network on the scan itself within ``budget_s`` seconds
-    (:mod:`medsr.selfsup`) and applies it through-plane. ``tile``, ``batch``,
+    (:mod:`medsr.selfsup`) and applies it through-plane; without it, ``slice_profile``
+    ("gaussian", "rect" or a .npy kernel) projects the output onto the scan's slices
+    (:func:`project_onto_slices`). ``tile``, ``batch``,
     ``precision``, ``compile_model`` and ``blend`` tune how networks run
     (:func:`medsr.inference.model_sr.run_passes`).
     """
@@ -240,18 +242,21 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                                       slice_profile=slice_profile, save_model=save_model,
                                       seed=seed, progress=progress, overwrite=overwrite,
                                       dtype=dtype, anonymize=anonymize)
-    given = [flag for flag, value in (("--slice-thickness", slice_thickness),
-                                      ("--slice-profile", slice_profile),
-                                      ("--save-model", save_model)) if value is not None]
-    if given:
-        raise UserError(f"{', '.join(given)} belong(s) to --self-supervised; without it "
-                        "they would be ignored")
+    if save_model is not None:
+        raise UserError("--save-model belongs to --self-supervised; without it it would be "
+                        "ignored")
+    if slice_thickness is not None and slice_profile is None:
+        raise UserError("--slice-thickness without --self-supervised needs --slice-profile "
+                        "(the projection onto the scan's slices it sets up)")
     fitted = _saved_fit(model)
     if fitted is not None:
         return _infer_saved_fit(vol, fitted, input_path, out_path, t0, scale=scale,
                                 spacing=spacing, method=method, device=device,
                                 overwrite=overwrite, dtype=dtype, anonymize=anonymize)
     kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
+    if slice_profile is not None and kind is not None:
+        raise UserError("--slice-profile projects a scan's output onto its slices; it does "
+                        "not apply to pictures, frames or microscopy stacks")
     frames_like = kind == "frames"
     if frames_like and spacing is None:
         # pictures, frames and video: upsample in-plane only, never along the frame axis
@@ -305,8 +310,51 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
             return super_resolve(v, p, method=used)
 
         out = _per_channel(vol, plan, classical, kind) if per_channel else classical(vol, plan)
+    if slice_profile is not None:
+        out, note = project_onto_slices(vol, out, plan, slice_profile, slice_thickness)
+        notes.append(note)
     return _write_result(vol, out, input_path, out_path, t0, method=used, notes=notes,
                          overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+
+
+def read_slice_profile(arg: str | Path | None) -> tuple[str, np.ndarray | None]:
+    """``--slice-profile``: ("gaussian" | "rect", None) for a named profile (None:
+    Gaussian), ("kernel", taps) for a 1D kernel in a .npy file."""
+    if arg is None or str(arg) in ("gaussian", "rect"):
+        return str(arg or "gaussian"), None
+    try:
+        kernel = np.load(arg, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--slice-profile is gaussian, rect or a .npy kernel; cannot read "
+                        f"{arg}: {exc}") from exc
+    if kernel.ndim != 1 or kernel.size < 1 or not np.all(np.isfinite(kernel)):
+        raise UserError(f"the slice profile {arg} must be a finite 1D array")
+    return "kernel", kernel
+
+
+def project_onto_slices(vol: Volume, out: Volume, plan: Plan, slice_profile: str | Path,
+                        slice_thickness: float | None = None) -> tuple[Volume, str]:
+    """``out`` made to re-acquire ``vol``'s slices under the slice profile
+    (:mod:`medsr.selfsup.consistency`): for a one-axis integer upsampling of a thick-slice
+    scan along its thick axis. Gains 0.3-0.9 dB over the shipped default when the
+    profile is right, loses up to 1.6 dB when it is wrong (docs/self-supervised.md)."""
+    from medsr.selfsup import detect_through_plane, profile_kernel
+    from medsr.selfsup import slice_thickness as thickness_of
+    from medsr.selfsup.consistency import project
+
+    name, taps = read_slice_profile(slice_profile)
+    up = [a for a in range(3) if plan.factors[a] > 1 + 1e-6]
+    k = int(round(float(plan.factors[up[0]]))) if len(up) == 1 else 0
+    tp = detect_through_plane(vol)
+    if (len(up) != 1 or up[0] != tp.axis or abs(plan.factors[up[0]] - k) > 1e-6
+            or np.any(plan.factors < 1 - 1e-6)):
+        raise UserError("--slice-profile needs the thick axis upsampled by an integer factor "
+                        f"and nothing else (the plan is {np.round(plan.factors, 3).tolist()})")
+    mm, source = thickness_of(vol, tp, slice_thickness)
+    kernel = profile_kernel(tp, mm, "gaussian" if name == "kernel" else name, taps)
+    data = project(out.data, vol.data, tp.axis, kernel, k)
+    return out.with_data(data), (f"projected onto the scan's slices ({name} profile, "
+                                 f"thickness {mm:g} mm from {source})")
 
 
 def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0: float, *,
@@ -386,16 +434,10 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     if model is not None or method != "auto":
         raise UserError("--self-supervised trains its own network; do not combine it with "
                         "--model or --method")
-    kernel = None
-    if slice_profile is not None:
-        try:
-            kernel = np.load(slice_profile, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot read the slice profile {slice_profile}: {exc}") from exc
-        if kernel.ndim != 1 or kernel.size < 1 or not np.all(np.isfinite(kernel)):
-            raise UserError(f"the slice profile {slice_profile} must be a finite 1D array")
+    name, kernel = read_slice_profile(slice_profile)
     out, report = super_resolve_self_supervised(
         vol, budget_s=budget_s, slice_thickness=slice_thickness, slice_profile=kernel,
+        profile="gaussian" if name == "kernel" else name,
         seed=seed, device=device, save_model=Path(save_model) if save_model else None,
         progress=bool(progress) if progress is not None else None)
     tr = report.get("train", {})

@@ -87,9 +87,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ss.add_argument("--budget", type=_duration, default=300.0, metavar="T",
                     help="time budget, e.g. 300, 90s, 5m (default 5m)")
     ss.add_argument("--slice-thickness", type=float, metavar="MM",
-                    help="slice thickness (default: DICOM SliceThickness, else the spacing)")
-    ss.add_argument("--slice-profile", metavar="FILE.npy",
-                    help="a 1D slice-profile kernel on the output grid (overrides Gaussian)")
+                    help="slice thickness (default: DICOM SliceThickness, else the spacing); "
+                         "with --self-supervised or --slice-profile")
+    ss.add_argument("--slice-profile", metavar="gaussian|rect|FILE.npy",
+                    help="slice profile: gaussian (FWHM = thickness, the default), rect "
+                         "(box of width = thickness) or a 1D kernel on the output grid; "
+                         "without --self-supervised it projects the output onto the "
+                         "scan's slices under that profile")
     ss.add_argument("--save-model", metavar="PATH",
                     help="save the fitted network to reuse on scans acquired the same way")
     ss.add_argument("--seed", type=int, default=0, help="seed (self-supervised training)")
