@@ -10,6 +10,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from dicom_fixtures import oblique_case, write_series
+from slice_simulation import thick_slices
 
 from medsr import geometry
 from medsr.cli import main
@@ -159,20 +160,6 @@ def test_self_supervised_from_the_command_line(tmp_path, capsys):
     assert not (tmp_path / "x.nii.gz").exists()
 
 
-def _thick_slices(hr: np.ndarray, k: int, profile: str) -> np.ndarray:
-    """Thick slices along the last axis by the self-supervised benchmark's independent
-    simulation (``pipelines/benchmark_selfsup.py`` ``slice_weights``)."""
-    import importlib
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
-    try:
-        bench = importlib.import_module("benchmark_selfsup")
-    finally:
-        sys.path.pop(0)
-    return hr.astype(np.float64) @ bench.slice_weights(hr.shape[-1], k, profile).T
-
-
 @pytest.mark.parametrize("profile", ["gaussian", "rect"])
 def test_slice_profile_projects_the_output_onto_the_scans_slices(tmp_path, capsys, profile):
     """--slice-profile without --self-supervised: the output re-acquires the scan's slices
@@ -183,7 +170,7 @@ def test_slice_profile_projects_the_output_onto_the_scans_slices(tmp_path, capsy
 
     rng = np.random.default_rng(5)
     hr = ndi.gaussian_filter(rng.standard_normal((20, 18, 48)), 1.5) * 100 + 300
-    lr = _thick_slices(hr, 4, profile).astype(np.float32)
+    lr = thick_slices(hr, 4, profile).astype(np.float32)
     A = np.diag([1.0, 1.0, 4.0, 1.0])
     src = tmp_path / "thick.nii.gz"
     nib.save(nib.Nifti1Image(lr, A), src)
@@ -195,8 +182,8 @@ def test_slice_profile_projects_the_output_onto_the_scans_slices(tmp_path, capsy
     a, b = nib.load(plain).get_fdata(), nib.load(proj).get_fdata()
     assert b.shape == hr.shape
     np.testing.assert_allclose(nib.load(proj).affine, nib.load(plain).affine)
-    assert np.abs(_thick_slices(b, 4, profile) - lr).max() < 1e-2  # float32, 1e-4 ridge
-    assert np.abs(_thick_slices(a, 4, profile) - lr).max() > 0.1
+    assert np.abs(thick_slices(b, 4, profile) - lr).max() < 1e-2  # float32, 1e-4 ridge
+    assert np.abs(thick_slices(a, 4, profile) - lr).max() > 0.1
     r = float(hr.max() - hr.min())
     assert psnr(hr, b, data_range=r) > psnr(hr, a, data_range=r) + 0.1
     # one-line errors: a plan that is not the thick axis alone, an unreadable profile
@@ -218,5 +205,5 @@ def test_self_supervised_takes_a_named_box_profile(tmp_path):
     assert main(["infer", str(src), "-o", str(out), "--self-supervised", "--budget", "3s",
                  "--slice-profile", "rect"]) == 0
     sr = nib.load(out).get_fdata()
-    assert np.abs(_thick_slices(sr, 4, "rect") - lr).max() < 1e-2
-    assert np.abs(_thick_slices(sr, 4, "gaussian") - lr).max() > 1.0
+    assert np.abs(thick_slices(sr, 4, "rect") - lr).max() < 1e-2
+    assert np.abs(thick_slices(sr, 4, "gaussian") - lr).max() > 1.0

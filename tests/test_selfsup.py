@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import torch
+from slice_simulation import thick_slices
 from torch import nn
 
 from medsr import geometry
@@ -135,23 +136,6 @@ def test_thickness_sources_and_rect_profile():
 
 
 # ----------------------------------------------------------------------- pair geometry
-def _exact_slices(x: np.ndarray, k: int, profile: str) -> np.ndarray:
-    """Thick slices along the last axis from first principles: the acquisition matrix the
-    self-supervised benchmark simulates with (``pipelines/benchmark_selfsup.py``
-    ``slice_weights``, written independently of medsr), so its headline numbers rest on
-    a tested simulation."""
-    import importlib
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
-    try:
-        bench = importlib.import_module("benchmark_selfsup")
-    finally:
-        sys.path.pop(0)
-    return x.astype(np.float64) @ bench.slice_weights(x.shape[-1], k, profile).T
-
-
 @pytest.mark.parametrize("k,profile", [(4, "gaussian"), (4, "rect"), (3, "rect"),
                                        (2, "gaussian"), (6, "rect")])
 def test_in_plane_degradation_reproduces_the_through_plane_acquisition(k, profile):
@@ -159,7 +143,7 @@ def test_in_plane_degradation_reproduces_the_through_plane_acquisition(k, profil
     that x plays z: the pair generator's LR along x equals the exact acquisition's LR
     (for even k, a box slice is exactly the mean of its k voxels)."""
     hr = _phantom((24, 20, 12 * k))
-    lr_z = _exact_slices(hr, k, profile)
+    lr_z = thick_slices(hr, k, profile)
     if k % 2:  # odd k: medsr.degrade's decimation samples on a voxel, the same thing
         key = "fwhm" if profile == "gaussian" else "thickness"
         acq = Degradation(scale=[1, 1, k], profile=profile, downsample="decimate",
@@ -263,15 +247,15 @@ def test_consistency_projection_reacquires_the_slices_and_nears_the_truth(k, pro
     gives back the slices; it is closer to the truth than what went in (the truth
     re-acquires them too) and projecting twice changes nothing."""
     truth = _phantom((10, 9, 12 * k)).astype(np.float64)
-    lr = _exact_slices(truth, k, profile)
+    lr = thick_slices(truth, k, profile)
     rng = np.random.default_rng(1)
     guess = truth + ndi.gaussian_filter(rng.standard_normal(truth.shape), 1.0) * 20.0
     tp_vol = Volume(np.zeros((2, 2, 2), np.float32), np.diag([1.0, 1.0, float(k), 1.0]))
     kern = profile_kernel(detect_through_plane(tp_vol), float(k), profile)
     out = project(guess, lr, 2, kern, k)
     scale = np.abs(lr).max()
-    assert np.abs(_exact_slices(out, k, profile) - lr).max() < 1e-4 * scale
-    assert np.abs(_exact_slices(guess, k, profile) - lr).max() > 1e-2 * scale
+    assert np.abs(thick_slices(out, k, profile) - lr).max() < 1e-4 * scale
+    assert np.abs(thick_slices(guess, k, profile) - lr).max() > 1e-2 * scale
     err_in, err_out = np.linalg.norm(guess - truth), np.linalg.norm(out - truth)
     assert err_out < err_in
     np.testing.assert_allclose(project(out, lr, 2, kern, k), out, atol=1e-4 * scale)
@@ -319,10 +303,10 @@ def test_self_supervised_output_is_consistent_with_the_scan():
     out, rep = super_resolve_self_supervised(vol, **kw)
     assert rep["consistency"] and rep["prior_weight"] == 0.0  # scratch: nothing to mix
     scale = np.abs(vol.data).max()
-    again = _exact_slices(out.data, 4, "gaussian")
+    again = thick_slices(out.data, 4, "gaussian")
     assert np.abs(again - vol.data).max() < 1e-4 * scale
     raw, _ = super_resolve_self_supervised(vol, consistency=False, **kw)
-    assert np.abs(_exact_slices(raw.data, 4, "gaussian") - vol.data).max() > 1e-3 * scale
+    assert np.abs(thick_slices(raw.data, 4, "gaussian") - vol.data).max() > 1e-3 * scale
     # the projection is the call's last step (what benchmark_selfsup relies on)
     np.testing.assert_allclose(
         out.data, project(raw.data, vol.data, 2, np.asarray(rep["slice_profile"]), 4),
