@@ -318,8 +318,9 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
 
 
 def read_slice_profile(arg: str | Path | None) -> tuple[str, np.ndarray | None]:
-    """``--slice-profile``: ("gaussian" | "rect", None) for a named profile (None:
-    Gaussian), ("kernel", taps) for a 1D kernel in a .npy file."""
+    """``--slice-profile`` as ``medsr.selfsup`` takes it: ("gaussian" | "rect", None) for a
+    named profile (None: Gaussian), ("gaussian", taps) for a 1D kernel in a .npy file
+    (the taps win over the name)."""
     if arg is None or str(arg) in ("gaussian", "rect"):
         return str(arg or "gaussian"), None
     try:
@@ -329,7 +330,7 @@ def read_slice_profile(arg: str | Path | None) -> tuple[str, np.ndarray | None]:
                         f"{arg}: {exc}") from exc
     if kernel.ndim != 1 or kernel.size < 1 or not np.all(np.isfinite(kernel)):
         raise UserError(f"the slice profile {arg} must be a finite 1D array")
-    return "kernel", kernel
+    return "gaussian", kernel
 
 
 def project_onto_slices(vol: Volume, out: Volume, plan: Plan, slice_profile: str | Path,
@@ -338,22 +339,20 @@ def project_onto_slices(vol: Volume, out: Volume, plan: Plan, slice_profile: str
     (:mod:`medsr.selfsup.consistency`): for a one-axis integer upsampling of a thick-slice
     scan along its thick axis. Gains 0.3-0.9 dB over the shipped default when the
     profile is right, loses up to 1.6 dB when it is wrong (docs/self-supervised.md)."""
-    from medsr.selfsup import detect_through_plane, profile_kernel
-    from medsr.selfsup import slice_thickness as thickness_of
+    from medsr.selfsup import scan_profile
     from medsr.selfsup.consistency import project
 
     name, taps = read_slice_profile(slice_profile)
+    tp, kernel, mm, source = scan_profile(vol, name, slice_thickness, taps)
     up = [a for a in range(3) if plan.factors[a] > 1 + 1e-6]
     k = int(round(float(plan.factors[up[0]]))) if len(up) == 1 else 0
-    tp = detect_through_plane(vol)
     if (len(up) != 1 or up[0] != tp.axis or abs(plan.factors[up[0]] - k) > 1e-6
             or np.any(plan.factors < 1 - 1e-6)):
         raise UserError("--slice-profile needs the thick axis upsampled by an integer factor "
                         f"and nothing else (the plan is {np.round(plan.factors, 3).tolist()})")
-    mm, source = thickness_of(vol, tp, slice_thickness)
-    kernel = profile_kernel(tp, mm, "gaussian" if name == "kernel" else name, taps)
     data = project(out.data, vol.data, tp.axis, kernel, k)
-    return out.with_data(data), (f"projected onto the scan's slices ({name} profile, "
+    what = "a kernel from file" if taps is not None else f"{name} profile"
+    return out.with_data(data), (f"projected onto the scan's slices ({what}, "
                                  f"thickness {mm:g} mm from {source})")
 
 
@@ -388,11 +387,11 @@ def _saved_fit(model: Any) -> Path | None:
     path = Path(str(model))
     if path.suffix != ".safetensors" or not path.is_file():
         return None
-    from medsr.engine.checkpoint import read_checkpoint
+    from medsr.engine.checkpoint import read_info
 
     try:
-        info = read_checkpoint(path)[1]
-    except (OSError, ValueError, UserError):
+        info = read_info(path)  # metadata only: the weights are read once, where used
+    except UserError:
         return None  # not readable as one: the model path reports it
     return path if "selfsup" in info else None
 
@@ -437,7 +436,7 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     name, kernel = read_slice_profile(slice_profile)
     out, report = super_resolve_self_supervised(
         vol, budget_s=budget_s, slice_thickness=slice_thickness, slice_profile=kernel,
-        profile="gaussian" if name == "kernel" else name,
+        profile=name,
         seed=seed, device=device, save_model=Path(save_model) if save_model else None,
         progress=bool(progress) if progress is not None else None)
     tr = report.get("train", {})

@@ -61,6 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr import metrics
+from medsr.infer import plan_grid, project_onto_slices
 from medsr.interpolate import resize
 from medsr.selfsup.consistency import project
 from medsr.volume import Volume
@@ -208,7 +209,7 @@ def run_cubic(lr: Volume, axis: int, k: int) -> np.ndarray:
 def run_default(lr: Volume, axis: int, k: int) -> tuple[np.ndarray, str]:
     """The shipped model ``medsr infer`` picks for this scan with no flags."""
     from medsr.devices import select_device
-    from medsr.infer import model_passes, plan_grid, super_resolve_model
+    from medsr.infer import model_passes, super_resolve_model
 
     plan = plan_grid(lr)
     want = np.ones(3)
@@ -222,15 +223,6 @@ def run_default(lr: Volume, axis: int, k: int) -> tuple[np.ndarray, str]:
         raise LookupError(f"no shipped model for one-axis x{k}")
     out = super_resolve_model(lr, plan, passes, device=dev)
     return out.data, " + ".join(str(p.info.get("name")) for p in passes)
-
-
-def medsr_kernel(lr: Volume, profile: str) -> np.ndarray:
-    """The slice profile the self-supervised mode would use on ``lr`` (thickness = the
-    slice spacing), for projecting other methods' outputs the same way."""
-    from medsr.selfsup import detect_through_plane, profile_kernel, slice_thickness
-
-    tp = detect_through_plane(lr)
-    return profile_kernel(tp, slice_thickness(lr, tp)[0], profile)
 
 
 def run_selfsup(lr: Volume, profile: str, budget: float, seed: int, init: str,
@@ -338,9 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             out, used = run_default(lr, axis, k)
             emit({"case": case, "method": "default", **dict(zip(("psnr", "ssim"),
                   score(hr.data, out))), "seconds": time.perf_counter() - t, "note": used})
-            if args.project_default:
+            if args.project_default:  # what `medsr infer --slice-profile P` does
+                plan = plan_grid(lr)
                 for assumed in dict.fromkeys((profile, "gaussian")):
-                    proj = project(out, lr.data, axis, medsr_kernel(lr, assumed), k)
+                    proj = project_onto_slices(lr, Volume(out, plan.affine_out), plan,
+                                               assumed)[0].data
                     emit({"case": case, "method": f"default, projected ({assumed} profile)",
                           **dict(zip(("psnr", "ssim"), score(hr.data, proj))),
                           "seconds": time.perf_counter() - t, "note": used})

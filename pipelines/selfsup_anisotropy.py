@@ -44,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_selfsup import (  # noqa: E402
     band_share_line,
+    high_band_share,
     load_image,
     run_cubic,
     score,
@@ -55,25 +56,17 @@ K = 4
 SPLITS = {"b0": (1, 0, 2, 5), "t1": (0, 1, 1, 128)}
 
 
-def _upper_band_share(x: np.ndarray, ax: int) -> float:
-    """Share of the (mean-removed) power along ``ax`` in the upper half of its band."""
-    p = np.abs(np.fft.rfft(x - x.mean(axis=ax, keepdims=True), axis=ax)) ** 2
-    p = p.mean(axis=tuple(i for i in range(x.ndim) if i != ax))[1:]
-    return float(p[p.size // 2:].sum() / p.sum())
-
-
 def lr_band_line(lr, axis: int, profile: str) -> str:
     """The scan degraded once more along each long fine axis (``medsr.selfsup``'s own
     profile and pairs' operator): upper-band power share along that axis vs the thick one."""
-    from medsr.selfsup import degrade_lines, detect_through_plane, profile_kernel
-    from medsr.selfsup import slice_thickness as thickness_of
+    from medsr.selfsup import degrade_lines, scan_profile
 
-    tp = detect_through_plane(lr)
-    kern = profile_kernel(tp, thickness_of(lr, tp)[0], profile)
+    tp, kern, _, _ = scan_profile(lr, profile)
     parts = []
     for a in (a for a in tp.inplane_axes if lr.data.shape[a] // K >= 4):
         z = degrade_lines(np.asarray(lr.data, dtype=np.float32), kern, K, axis=a)
-        fine, thick = _upper_band_share(z, a), _upper_band_share(z, axis)
+        share = high_band_share(z)
+        fine, thick = share[a], share[axis]
         parts.append(f"fine axis {a} {100 * fine:.2f}% vs thick axis {axis} "
                      f"{100 * thick:.2f}% (thick / fine {thick / fine:.2f})")
     return "LR band, upper half: " + "; ".join(parts)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from medsr import models
-from medsr.engine.checkpoint import load_model, read_checkpoint, save_model
+from medsr.engine.checkpoint import load_model, read_checkpoint, read_info, save_model
 from medsr.errors import UserError
 
 INFO = {"architecture": "espcn", "hparams": {"features": 8, "features2": 4}, "scale": [2, 2],
@@ -33,6 +33,18 @@ def test_round_trip(tmp_path):
         assert torch.equal(model(x), net.eval()(x))
     assert not model.training
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]  # no temp
+
+
+def test_read_info_is_the_metadata_alone(tmp_path):
+    path = save_model(tmp_path / "m.safetensors", _net().state_dict(), INFO)
+    assert read_info(path) == read_checkpoint(path)[1]
+    torch.save(_net().state_dict(), tmp_path / "m.pt")
+    for bad in (tmp_path / "m.pt", tmp_path / "missing.safetensors"):
+        with pytest.raises(UserError):
+            read_info(bad)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(UserError, match="corrupted"):
+        read_info(path)
 
 
 def test_save_is_deterministic(tmp_path):

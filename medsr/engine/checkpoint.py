@@ -70,6 +70,40 @@ def _kind(path: Path) -> str:
     raise UserError(f"{path} is not a checkpoint (neither safetensors nor a torch file)")
 
 
+def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor],
+                                                         dict[str, Any]]:
+    """(state_dict, or {} without ``tensors``; info) of a medsr safetensors checkpoint."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
+    except Exception as exc:  # SafetensorError, OSError, ...
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"checkpoint {path} is corrupted or not safetensors: {why}") from exc
+    if "medsr" not in meta:
+        raise UserError(f"{path} is a safetensors file but not a medsr checkpoint "
+                        "(no medsr metadata)")
+    try:
+        info = json.loads(meta["medsr"])
+    except json.JSONDecodeError as exc:
+        raise UserError(f"checkpoint {path} has corrupted medsr metadata") from exc
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise UserError(f"{path} is not a medsr checkpoint of format {FORMAT}")
+    return state, info
+
+
+def read_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The medsr metadata of a safetensors checkpoint, without reading its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist")
+    if _kind(path) != "safetensors":
+        raise UserError(f"{path} is not a safetensors checkpoint")
+    return _read_safetensors(path, tensors=False)[1]
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, info) of a checkpoint, without executing anything stored in it.
 
@@ -79,25 +113,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
     if _kind(path) == "safetensors":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # SafetensorError, OSError, ...
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"checkpoint {path} is corrupted or not safetensors: {why}") from exc
-        if "medsr" not in meta:
-            raise UserError(f"{path} is a safetensors file but not a medsr checkpoint "
-                            "(no medsr metadata)")
-        try:
-            info = json.loads(meta["medsr"])
-        except json.JSONDecodeError as exc:
-            raise UserError(f"checkpoint {path} has corrupted medsr metadata") from exc
-        if not isinstance(info, dict) or info.get("format") != FORMAT:
-            raise UserError(f"{path} is not a medsr checkpoint of format {FORMAT}")
-        return state, info
+        return _read_safetensors(path, tensors=True)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:

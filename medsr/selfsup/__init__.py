@@ -15,12 +15,18 @@ from medsr.selfsup.api import (
     flip_sets,
     super_resolve_self_supervised,
 )
-from medsr.selfsup.axes import ThroughPlane, detect_through_plane, profile_kernel, slice_thickness
+from medsr.selfsup.axes import (
+    ThroughPlane,
+    detect_through_plane,
+    profile_kernel,
+    scan_profile,
+    slice_thickness,
+)
 from medsr.selfsup.network import load_fitted, save_fitted
 from medsr.selfsup.pairs import PairSampler, degrade_lines
 from medsr.selfsup.trainer import TrainReport, train
 
 __all__ = ["Fitted", "PairSampler", "ThroughPlane", "TrainReport", "apply", "apply_saved",
-           "auto_start", "degrade_lines", "detect_through_plane", "fit", "flip_sets", "load_fitted",
-           "profile_kernel", "save_fitted", "slice_thickness", "super_resolve_self_supervised",
-           "train"]
+           "auto_start", "degrade_lines", "detect_through_plane", "fit", "flip_sets",
+           "load_fitted", "profile_kernel", "save_fitted", "scan_profile", "slice_thickness",
+           "super_resolve_self_supervised", "train"]

@@ -28,12 +28,7 @@ from medsr.inference.apply import apply_2d
 from medsr.inference.normalise import Normalisation
 from medsr.inference.tiling import reflect_pad
 from medsr.interpolate import resize
-from medsr.selfsup.axes import (
-    ThroughPlane,
-    detect_through_plane,
-    profile_kernel,
-    slice_thickness,
-)
+from medsr.selfsup.axes import ThroughPlane, detect_through_plane, scan_profile
 from medsr.selfsup.consistency import project
 from medsr.selfsup.network import (
     ARCHITECTURE,
@@ -169,9 +164,7 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
              profile: str, seed: int, device: torch.device, init: str, patch: int,
              network: dict[str, Any] | None, thick_companion: bool = True) -> _Setup:
     """Everything training needs: the task, the profile, the pair sampler, the network."""
-    tp = detect_through_plane(vol)
-    thickness, source = slice_thickness_of(vol, tp, slice_thickness)
-    kernel = profile_kernel(tp, thickness, profile, slice_profile)
+    tp, kernel, thickness, source = scan_profile(vol, profile, slice_thickness, slice_profile)
     # the first optimiser in a process imports torch._dynamo (seconds): pay it here, in the
     # set-up the budget accounts for, not in the first timed training step
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -223,12 +216,6 @@ def auto_start(vol: Volume, *, slice_thickness: float | None = None,
                   profile=profile, seed=seed, device=select_device(device), init="auto",
                   patch=patch, network=None)
     return {"init": st.started, **st.evidence}
-
-
-def slice_thickness_of(vol: Volume, tp: ThroughPlane, given: float | None
-                       ) -> tuple[float, str]:
-    """(thickness mm, source): the argument, DICOM SliceThickness, else the spacing."""
-    return slice_thickness(vol, tp, given)
 
 
 def apply(vol: Volume, model: nn.Module, *, device: str | torch.device = "auto",

@@ -134,3 +134,12 @@ def profile_kernel(tp: ThroughPlane, thickness_mm: float, profile: str = "gaussi
         return rect_kernel(width, centre)
     raise UserError(f"unknown slice profile {profile!r}; choose {', '.join(PROFILES)} "
                     "or give a kernel")
+
+
+def scan_profile(vol: Volume, profile: str = "gaussian", thickness: float | None = None,
+                 kernel: np.ndarray | None = None) -> tuple[ThroughPlane, np.ndarray, float, str]:
+    """(task, slice profile on the fine grid, thickness mm, where it came from) of a
+    thick-slice scan: what the training pairs and the projection onto the slices share."""
+    tp = detect_through_plane(vol)
+    mm, source = slice_thickness(vol, tp, thickness)
+    return tp, profile_kernel(tp, mm, profile, kernel), mm, source
