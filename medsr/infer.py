@@ -199,7 +199,8 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                self_supervised: bool = False, budget_s: float = 300.0,
                slice_thickness: float | None = None, slice_profile: str | Path | None = None,
                save_model: str | Path | None = None, seed: int = 0,
-               tile: Sequence[int] | None = None, batch: int | None = None,
+               steps: int | None = None, tile: Sequence[int] | None = None,
+               batch: int | None = None,
                precision: str = "auto", compile_model: bool = False,
                blend: str = "crop") -> InferResult:
     """Read ``input_path``, super-resolve it and write the result atomically.
@@ -208,6 +209,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     :mod:`medsr.pretrained`) and cubic B-spline where none does; ``model`` (a shipped name
     or a checkpoint path) forces a network; any classical method name forces that method.
     ``self_supervised`` trains a network on the scan itself within ``budget_s`` seconds
+    (``steps`` of them exactly, if given: reproducible bit for bit with ``seed``)
     (:mod:`medsr.selfsup`) and applies it through-plane; without it, ``slice_profile``
     ("gaussian", "rect" or a .npy kernel) projects the output onto the scan's slices
     (:func:`project_onto_slices`). ``tile``, ``batch``,
@@ -240,10 +242,11 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                                       device=device, budget_s=budget_s,
                                       slice_thickness=slice_thickness,
                                       slice_profile=slice_profile, save_model=save_model,
-                                      seed=seed, progress=progress, overwrite=overwrite,
-                                      dtype=dtype, anonymize=anonymize)
-    if save_model is not None:
-        raise UserError("--save-model belongs to --self-supervised; without it it would be "
+                                      seed=seed, steps=steps, progress=progress,
+                                      overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+    if save_model is not None or steps is not None:
+        flag = "--save-model" if save_model is not None else "--steps"
+        raise UserError(f"{flag} belongs to --self-supervised; without it it would be "
                         "ignored")
     if slice_thickness is not None and slice_profile is None:
         raise UserError("--slice-thickness without --self-supervised needs --slice-profile "
@@ -421,8 +424,8 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                            scale: Any, spacing: Any, model: Any, method: str, device: str,
                            budget_s: float, slice_thickness: float | None,
                            slice_profile: str | Path | None, save_model: str | Path | None,
-                           seed: int, progress: bool | None, overwrite: bool,
-                           dtype: str | None, anonymize: bool) -> InferResult:
+                           seed: int, steps: int | None, progress: bool | None,
+                           overwrite: bool, dtype: str | None, anonymize: bool) -> InferResult:
     """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
     spacing), so --scale/--spacing/--model/--method do not apply."""
     from medsr.selfsup import super_resolve_self_supervised
@@ -437,13 +440,17 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     out, report = super_resolve_self_supervised(
         vol, budget_s=budget_s, slice_thickness=slice_thickness, slice_profile=kernel,
         profile=name,
-        seed=seed, device=device, save_model=Path(save_model) if save_model else None,
+        seed=seed, steps=steps, device=device,
+        save_model=Path(save_model) if save_model else None,
         progress=bool(progress) if progress is not None else None)
     tr = report.get("train", {})
     notes = [f"self-supervised: {tr.get('steps', '?')} training steps in "
              f"{tr.get('seconds', 0.0):.0f} s (stopped by {tr.get('stopped_by') or '?'}; "
              f"budget {budget_s:.0f} s), slice thickness {report.get('slice_thickness_mm')} "
              f"mm from {report.get('slice_thickness_source')}"]
+    if steps is not None and tr.get("steps") != steps:
+        notes.append(f"the budget stopped training before --steps {steps}: this run is not "
+                     "reproducible bit for bit; give a longer --budget")
     if report.get("saved_model"):
         notes.append(f"fitted model saved to {report['saved_model']}")
     return _write_result(vol, out, input_path, out_path, t0, method="self-supervised",

@@ -8,17 +8,23 @@ in-plane axis y, the one with less high-frequency power):
 
 * ``self-sup``: pairs from the scan's fine axes (what ``medsr infer --self-supervised``
   does), trained on the thick-slice scan;
-* ``oracle``: the same network, steps and seed, trained on pairs made along the TRUE
-  thick axis, from the ground truth of slices 0..4 (impossible in practice: it needs
-  the thin slices the scan does not have);
+* ``oracle, fine axis``: the same network, start, steps and seed, trained on pairs made
+  along the same fine axis, but from the ground truth of slices 0..4, whose thick axis
+  is at full resolution: the pairs' companion axis is as fine as in the planes the
+  network is applied to (the scan's own pairs have the thick axis coarse there, and a 2D
+  image has no other companion);
+* ``oracle, thick axis``: the same, with pairs made along the TRUE thick axis of that
+  ground truth (impossible in practice: it needs the thin slices the scan does not have);
 
-both applied to the thick-slice scan and scored on slices 5..9 only (held out from the
-oracle). The gap between the two rows is what the in-plane mismatch costs; their gap to
-cubic is what each kind of pair can teach.
+all three applied to the thick-slice scan as ``medsr`` does (both orientations, flips,
+projection onto the slices) and scored on slices 5..9 only (held out from the oracles).
+The gap between self-sup and the fine-axis oracle is what the coarse companion costs;
+between the two oracles, what the thick axis's own statistics are worth; the gaps to
+cubic, what each kind of pair can teach.
 
 ``--image t1`` does the same on the 2D T1 slice (``benchmark_selfsup.py``'s ``t1``, thick
-along axis 0), whose axes match: the oracle learns from columns 0..127 and both are
-scored on columns 128..255. There the oracle shows what this network can reach at all.
+along axis 0), whose axes have the same spectra: the oracles learn from columns 0..127
+and all are scored on columns 128..255.
 
     python pipelines/selfsup_anisotropy.py [--image b0] [--profile rect] [--steps 4000]
     python pipelines/selfsup_anisotropy.py --image b0 --lr-band     # no training
@@ -52,7 +58,8 @@ from benchmark_selfsup import (  # noqa: E402
 )
 
 K = 4
-# image: (thick axis, companion of the oracle's pairs, axis split, first held-out index)
+# image: (thick axis, its fine companion (the fine axis the pairs degrade), axis split,
+# first held-out index)
 SPLITS = {"b0": (1, 0, 2, 5), "t1": (0, 1, 1, 128)}
 
 
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.inference.normalise import Normalisation
     from medsr.selfsup import apply, fit, train
     from medsr.selfsup.api import LEARNING_RATE
-    from medsr.selfsup.network import build
+    from medsr.selfsup.network import build, initial_model
     from medsr.selfsup.pairs import PairSampler
 
     torch.set_num_threads(args.threads)
@@ -105,25 +112,29 @@ def main(argv: list[str] | None = None) -> int:
         p, s = score(hr.data[held], out[held])
         return f"PSNR {p:6.2f} SSIM {s:.4f}"
 
-    print(f"{'cubic':<10} {held_out(run_cubic(lr, axis, K))}")
+    print(f"{'cubic':<18} {held_out(run_cubic(lr, axis, K))}")
     t = time.perf_counter()
     fitted = fit(lr, steps=args.steps, seconds=1e9, profile=args.profile, seed=args.seed,
                  device="cpu")
-    print(f"{'self-sup':<10} {held_out(apply(lr, fitted.model, device='cpu').data)}  "
-          f"({args.steps} steps, {time.perf_counter() - t:.0f} s)")
+    out = apply(lr, fitted.model, device="cpu", kernel=fitted.kernel).data
+    print(f"{'self-sup':<18} {held_out(out)}  ({args.steps} steps, "
+          f"{time.perf_counter() - t:.0f} s, started from {fitted.init})")
 
-    # the oracle: pairs along the true thick axis from the seen part of the ground truth
-    # (normalised as the self-supervised run normalises the scan)
-    t = time.perf_counter()
+    # the oracles: pairs from the seen part of the ground truth (normalised as the
+    # self-supervised run normalises the scan), from the start self-sup took
     norm = Normalisation.fit(np.asarray(lr.data, dtype=np.float32))
     train_part = np.ascontiguousarray(norm.apply(hr.data[seen]))
-    sampler = PairSampler(train_part, (axis,), companion, fitted.kernel, K)
-    torch.manual_seed(args.seed)
-    model = build(K)
-    train(model, sampler, seconds=1e9, max_steps=args.steps, seed=args.seed,
-          lr=LEARNING_RATE)
-    print(f"{'oracle':<10} {held_out(apply(lr, model, device='cpu').data)}  "
-          f"({args.steps} steps, {time.perf_counter() - t:.0f} s)")
+    for label, degraded, other in (("oracle, fine axis", companion, axis),
+                                   ("oracle, thick axis", axis, companion)):
+        t = time.perf_counter()
+        sampler = PairSampler(train_part, (degraded,), other, fitted.kernel, K)
+        torch.manual_seed(args.seed)
+        model = build(K) if fitted.init == "scratch" else initial_model(K, "default")[0]
+        train(model, sampler, seconds=1e9, max_steps=args.steps, seed=args.seed,
+              lr=LEARNING_RATE)
+        out = apply(lr, model, device="cpu", kernel=fitted.kernel).data
+        print(f"{label:<18} {held_out(out)}  ({args.steps} steps, "
+              f"{time.perf_counter() - t:.0f} s)")
     print(f"scored on indices {first}..{hr.spatial_shape[split] - 1} of axis {split}; "
           f"profile {args.profile}, x{K} along axis {axis}; torch threads {args.threads}")
     return 0

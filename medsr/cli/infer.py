@@ -97,6 +97,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ss.add_argument("--save-model", metavar="PATH",
                     help="save the fitted network to reuse on scans acquired the same way")
     ss.add_argument("--seed", type=int, default=0, help="seed (self-supervised training)")
+    ss.add_argument("--steps", type=_positive_int, metavar="N",
+                    help="train exactly N steps instead of as many as the budget allows "
+                         "(the budget still caps them): with --seed, runs are "
+                         "bit-identical on the CPU")
     p.add_argument("--dtype", help="output dtype (default: the input's)")
     p.add_argument("--volume", type=int, help="pick volume N (0-based) of a 4D input")
     p.add_argument("--series", help="pick a series (SeriesInstanceUID) in a mixed DICOM directory")
@@ -116,7 +120,8 @@ def _options(args: argparse.Namespace) -> dict:
                 max_output_voxels=args.max_output_voxels, anonymize=args.anonymize,
                 self_supervised=args.self_supervised, budget_s=args.budget,
                 slice_thickness=args.slice_thickness, slice_profile=args.slice_profile,
-                save_model=args.save_model, seed=args.seed, tile=args.tile, batch=args.batch,
+                save_model=args.save_model, seed=args.seed, steps=args.steps,
+                tile=args.tile, batch=args.batch,
                 precision=args.precision, compile_model=args.compile_model, blend=args.blend)
 
 

@@ -317,7 +317,8 @@ def super_resolve_self_supervised(
     (``{"architecture": name, **hparams}``) replaces the default network (from scratch).
     At least one training step is always taken, even if the budget is already spent.
     ``loss``: "mse" or "l1"; ``tta``: average the four flips of :func:`flip_sets` at
-    inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget);
+    inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget,
+    and always with ``steps``, so that nothing then depends on the clock);
     ``thick_companion=False`` leaves out the pairs whose companion is the thick axis
     (:class:`PairSampler`; an ablation). A fine-tuned default ends as the average of its
     trained weights and the default's, ``prior_weight`` of the latter (:func:`mix_prior`);
@@ -341,8 +342,8 @@ def super_resolve_self_supervised(
     prior = {n: v.detach().clone() for n, v in model.state_dict().items()} if fine_tuned else {}
     est_infer = _estimate_inference(model, st.data, tp, dev) * vol.channels
     n_flips = len(flip_sets(tp, st.data.shape))
-    if tta is None:
-        tta = n_flips * est_infer <= TTA_MAX_SHARE * budget_s
+    if tta is None:  # with fixed steps nothing may depend on the clock: flips always
+        tta = steps is not None or n_flips * est_infer <= TTA_MAX_SHARE * budget_s
     if tta:
         est_infer *= n_flips
     setup = time.perf_counter() - t0
