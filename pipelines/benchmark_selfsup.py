@@ -38,7 +38,10 @@ slice centre. Each method gets the LR Volume only:
   ``--variants`` adds ablations of ``auto`` (``l1`` loss, ``no-flips`` at test time,
   ``prior-0.5``: a fine-tuned network averaged half-half with the default it started
   from, ``no-consistency``: no projection onto the acquired slices,
-  ``fine-companions``: pairs without the thick axis as companion);
+  ``fine-companions``: pairs without the thick axis as companion, ``uniform``: patches
+  drawn uniformly instead of by gradient, ``patch-32`` / ``batch-32``: smaller patches or
+  a larger batch, ``wide``: a bigger network, ``sp_vdsr`` depth 10 with 64 features, from
+  scratch);
   ``--project-default`` adds the default's output projected onto the slices.
 
     python pipelines/benchmark_selfsup.py --budget 300 --threads 1      # the setting
@@ -82,7 +85,10 @@ INITS = ("auto", "scratch", "default")
 # ablations of the design choices (docs/self-supervised.md): what each variant changes
 VARIANTS = {"l1": {"loss": "l1"}, "no-flips": {"tta": False},
             "prior-0.5": {"prior_weight": 0.5}, "no-consistency": {"consistency": False},
-            "fine-companions": {"thick_companion": False}}
+            "fine-companions": {"thick_companion": False},
+            "uniform": {"gradient_weighted": False}, "patch-32": {"patch": 32},
+            "batch-32": {"batch": 32},
+            "wide": {"network": {"architecture": "sp_vdsr", "depth": 10, "features": 64}}}
 
 
 def load_image(name: str) -> Volume:

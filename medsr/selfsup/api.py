@@ -162,7 +162,8 @@ class _Setup:
 
 def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.ndarray | None,
              profile: str, seed: int, device: torch.device, init: str, patch: int,
-             network: dict[str, Any] | None, thick_companion: bool = True) -> _Setup:
+             network: dict[str, Any] | None, thick_companion: bool = True,
+             gradient_weighted: bool = True) -> _Setup:
     """Everything training needs: the task, the profile, the pair sampler, the network."""
     tp, kernel, thickness, source = scan_profile(vol, profile, slice_thickness, slice_profile)
     # the first optimiser in a process imports torch._dynamo (seconds): pay it here, in the
@@ -171,6 +172,7 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
     data = _training_array(vol)
     norm = Normalisation.fit(data)
     sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k, patch,
+                          gradient_weighted=gradient_weighted,
                           thick_companion=thick_companion)
     _seed(seed, device)
     evidence: dict[str, Any] = {}
@@ -193,13 +195,14 @@ def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = 
         device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
         batch: int = 16, patch: int = 48, lr: float = LEARNING_RATE,
         network: dict[str, Any] | None = None, loss: str = "mse",
-        thick_companion: bool = True,
+        thick_companion: bool = True, gradient_weighted: bool = True,
         on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
     """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
     dev = select_device(device)
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
-                  network=network, thick_companion=thick_companion)
+                  network=network, thick_companion=thick_companion,
+                  gradient_weighted=gradient_weighted)
     rep = train(st.model, st.sampler, seconds=seconds, seed=seed, device=dev, batch=batch,
                 lr=lr, max_steps=steps, loss=loss, progress=on_step)
     return Fitted(st.model, st.tp, st.kernel, st.thickness, st.source, st.started, rep,
@@ -305,6 +308,7 @@ def super_resolve_self_supervised(
         steps: int | None = None, batch: int = 16, patch: int = 48,
         lr: float = LEARNING_RATE, network: dict[str, Any] | None = None,
         loss: str = "mse", tta: bool | None = None, thick_companion: bool = True,
+        gradient_weighted: bool = True,
         prior_weight: float = PRIOR_WEIGHT, consistency: bool = True
         ) -> tuple[Volume, dict[str, Any]]:
     """SR of ``vol``'s thick axis by a network trained on the scan itself, within ``budget_s``.
@@ -320,7 +324,8 @@ def super_resolve_self_supervised(
     inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget,
     and always with ``steps``, so that nothing then depends on the clock);
     ``thick_companion=False`` leaves out the pairs whose companion is the thick axis
-    (:class:`PairSampler`; an ablation). A fine-tuned default ends as the average of its
+    (:class:`PairSampler`; an ablation), ``gradient_weighted=False`` draws
+    patches uniformly (another). A fine-tuned default ends as the average of its
     trained weights and the default's, ``prior_weight`` of the latter (:func:`mix_prior`);
     ``consistency`` projects the output onto the scan's own slices under the profile
     (:mod:`medsr.selfsup.consistency`).
@@ -336,7 +341,8 @@ def super_resolve_self_supervised(
     dev = select_device(device)
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
-                  network=network, thick_companion=thick_companion)
+                  network=network, thick_companion=thick_companion,
+                  gradient_weighted=gradient_weighted)
     model, tp = st.model, st.tp
     fine_tuned = st.started != "scratch"
     prior = {n: v.detach().clone() for n, v in model.state_dict().items()} if fine_tuned else {}
@@ -379,7 +385,7 @@ def super_resolve_self_supervised(
         "method": "self-supervised", "architecture": architecture_of(model),
         **fitted.selfsup_info(seed), "device": str(dev), "budget_s": float(budget_s),
         "learning_rate": lr, "loss": loss, "test_time_flips": n_flips if tta else 1,
-        "thick_companion": thick_companion,
+        "thick_companion": thick_companion, "gradient_weighted": gradient_weighted,
         "prior_weight": prior_weight if fine_tuned else 0.0, "consistency": consistency,
         "setup_s": setup, "train_s_allowed": max(0.0, train_s),
         "inference_s_estimated": est_infer, "inference_s": apply_s,
