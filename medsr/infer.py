@@ -446,11 +446,15 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     tr = report.get("train", {})
     notes = [f"self-supervised: {tr.get('steps', '?')} training steps in "
              f"{tr.get('seconds', 0.0):.0f} s (stopped by {tr.get('stopped_by') or '?'}; "
-             f"budget {budget_s:.0f} s), slice thickness {report.get('slice_thickness_mm')} "
+             f"budget {budget_s:g} s), slice thickness {report.get('slice_thickness_mm')} "
              f"mm from {report.get('slice_thickness_source')}"]
     if steps is not None and tr.get("steps") != steps:
         notes.append(f"the budget stopped training before --steps {steps}: this run is not "
                      "reproducible bit for bit; give a longer --budget")
+    elif tr.get("stopped_by") == "budget" and tr.get("seconds", 0.0) < 0.25 * budget_s:
+        notes.append(f"training had {tr.get('seconds', 0.0):.1f} s of the {budget_s:g} s "
+                     "budget (set-up and inference took the rest): a longer --budget "
+                     "trains more")
     if report.get("saved_model"):
         notes.append(f"fitted model saved to {report['saved_model']}")
     return _write_result(vol, out, input_path, out_path, t0, method="self-supervised",

@@ -144,6 +144,11 @@ def test_self_supervised_from_the_command_line(tmp_path, capsys):
     assert np.abs(reacquired - other).max() <= 1.0
     assert main(["infer", str(src), "-o", str(tmp_path / "y.nii.gz"), "--model", str(fit),
                  "--scale", "2"]) == 2
+    # a budget that set-up and inference nearly use up is said to be too short
+    capsys.readouterr()
+    assert main(["infer", str(src), "-o", str(tmp_path / "short.nii.gz"), "--self-supervised",
+                 "--budget", "0.2s"]) == 0
+    assert "a longer --budget trains more" in capsys.readouterr().err
     # the self-supervised options are refused, not ignored, without --self-supervised
     capsys.readouterr()
     for extra in (["--slice-thickness", "5"], ["--save-model", str(tmp_path / "f2")],

@@ -387,6 +387,14 @@ def test_budget_is_honoured_and_steps_reported():
     np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 1, 4)))
 
 
+def test_a_spent_budget_still_trains_one_step_and_says_the_budget_stopped_it():
+    vol = _volume((1.0, 1.0, 4.0), (24, 20, 6))
+    out, rep = super_resolve_self_supervised(vol, budget_s=1e-3, device="cpu",
+                                             progress=False, network=TINY)
+    assert rep["train"]["steps"] == 1 and rep["train"]["stopped_by"] == "budget"
+    assert out.spatial_shape == (24, 20, 24)
+
+
 def test_seeded_runs_are_identical_and_saved_model_reproduces(tmp_path):
     vol = _volume((1.0, 3.0, 1.0), (32, 8, 30))
     kw = dict(budget_s=60.0, steps=3, seed=7, device="cpu", progress=False, network=TINY,
