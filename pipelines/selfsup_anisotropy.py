@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.inference.normalise import Normalisation
     from medsr.selfsup import apply, fit, train
     from medsr.selfsup.api import LEARNING_RATE
-    from medsr.selfsup.network import build, initial_model
+    from medsr.selfsup.network import initial_model
     from medsr.selfsup.pairs import PairSampler
 
     torch.set_num_threads(args.threads)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         sampler = PairSampler(train_part, (degraded,), other, fitted.kernel, K)
         torch.manual_seed(args.seed)
-        model = build(K) if fitted.init == "scratch" else initial_model(K, "default")[0]
+        model = initial_model(K, fitted.init.split(":")[0])[0]  # "default:FILE" | "scratch"
         train(model, sampler, seconds=1e9, max_steps=args.steps, seed=args.seed,
               lr=LEARNING_RATE)
         out = apply(lr, model, device="cpu", kernel=fitted.kernel).data

@@ -81,11 +81,10 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
     last = start
     replan_every = 10
     step = 0
-    out_of_time = False  # the budget was spent by the first step
     while True:
         total = planned if planned is not None else step + 1  # unknown yet: lr stays base
         if planned is not None and step >= planned:
-            rep.stopped_by = "budget" if out_of_time else "steps"
+            rep.stopped_by = "steps"
             break
         now = time.perf_counter()
         if now >= deadline and step > 0:
@@ -120,8 +119,6 @@ def train(model: nn.Module, sampler: PairSampler, *, seconds: float, seed: int =
             replan_every = max(10, (planned - step) // 10)
         if progress is not None:
             progress(step, planned or 0, value)
-        if step == 1 and max_steps is None and time.perf_counter() >= deadline:
-            planned, out_of_time = 1, True
     rep.steps = step
     rep.planned_steps = planned if planned is not None else step
     rep.seconds = time.perf_counter() - start
