@@ -7,7 +7,9 @@ A failure of one scan (a corrupt file, a bad header) is reported in the summary 
 stderr, and the others go on; the run's exit code is 1 when any scan failed. Under
 ``torchrun`` scan i is processed by rank i % world_size only, and rank 0 gathers the
 rows and writes the summary. ``skip_existing`` makes an interrupted run restartable:
-outputs are written atomically, so an existing output is a finished one.
+outputs are written atomically, so an existing output is a finished one. On such a
+restart the summary keeps what the earlier run recorded for a skipped scan (its timing,
+shapes, method and model; :func:`write_summary`), with the status "skipped".
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from medsr.errors import UserError
 
 SUMMARY_FIELDS = ("input", "output", "status", "error", "seconds", "shape_in", "shape_out",
-                  "spacing_in", "spacing_out")
+                  "spacing_in", "spacing_out", "method", "model")
 
 
 def expand_inputs(inputs: Sequence[str], list_file: str | None = None) -> list[Path]:
@@ -116,7 +118,7 @@ def process_cohort(inputs: Sequence[Path], outputs: Sequence[Path],
             result = infer_one(src, dst)
             row.update(status="ok", shape_in=_fmt(result.shape_in),
                        shape_out=_fmt(result.shape_out), spacing_in=_fmt(result.spacing_in),
-                       spacing_out=_fmt(result.spacing_out))
+                       spacing_out=_fmt(result.spacing_out), **_method_model(result))
             log(result.summary())
         except UserError as exc:
             msg = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
@@ -128,6 +130,18 @@ def process_cohort(inputs: Sequence[Path], outputs: Sequence[Path],
         row["seconds"] = f"{time.perf_counter() - t0:.2f}"
         rows.append(row)
     return rows
+
+
+def _method_model(result: Any) -> dict[str, str]:
+    """The summary's method ("cubic", "network", "self-supervised", ...) and model (the
+    network's name or checkpoint; "" for classical methods) of an InferResult."""
+    method = str(getattr(result, "method", "") or "")
+    model = str(getattr(result, "model", "") or "")
+    if model and method == model:  # a network: its name was the method shown
+        method = "network"
+    if getattr(result, "tta", False):
+        method += " + tta"
+    return {"method": method, "model": model}
 
 
 def gather_rows(rows: list[dict[str, str]], inputs: Sequence[Path]) -> list[dict[str, str]]:
@@ -142,10 +156,38 @@ def gather_rows(rows: list[dict[str, str]], inputs: Sequence[Path]) -> list[dict
     return sorted(rows, key=lambda r: order.get(r["input"], len(order)))
 
 
-def write_summary(rows: Sequence[dict[str, str]], path: Path) -> Path:
-    """The summary CSV, written atomically."""
+def read_summary(path: Path) -> list[dict[str, str]]:
+    """The rows of an existing summary CSV ([] when there is none or it is unreadable)."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as f:
+            return [{k: (v or "") for k, v in r.items() if k in SUMMARY_FIELDS}
+                    for r in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def merge_skipped(rows: Sequence[dict[str, str]], earlier: Sequence[dict[str, str]]
+                  ) -> list[dict[str, str]]:
+    """``rows`` where each skipped scan (matched by input path) keeps its earlier row's
+    timing, shapes, method and model; its status stays "skipped"."""
+    before = {os.path.abspath(r.get("input", "")): r for r in earlier if r.get("input")}
+    out = []
+    for row in rows:
+        old = before.get(os.path.abspath(row["input"])) if row.get("status") == "skipped" else None
+        if old is not None:
+            row = {**{k: old.get(k, "") for k in SUMMARY_FIELDS}, "input": row["input"],
+                   "output": row["output"], "status": "skipped", "error": ""}
+        out.append(row)
+    return out
+
+
+def write_summary(rows: Sequence[dict[str, str]], path: Path, merge: bool = True) -> Path:
+    """The summary CSV, written atomically; with ``merge`` a skipped scan keeps the row an
+    earlier run wrote to ``path`` (:func:`merge_skipped`)."""
     from medsr.io.common import atomic_path
 
+    if merge:
+        rows = merge_skipped(rows, read_summary(path))
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()

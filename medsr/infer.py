@@ -8,6 +8,7 @@ Every step is a library call so a Python user gets exactly what ``medsr infer`` 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class InferResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     unit: str = "mm"  # of the spacings: "µm" / "px" for microscopy stacks and frames
+    model: str = ""  # the network(s) or fitted model used; "" for classical methods
+    tta: bool = False  # the flip self-ensemble (--tta) was applied
 
     def summary(self) -> str:
         def fmt(v: Sequence[float]) -> str:
@@ -60,9 +63,14 @@ class InferResult:
 
         u = self.unit
         line = (f"{self.input.name}: {fmt(self.shape_in)} @ {fmt(self.spacing_in)} {u} -> "
-                f"{fmt(self.shape_out)} @ {fmt(self.spacing_out)} {u}, {self.method}, "
-                f"{self.seconds:.1f} s -> {self.output}")
+                f"{fmt(self.shape_out)} @ {fmt(self.spacing_out)} {u}, {self.method}"
+                f"{', tta' if self.tta else ''}, {self.seconds:.1f} s -> {self.output}")
         return "\n".join([line, *(f"  note: {n}" for n in self.notes)])
+
+
+def _num(v: Any) -> str:
+    """A number at 4 significant digits (3.9999999460600644 -> 4); other values as given."""
+    return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
 def plan_grid(vol: Volume, scale: float | Sequence[float] | None = None,
@@ -84,8 +92,12 @@ def plan_grid(vol: Volume, scale: float | Sequence[float] | None = None,
     if np.any(factors < 1.0 - 1e-9):
         raise UserError(f"scale factors must be >= 1 (got {np.round(factors, 4).tolist()}); "
                         "medsr infer only upsamples — use medsr degrade to downsample")
+    rough = float(np.prod(np.asarray(shape_in, dtype=np.float64) * factors)) * vol.channels
+    if not np.isfinite(rough) or rough > 2.0 * max_output_voxels + 1e6:  # before int overflow
+        raise UserError(f"output would have about {rough:.3g} voxels, above the limit of "
+                        f"{max_output_voxels:,}; raise it with --max-output-voxels")
     shape_out = geometry.output_shape(shape_in, factors)
-    n_out = int(np.prod(shape_out, dtype=np.int64)) * vol.channels
+    n_out = math.prod(shape_out) * vol.channels
     if n_out > max_output_voxels:
         raise UserError(f"output would have {n_out:,} voxels, above the limit of "
                         f"{max_output_voxels:,}; raise it with --max-output-voxels")
@@ -235,7 +247,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
         vol = read_video(input_path)
     else:
         vol = io.read(input_path, volume=volume_index, series=series,
-                      input_spacing=input_spacing)
+                      input_spacing=input_spacing, max_voxels=max_output_voxels)
     if self_supervised:
         return _infer_self_supervised(vol, input_path, out_path, t0, scale=scale,
                                       spacing=spacing, model=model, method=method,
@@ -270,6 +282,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     plan = plan_grid(vol, scale=scale, spacing=spacing, max_output_voxels=max_output_voxels)
     notes: list[str] = []
     out = None
+    out_model: str | None = None  # the network(s) that made ``out``
     used = method
     if model is None and method == "auto" and kind is not None:
         # microscopy-z<k> / frames-x<k> when installed; the MRI models do not apply here
@@ -291,6 +304,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
         if passes:
             used = " + ".join(str(p.info.get("name") or model or p.info["architecture"])
                               for p in passes)
+            out_model = used
             with progress_bar(f"{input_path.name}: super-resolving", progress) as update:
                 def net(v: Volume, p: Plan) -> Volume:
                     if per_channel and multiframe.is_multiframe(passes):  # 2r+1 frames in
@@ -316,8 +330,13 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     if slice_profile is not None:
         out, note = project_onto_slices(vol, out, plan, slice_profile, slice_thickness)
         notes.append(note)
-    return _write_result(vol, out, input_path, out_path, t0, method=used, notes=notes,
-                         overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+    networks = out_model is not None
+    if tta and not networks:
+        notes.append(f"--tta applies to networks; {used} did not use it")
+    result = _write_result(vol, out, input_path, out_path, t0, method=used, notes=notes,
+                           overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+    result.model, result.tta = (out_model or ""), bool(tta and networks)
+    return result
 
 
 def read_slice_profile(arg: str | Path | None) -> tuple[str, np.ndarray | None]:
@@ -415,9 +434,11 @@ def _infer_saved_fit(vol: Volume, fitted: Path, input_path: Path, out_path: Path
     out = apply_saved(vol, fitted, device=device)
     notes = [f"self-supervised fit {fitted.name}: test-time flips, projected onto the "
              "scan's slices"]
-    return _write_result(vol, out, input_path, out_path, t0,
-                         method="self-supervised (saved fit)", notes=notes,
-                         overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+    result = _write_result(vol, out, input_path, out_path, t0,
+                           method="self-supervised (saved fit)", notes=notes,
+                           overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+    result.model, result.tta = str(fitted), True
+    return result
 
 
 def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float, *,
@@ -446,8 +467,9 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     tr = report.get("train", {})
     notes = [f"self-supervised: {tr.get('steps', '?')} training steps in "
              f"{tr.get('seconds', 0.0):.0f} s (stopped by {tr.get('stopped_by') or '?'}; "
-             f"budget {budget_s:g} s), slice thickness {report.get('slice_thickness_mm')} "
-             f"mm from {report.get('slice_thickness_source')}"]
+             f"budget {budget_s:g} s), slice thickness "
+             f"{_num(report.get('slice_thickness_mm'))} mm from "
+             f"{report.get('slice_thickness_source')}"]
     if steps is not None and tr.get("steps") != steps:
         notes.append(f"the budget stopped training before --steps {steps}: this run is not "
                      "reproducible bit for bit; give a longer --budget")
@@ -457,5 +479,8 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                      "trains more")
     if report.get("saved_model"):
         notes.append(f"fitted model saved to {report['saved_model']}")
-    return _write_result(vol, out, input_path, out_path, t0, method="self-supervised",
-                         notes=notes, overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+    result = _write_result(vol, out, input_path, out_path, t0, method="self-supervised",
+                           notes=notes, overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+    result.model = str(report.get("saved_model") or report.get("architecture") or "")
+    result.tta = int(report.get("test_time_flips", 1)) > 1
+    return result

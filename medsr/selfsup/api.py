@@ -28,6 +28,7 @@ from medsr.inference.apply import apply_2d
 from medsr.inference.normalise import Normalisation
 from medsr.inference.tiling import reflect_pad
 from medsr.interpolate import resize
+from medsr.progress import LogProgress, progress_mode
 from medsr.selfsup.axes import ThroughPlane, detect_through_plane, scan_profile
 from medsr.selfsup.consistency import project
 from medsr.selfsup.network import (
@@ -304,7 +305,7 @@ def super_resolve_self_supervised(
         vol: Volume, *, budget_s: float = 300, slice_thickness: float | None = None,
         slice_profile: np.ndarray | None = None, seed: int = 0,
         device: str | torch.device = "auto", init: str = "auto",
-        save_model: Path | None = None, progress: bool = True, profile: str = "gaussian",
+        save_model: Path | None = None, progress: bool | None = True, profile: str = "gaussian",
         steps: int | None = None, batch: int = 16, patch: int = 48,
         lr: float = LEARNING_RATE, network: dict[str, Any] | None = None,
         loss: str = "mse", tta: bool | None = None, thick_companion: bool = True,
@@ -356,8 +357,15 @@ def super_resolve_self_supervised(
     reserve = INFERENCE_MARGIN * est_infer + 0.5
     train_s = budget_s - setup - reserve
     _seed(seed, dev)
-    with _progress_bar(progress) as bar:
+    mode = progress_mode(progress)  # a bar on a terminal, log lines in a batch job's log
+    with _progress_bar(mode == "bar") as bar:
         on_step = on_slices = None
+        if mode == "log":
+            train_log = LogProgress("self-supervised training")
+            on_slices = LogProgress("applying")
+
+            def on_step(step: int, planned: int, loss: float) -> None:
+                train_log(step, planned or None, f"loss {loss:.4f}")
         if bar is not None:
             t_train = bar.add_task("self-supervised training", total=None, info="")
             t_apply = bar.add_task("applying", total=None, info="", start=False)
