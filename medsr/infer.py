@@ -214,7 +214,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                steps: int | None = None, tile: Sequence[int] | None = None,
                batch: int | None = None,
                precision: str = "auto", compile_model: bool = False,
-               blend: str = "crop") -> InferResult:
+               blend: str = "crop", keep_overshoot: bool = False) -> InferResult:
     """Read ``input_path``, super-resolve it and write the result atomically.
 
     ``method="auto"`` uses the shipped network that fits the factors (see
@@ -226,7 +226,8 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     ("gaussian", "rect" or a .npy kernel) projects the output onto the scan's slices
     (:func:`project_onto_slices`). ``tile``, ``batch``,
     ``precision``, ``compile_model`` and ``blend`` tune how networks run
-    (:func:`medsr.inference.model_sr.run_passes`).
+    (:func:`medsr.inference.model_sr.run_passes`). The output of a non-negative input is
+    clipped at 0 unless ``keep_overshoot`` (:func:`clip_overshoot`).
     """
     from medsr import io, microscopy, multiframe
     from medsr.io.common import check_output
@@ -248,6 +249,10 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     else:
         vol = io.read(input_path, volume=volume_index, series=series,
                       input_spacing=input_spacing, max_voxels=max_output_voxels)
+    if dtype is not None and not video and io.output_format(out_path, fmt) == "dicom":
+        from medsr.io.dicom_write import dicom_dtype
+
+        dicom_dtype(dtype)  # a --dtype DICOM cannot store fails before any work
     if self_supervised:
         return _infer_self_supervised(vol, input_path, out_path, t0, scale=scale,
                                       spacing=spacing, model=model, method=method,
@@ -255,7 +260,8 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                                       slice_thickness=slice_thickness,
                                       slice_profile=slice_profile, save_model=save_model,
                                       seed=seed, steps=steps, progress=progress,
-                                      overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+                                      overwrite=overwrite, dtype=dtype, anonymize=anonymize,
+                                      keep_overshoot=keep_overshoot)
     if save_model is not None or steps is not None:
         flag = "--save-model" if save_model is not None else "--steps"
         raise UserError(f"{flag} belongs to --self-supervised; without it it would be "
@@ -267,7 +273,8 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     if fitted is not None:
         return _infer_saved_fit(vol, fitted, input_path, out_path, t0, scale=scale,
                                 spacing=spacing, method=method, device=device,
-                                overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+                                overwrite=overwrite, dtype=dtype, anonymize=anonymize,
+                                keep_overshoot=keep_overshoot)
     kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
     if slice_profile is not None and kind is not None:
         raise UserError("--slice-profile projects a scan's output onto its slices; it does "
@@ -334,7 +341,8 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     if tta and not networks:
         notes.append(f"--tta applies to networks; {used} did not use it")
     result = _write_result(vol, out, input_path, out_path, t0, method=used, notes=notes,
-                           overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+                           overwrite=overwrite, dtype=dtype, anonymize=anonymize,
+                           keep_overshoot=keep_overshoot)
     result.model, result.tta = (out_model or ""), bool(tta and networks)
     return result
 
@@ -378,12 +386,39 @@ def project_onto_slices(vol: Volume, out: Volume, plan: Plan, slice_profile: str
                                  f"thickness {mm:g} mm from {source})")
 
 
+def clip_overshoot(vol: Volume, out: Volume) -> tuple[Volume, str | None]:
+    """``out`` clipped at 0 when the input ``vol`` is non-negative (interpolation and
+    networks overshoot below 0 at sharp edges), with a note that counts the clipped
+    voxels (None when none was)."""
+    data = out.data
+    if not np.issubdtype(data.dtype, np.floating) and not np.issubdtype(data.dtype,
+                                                                        np.signedinteger):
+        return out, None
+    if vol.data.size == 0 or vol.data.min() < 0:
+        return out, None
+    n = int(np.count_nonzero(data < 0))
+    if n == 0:
+        return out, None
+    if data.flags.writeable and not np.may_share_memory(data, vol.data):
+        np.maximum(data, 0, out=data)
+    else:
+        out = out.with_data(np.maximum(data, 0))
+    return out, (f"clipped {n:,} voxels ({100.0 * n / data.size:.3g}%) below 0 to 0 (the "
+                 "input is non-negative; --keep-overshoot keeps them)")
+
+
 def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0: float, *,
                   method: str, notes: list[str], overwrite: bool, dtype: str | None,
-                  anonymize: bool) -> InferResult:
-    """Write ``out`` in the format ``out_path`` names (video by its suffix) and report."""
+                  anonymize: bool, keep_overshoot: bool = False) -> InferResult:
+    """Write ``out`` in the format ``out_path`` names (video by its suffix) and report;
+    a non-negative input's output is clipped at 0 unless ``keep_overshoot``."""
     from medsr import colour, io, microscopy
     from medsr.io.video import is_video
+
+    if not keep_overshoot:
+        out, note = clip_overshoot(vol, out)
+        if note:
+            notes = [*notes, note]
 
     if is_video(out_path):
         if dtype not in (None, "uint8"):
@@ -420,7 +455,8 @@ def _saved_fit(model: Any) -> Path | None:
 
 def _infer_saved_fit(vol: Volume, fitted: Path, input_path: Path, out_path: Path, t0: float,
                      *, scale: Any, spacing: Any, method: str, device: str, overwrite: bool,
-                     dtype: str | None, anonymize: bool) -> InferResult:
+                     dtype: str | None, anonymize: bool,
+                     keep_overshoot: bool = False) -> InferResult:
     """``--model FIT`` with a saved self-supervised fit: applied as the fitting run applied
     it (both orientations, test-time flips, projected onto this scan's slices under the
     profile it was fitted for; :func:`medsr.selfsup.apply_saved`)."""
@@ -436,7 +472,8 @@ def _infer_saved_fit(vol: Volume, fitted: Path, input_path: Path, out_path: Path
              "scan's slices"]
     result = _write_result(vol, out, input_path, out_path, t0,
                            method="self-supervised (saved fit)", notes=notes,
-                           overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+                           overwrite=overwrite, dtype=dtype, anonymize=anonymize,
+                           keep_overshoot=keep_overshoot)
     result.model, result.tta = str(fitted), True
     return result
 
@@ -446,7 +483,8 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                            budget_s: float, slice_thickness: float | None,
                            slice_profile: str | Path | None, save_model: str | Path | None,
                            seed: int, steps: int | None, progress: bool | None,
-                           overwrite: bool, dtype: str | None, anonymize: bool) -> InferResult:
+                           overwrite: bool, dtype: str | None, anonymize: bool,
+                           keep_overshoot: bool = False) -> InferResult:
     """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
     spacing), so --scale/--spacing/--model/--method do not apply."""
     from medsr.selfsup import super_resolve_self_supervised
@@ -480,7 +518,8 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     if report.get("saved_model"):
         notes.append(f"fitted model saved to {report['saved_model']}")
     result = _write_result(vol, out, input_path, out_path, t0, method="self-supervised",
-                           notes=notes, overwrite=overwrite, dtype=dtype, anonymize=anonymize)
+                           notes=notes, overwrite=overwrite, dtype=dtype, anonymize=anonymize,
+                           keep_overshoot=keep_overshoot)
     result.model = str(report.get("saved_model") or report.get("architecture") or "")
     result.tta = int(report.get("test_time_flips", 1)) > 1
     return result

@@ -77,9 +77,10 @@ def derived(oblique):
     rng = np.random.default_rng(3)
     I, J, K = vol.spatial_shape
     new = (rng.normal(300, 400, size=(I, J, 2 * K)) + 0.25).astype(np.float32)
-    new[0, 0, 0] = 70000.5  # beyond int16 and uint16: must not be clipped
-    out = write_dicom_series(vol.with_data(new, A2), oblique["root"] / "derived",
-                             inputs=[oblique["dir"]])
+    new[0, 0, 0] = 70000.5  # beyond the source's int16 at slope 0.5: clipped and counted
+    with pytest.warns(UserWarning, match="^1 voxels outside the DICOM 16-bit signed"):
+        out = write_dicom_series(vol.with_data(new, A2), oblique["root"] / "derived",
+                                 inputs=[oblique["dir"]])
     return {"vol": vol, "A2": A2, "new": new, "out": out}
 
 
@@ -230,13 +231,18 @@ def test_derived_series_header_rules(oblique, derived):
     spacing = float(np.linalg.norm(derived["A2"][:3, 2]))
     assert float(dss[0].SpacingBetweenSlices) == pytest.approx(spacing, rel=1e-9)
     assert float(dss[0].SliceThickness) == pytest.approx(spacing, rel=1e-9)
-    # intensities within quantisation of the float data; the 70000.5 outlier survives
+    # the source's pixel encoding is kept (int16, slope 0.5, intercept -100): intensities
+    # within its quantisation; the 70000.5 outlier is clipped to the top of its range
+    assert all(d.PixelRepresentation == 1 and d.BitsAllocated == 16 for d in dss)
+    assert {(float(d.RescaleSlope), float(d.RescaleIntercept)) for d in dss} == {(0.5, -100)}
     by_number = sorted(dss, key=lambda d: int(d.InstanceNumber))
     back = np.stack([d.pixel_array.T * float(d.RescaleSlope) + float(d.RescaleIntercept)
                      for d in by_number], axis=2)
     slope = float(dss[0].RescaleSlope)
-    assert np.abs(back - new).max() <= 0.5 * slope + 1e-3
-    assert back[0, 0, 0] == pytest.approx(70000.5, abs=slope)
+    inside = np.ones(new.shape, bool)
+    inside[0, 0, 0] = False
+    assert np.abs(back - new)[inside].max() <= 0.5 * slope + 1e-3
+    assert back[0, 0, 0] == 32767 * 0.5 - 100
 
 
 def test_patient_modules_kept_without_anonymize(derived):

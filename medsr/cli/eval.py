@@ -10,6 +10,7 @@ scores a trained model against the interpolation baselines (medsr.engine.evaluat
 from __future__ import annotations
 
 import argparse
+import os
 
 from medsr.errors import UserError
 
@@ -34,7 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="slice normal for --ssim-mode 2d (default 2)")
     g.add_argument("--json", metavar="FILE", help="write one record per volume plus a summary")
     g.add_argument("--csv", metavar="FILE", help="write one row per volume plus mean and std")
-    g.add_argument("--overwrite", action="store_true", help="replace existing --json/--csv files")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace existing --json/--csv/--figure files")
+    g.add_argument("--label", nargs="+", metavar="NAME",
+                   help="the method of each --test file, one per file (default: from the file "
+                        "names); the tables give one mean row per method")
+    fg = g.add_mutually_exclusive_group()
+    fg.add_argument("--figure", metavar="PNG",
+                    help="write a figure: PSNR/SSIM per volume and method, and reference / "
+                         "test / error slices (default: beside --json or --csv, as .png)")
+    fg.add_argument("--no-figure", action="store_true", help="write no figure")
 
     # Model mode: the options of medsr.engine.evaluate.evaluate_model_cli. Declared here
     # rather than imported so that building the parser does not import torch.
@@ -76,6 +86,23 @@ def _write(path: str, text: str, overwrite: bool) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _figure_path(args: argparse.Namespace) -> str | None:
+    """--figure, else the --json (or --csv) path with .png; None without them or with
+    --no-figure. It may not name an input file."""
+    if getattr(args, "no_figure", False):
+        return None
+    path = getattr(args, "figure", None)
+    if path is None:
+        base = args.json or args.csv
+        if not base:
+            return None
+        path = os.path.splitext(base)[0] + ".png"
+    files = [*(args.reference or []), *(args.test or []), *(args.mask or [])]
+    if any(os.path.abspath(path) == os.path.abspath(f) for f in files):
+        raise UserError(f"the figure {path} would replace an input; give --figure PATH")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     if args.run or args.model:
         return _run_model(args)
@@ -89,12 +116,16 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.json, args.csv):  # fail before the work, not after
         if path:
             check_output(path, args.overwrite)
+    figure = _figure_path(args)
+    if figure:
+        check_output(figure, args.overwrite)
     from medsr.evaluation import evaluate_files
 
     result = evaluate_files(args.reference, args.test, masks=args.mask,
                             auto_mask=args.auto_mask, crop=args.crop,
                             data_range=args.data_range, ssim_mode=args.ssim_mode,
-                            ssim_axis=args.ssim_axis)
+                            ssim_axis=args.ssim_axis, labels=args.label,
+                            previews=figure is not None)
     from rich.console import Console
 
     Console(soft_wrap=False, width=max(100, Console().width)).print(result.table())
@@ -102,4 +133,6 @@ def run(args: argparse.Namespace) -> int:
         _write(args.json, result.to_json(), args.overwrite)
     if args.csv:
         _write(args.csv, result.to_csv(), args.overwrite)
+    if figure:
+        print(f"figure: {result.figure(figure)}")
     return 0

@@ -105,6 +105,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--volume", type=int, help="pick volume N (0-based) of a 4D input")
     p.add_argument("--series", help="pick a series (SeriesInstanceUID) in a mixed DICOM directory")
     p.add_argument("--input-spacing", type=float_list, help="override the input voxel spacing")
+    p.add_argument("--keep-overshoot", action="store_true",
+                   help="keep values below 0 in the output of a non-negative input (overshoot "
+                        "of interpolation or networks at edges); by default they are "
+                        "clipped at 0 and counted")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--anonymize", action="store_true",
                    help="apply the basic DICOM de-identification profile to DICOM output")
@@ -122,7 +126,8 @@ def _options(args: argparse.Namespace) -> dict:
                 slice_thickness=args.slice_thickness, slice_profile=args.slice_profile,
                 save_model=args.save_model, seed=args.seed, steps=args.steps,
                 tile=args.tile, batch=args.batch,
-                precision=args.precision, compile_model=args.compile_model, blend=args.blend)
+                precision=args.precision, compile_model=args.compile_model, blend=args.blend,
+                keep_overshoot=args.keep_overshoot)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -155,7 +155,6 @@ def write(vol: Volume, path: str | os.PathLike, *, overwrite: bool = False,
             from medsr.io.image2d import write_frames
             write_frames(vol, tmp, dtype=dtype, **format_options)
         else:
-            if dtype is not None:
-                vol = vol.with_data(vol.data, dtype=dtype)
-            _dicom().write_dicom_series(vol, tmp, overwrite=True, **format_options)
+            _dicom().write_dicom_series(vol, tmp, overwrite=True, dtype=dtype,
+                                        **format_options)
     return out

@@ -151,22 +151,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def cast_to_dtype(data: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
-    """Round and clip to an integer dtype's range (never wrap); plain cast for floats."""
+def cast_to_dtype(data: np.ndarray, dtype: np.dtype | str,
+                  bounds: tuple[int, int] | None = None, what: str | None = None) -> np.ndarray:
+    """Round and clip to an integer dtype's range (never wrap); plain cast for floats.
+
+    ``bounds`` narrows the integer range (e.g. a DICOM BitsStored of 12), ``what`` names
+    it in the warning that counts the clipped voxels."""
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
+        lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+        if bounds is not None:
+            lo, hi = max(lo, int(bounds[0])), min(hi, int(bounds[1]))
         out = np.empty(data.shape, dtype=dtype)
         n_clip = 0
         # in slabs along the first axis: the temporaries stay small whatever the volume
         step = max(1, (1 << 24) // max(1, int(np.prod(data.shape[1:]))))
         for a in range(0, max(1, data.shape[0]), step):
             rounded = np.rint(np.nan_to_num(np.asarray(data[a:a + step]), nan=0.0))
-            n_clip += int(np.count_nonzero((rounded < info.min) | (rounded > info.max)))
-            out[a:a + step] = np.clip(rounded, info.min, info.max)
+            n_clip += int(np.count_nonzero((rounded < lo) | (rounded > hi)))
+            out[a:a + step] = np.clip(rounded, lo, hi)
         if n_clip:
-            warnings.warn(f"{n_clip} voxels outside the {dtype} range were clipped "
-                          f"to [{info.min}, {info.max}]", stacklevel=2)
+            pct = f"{100.0 * n_clip / max(1, data.size):.3g}%"
+            warnings.warn(f"{n_clip} voxels outside the {what or dtype} range were clipped "
+                          f"to [{lo}, {hi}] ({pct} of the voxels)", stacklevel=2)
         return out
     if dtype == np.bool_:
         return data > 0.5

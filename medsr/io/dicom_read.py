@@ -473,6 +473,9 @@ def _dicom_meta(header: Dataset, frames: list[_Frame], has_geometry: bool) -> di
         "series_description": str(header.get("SeriesDescription", "")),
         "modality": str(header.get("Modality", "")),
         "slice_thickness": frames[0].thickness,
+        # (slope, intercept) shared by every frame, None when they differ (e.g. PET)
+        "rescale": ((frames[0].slope, frames[0].intercept)
+                    if len({(fr.slope, fr.intercept) for fr in frames}) == 1 else None),
         "transfer_syntax": str(getattr(getattr(header, "file_meta", None),
                                        "TransferSyntaxUID", "") or ""),
     }

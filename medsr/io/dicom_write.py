@@ -4,8 +4,10 @@ Every rule of DESIGN.md's DICOM section: patient/study modules, StudyInstanceUID
 FrameOfReferenceUID and orientation kept from the source header; new series and
 instance UIDs; ImageType DERIVED\\SECONDARY with DerivationDescription and a
 SourceImageSequence; per-slice position from the affine; Decimal Strings of at most 16
-characters; intensities stored as int16/uint16 with RescaleSlope/Intercept chosen so no
-value is clipped; explicit VR little endian, written atomically.
+characters; SeriesDescription extended ("<original> SR medsr"); pixels stored as the
+source stored them (PixelRepresentation, BitsAllocated/BitsStored, RescaleSlope/Intercept
+kept; values beyond that range clipped and counted) unless ``dtype`` asks otherwise;
+explicit VR little endian, written atomically. docs/dicom.md is the user's page.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pydicom.uid import (
 )
 from pydicom.valuerep import format_number_as_ds
 
-from medsr.errors import OutputError
+from medsr.errors import OutputError, UserError
 from medsr.geometry import ras_to_lps
 from medsr.io.common import atomic_path, cast_to_dtype, check_output
 from medsr.io.dicom_deid import Deidentifier
@@ -69,6 +71,9 @@ _STALE = (
 )
 
 DEFAULT_DERIVATION = "Super-resolved by medsr: resampled onto a finer voxel grid"
+DESCRIPTION_SUFFIX = "SR medsr"
+DEFAULT_DESCRIPTION = "medsr super-resolution"  # when the source has no SeriesDescription
+INTEGER_DTYPES = ("uint8", "int8", "uint16", "int16")  # what --dtype may ask of DICOM
 
 
 def ds_str(x: float) -> str:
@@ -119,6 +124,92 @@ def encode_intensities(data: np.ndarray) -> tuple[np.ndarray, str, str]:
     b = float(inter_s)
     stored = np.rint((data.astype(np.float64) - b) / s)
     return np.clip(stored, -32768, 32767).astype(np.int16), slope_s, inter_s
+
+
+def dicom_dtype(dtype: str | None) -> str | None:
+    """``--dtype`` for DICOM output: an integer pixel type of :data:`INTEGER_DTYPES`,
+    ``"float"`` for any float dtype (a 16-bit integer with a rescale that keeps precision)
+    or None (the source's representation); anything else is a one-line UserError."""
+    if dtype is None:
+        return None
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:
+        name = ""
+    if name in INTEGER_DTYPES:
+        return name
+    if name.startswith("float"):
+        return "float"
+    raise UserError(f"DICOM output stores {', '.join(INTEGER_DTYPES[:-1])} or "
+                    f"{INTEGER_DTYPES[-1]} pixels, or a float dtype (as 16-bit integers with a "
+                    f"rescale that keeps precision); --dtype {dtype} is not possible")
+
+
+def source_encoding(vol: Volume) -> tuple[np.dtype, int, float, float] | None:
+    """(pixel dtype, BitsStored, slope, intercept) of the DICOM series ``vol`` came from;
+    None when there is none to keep (not DICOM, float or colour pixels, or a rescale that
+    differs between slices)."""
+    info = vol.meta.get("dicom")
+    src = info.get("template") if isinstance(info, dict) else None
+    if src is None:
+        return None
+    stored = vol.meta.get("stored_dtype")
+    if stored is not None and not np.issubdtype(np.dtype(stored), np.integer):
+        return None
+    try:
+        alloc = int(src.get("BitsAllocated"))
+        bits = int(src.get("BitsStored", alloc))
+        signed = int(src.get("PixelRepresentation", 0))
+        samples = int(src.get("SamplesPerPixel", 1) or 1)
+    except (TypeError, ValueError):
+        return None
+    if alloc not in (8, 16, 32) or not 1 < bits <= alloc or signed not in (0, 1) \
+            or samples != 1:
+        return None
+    if "rescale" in info:
+        if info["rescale"] is None:
+            return None
+        slope, inter = (float(v) for v in info["rescale"])
+    else:
+        try:
+            slope = float(src.get("RescaleSlope", 1) or 1)
+            inter = float(src.get("RescaleIntercept", 0) or 0)
+        except (TypeError, ValueError):
+            return None
+    return np.dtype(f"{'i' if signed else 'u'}{alloc // 8}"), bits, slope, inter
+
+
+def encode_pixels(data: np.ndarray, dtype: str | None = None,
+                  source: tuple[np.dtype, int, float, float] | None = None
+                  ) -> tuple[np.ndarray, str, str, int]:
+    """Grey values -> (stored integers, slope, intercept Decimal Strings, BitsStored).
+
+    ``dtype`` None keeps the ``source`` encoding (:func:`source_encoding`); an integer
+    ``dtype`` stores that type with the source's rescale (1, 0 without a source); "float"
+    (or None without a source) fits a rescale to the values (:func:`encode_intensities`).
+    Values outside the stored range after rescale are clipped, with a warning that counts
+    them."""
+    kind = dicom_dtype(dtype)
+    if kind == "float" or (kind is None and source is None):
+        stored, slope_s, inter_s = encode_intensities(data)
+        return stored, slope_s, inter_s, stored.dtype.itemsize * 8
+    if kind is None:
+        pix, bits, slope, inter = source  # type: ignore[misc]
+    else:
+        pix = np.dtype(kind)
+        bits = pix.itemsize * 8
+        slope, inter = (source[2], source[3]) if source is not None else (1.0, 0.0)
+    signed = np.issubdtype(pix, np.signedinteger)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    slope_s, inter_s = ds_str(slope), ds_str(inter)
+    s, b = float(slope_s), float(inter_s)
+    values = np.asarray(data)
+    if (s, b) != (1.0, 0.0):
+        values = (values.astype(np.float64) - b) / s
+    vlo, vhi = sorted((lo * s + b, hi * s + b))
+    what = (f"DICOM {bits}-bit {'signed' if signed else 'unsigned'} pixel (RescaleSlope "
+            f"{slope_s}, RescaleIntercept {inter_s}: values {vlo:g} to {vhi:g})")
+    return cast_to_dtype(values, pix, bounds=(lo, hi), what=what), slope_s, inter_s, bits
 
 
 # ---------------------------------------------------------------------------- geometry
@@ -250,8 +341,18 @@ def _series_number(template: Dataset) -> int:
     return n + 1000 if n + 1000 <= 2**31 - 1 else 1001
 
 
+def series_description(original: str) -> str:
+    """``"<original> SR medsr"`` within the 64 characters of a LO (the original part
+    truncated); :data:`DEFAULT_DESCRIPTION` when there is no original."""
+    original = " ".join(str(original or "").split())
+    if not original:
+        return DEFAULT_DESCRIPTION
+    room = 64 - len(DESCRIPTION_SUFFIX) - 1
+    return f"{original[:room].rstrip()} {DESCRIPTION_SUFFIX}"
+
+
 def _pixel_module(ds: Dataset, stored: np.ndarray, rgb: bool, slope: str, inter: str,
-                  photometric: str) -> None:
+                  photometric: str, bits_stored: int | None = None) -> None:
     ds.SamplesPerPixel = 3 if rgb else 1
     if rgb:
         ds.PhotometricInterpretation = "RGB"
@@ -265,8 +366,8 @@ def _pixel_module(ds: Dataset, stored: np.ndarray, rgb: bool, slope: str, inter:
             ds.RescaleType = "US"
     bits = stored.dtype.itemsize * 8
     ds.BitsAllocated = bits
-    ds.BitsStored = bits
-    ds.HighBit = bits - 1
+    ds.BitsStored = bits_stored or bits
+    ds.HighBit = (bits_stored or bits) - 1
     ds.PixelRepresentation = 1 if np.issubdtype(stored.dtype, np.signedinteger) else 0
 
 
@@ -274,16 +375,19 @@ def _pixel_module(ds: Dataset, stored: np.ndarray, rgb: bool, slope: str, inter:
 
 
 def write_dicom_series(vol: Volume, out_dir: str | os.PathLike, *, overwrite: bool = False,
-                       description: str = "medsr super-resolution",
+                       description: str | None = None,
                        derivation: str = DEFAULT_DERIVATION, anonymize: bool = False,
-                       inputs: list[Path] | None = None) -> Path:
+                       inputs: list[Path] | None = None, dtype: str | None = None) -> Path:
     """Write ``vol`` as a new derived series in directory ``out_dir`` (created atomically).
 
     The header comes from ``vol.meta["dicom"]`` when the volume was read from DICOM,
     otherwise a fresh minimal MR header with a placeholder patient and study is made.
-    ``anonymize`` applies the basic de-identification profile (UIDs remapped consistently).
-    Returns the output directory.
+    ``description`` None extends the source's SeriesDescription (:func:`series_description`).
+    ``dtype`` (:func:`dicom_dtype`) None stores pixels as the source did; see
+    :func:`encode_pixels`. ``anonymize`` applies the basic de-identification profile (UIDs
+    remapped consistently). Returns the output directory.
     """
+    kind = dicom_dtype(dtype)
     out = check_output(out_dir, overwrite, inputs)
     data = vol.data
     rgb = data.ndim == 4 and data.shape[3] == 3
@@ -301,14 +405,20 @@ def write_dicom_series(vol: Volume, out_dir: str | os.PathLike, *, overwrite: bo
     photometric = str(template.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         photometric = "MONOCHROME2"
+    bits_stored = None
     if rgb:
-        # colour has no rescale: 8 bits unless the source or the values need 16
-        wide = (vol.meta.get("stored_dtype") == "uint16"
-                or float(np.nanmax(data, initial=0)) > 255.5)
+        # colour has no rescale: 8 bits unless asked, or the source or the values need 16
+        if kind not in (None, "uint8", "uint16"):
+            raise UserError(f"colour DICOM stores uint8 or uint16 pixels; --dtype {dtype} "
+                            "is not possible")
+        wide = kind == "uint16" or kind is None and (
+            vol.meta.get("stored_dtype") == "uint16"
+            or float(np.nanmax(data, initial=0)) > 255.5)
         stored_all = cast_to_dtype(np.asarray(data), np.uint16 if wide else np.uint8)
         slope = inter = ""
     else:
-        stored_all, slope, inter = encode_intensities(data)
+        stored_all, slope, inter, bits_stored = encode_pixels(data, kind,
+                                                              source_encoding(vol))
 
     map_uid: Callable[[str], str] = str
     if anonymize:
@@ -324,6 +434,8 @@ def write_dicom_series(vol: Volume, out_dir: str | os.PathLike, *, overwrite: bo
     image_type = ["DERIVED", "SECONDARY"] + [str(v) for v in
                                              list(template.get("ImageType", []))[2:]]
     series_number = _series_number(template)
+    if description is None:
+        description = series_description(str(template.get("SeriesDescription", "")))
 
     with atomic_path(out) as tmp:
         tmp.mkdir()
@@ -354,7 +466,7 @@ def write_dicom_series(vol: Volume, out_dir: str | os.PathLike, *, overwrite: bo
             plane = stored_all[:, :, k]
             pixels = np.ascontiguousarray(np.swapaxes(plane, 0, 1))  # (rows, cols[, 3])
             ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
-            _pixel_module(ds, pixels, rgb, slope, inter, photometric)
+            _pixel_module(ds, pixels, rgb, slope, inter, photometric, bits_stored)
             ds.PixelData = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
             ds.file_meta = _file_meta(ds)
             ds.save_as(tmp / f"{k + 1:05d}.dcm", enforce_file_format=True)
