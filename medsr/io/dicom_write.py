@@ -446,9 +446,10 @@ def write_dicom_series(vol: Volume, out_dir: str | os.PathLike, *, overwrite: bo
             ds.SeriesInstanceUID = series_uid
             ds.SeriesNumber = series_number
             ds.SeriesDescription = description[:64]
-            ds.SeriesDate, ds.SeriesTime = date, time
-            ds.ContentDate, ds.ContentTime = date, time
-            ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+            if not anonymize:  # the profile removes these (X/D) or empties them (Z/D)
+                ds.SeriesDate, ds.SeriesTime = date, time
+                ds.ContentDate, ds.ContentTime = date, time
+                ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
             ds.ImageType = image_type
             ds.DerivationDescription = derivation[:1024]
             ds.InstanceNumber = k + 1
