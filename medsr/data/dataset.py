@@ -59,9 +59,29 @@ def load_volumes(items: list[dict], lower: float, upper: float, cache: bool = Tr
 
     transform = Compose([LoadVolumed(), RobustNormalised(("image", "lr"), lower, upper)])
     items = [{k: v for k, v in it.items() if v is not None} for it in items]
-    ds = (CacheDataset(items, transform, cache_rate=1.0, num_workers=0, progress=False)
-          if cache else MonaiDataset(items, transform))
-    return [ds[i] for i in range(len(ds))]
+    try:
+        ds = (CacheDataset(items, transform, cache_rate=1.0, num_workers=0, progress=False)
+              if cache else MonaiDataset(items, transform))
+        return [ds[i] for i in range(len(ds))]
+    except RuntimeError as exc:
+        # MONAI wraps a transform's exception in RuntimeError("applying transform ..."):
+        # report the reason (an unreadable volume is an InputError naming the file)
+        cause = _user_cause(exc)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def _user_cause(exc: BaseException) -> BaseException | None:
+    """The UserError, OSError or MemoryError that ``exc`` was raised from, if any."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, (UserError, OSError, MemoryError)):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 class SRPatchDataset(Dataset):

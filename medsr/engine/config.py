@@ -3,13 +3,19 @@
 A config is a nested dict. Every key must exist in :data:`DEFAULTS` (a typo is a
 :class:`~medsr.errors.UserError` naming the key and the allowed ones), values are
 type-checked against the default, and the few open sections (:data:`OPEN_SECTIONS`,
-e.g. model hyperparameters) accept any key. YAML is read with ``yaml.safe_load`` only.
+e.g. model hyperparameters) accept any key. :func:`validate` then checks every value
+(finite, in range, a known choice). YAML is read with PyYAML's safe loader only, from a
+UTF-8 file of at most :data:`MAX_CONFIG_BYTES`, and a document whose aliases would expand
+to more than :data:`MAX_YAML_NODES` nodes (a "billion laughs" bomb) is refused before it
+is expanded.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import os
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +129,10 @@ def defaults() -> dict[str, Any]:
 
 
 def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
+    if default is None:
         return True
+    if value is None:  # null only where the default is null
+        return False
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):
@@ -164,7 +172,9 @@ def _merge(base: dict, override: dict, prefix: str) -> None:
         default = DEFAULTS_FLAT.get(path, base[key])
         if _is_open(path):
             if not (value is None or isinstance(value, dict)):
-                raise UserError(f"config key '{path}' must be a mapping, got {value!r}")
+                raise UserError(f"config key '{path}' must be a mapping, got {_short(value)}")
+            if value is None and isinstance(default, dict):
+                value = {}
             if isinstance(value, dict) and isinstance(base[key], dict):
                 _deep_update(base[key], value)
             else:
@@ -180,10 +190,16 @@ def _merge(base: dict, override: dict, prefix: str) -> None:
                 pass
         if path not in VALIDATED_KEYS and not _type_ok(default, value):
             raise UserError(f"config key '{path}' must be {type(default).__name__}, "
-                            f"got {value!r}")
+                            f"got {_short(value)}")
         if isinstance(default, float) and isinstance(value, int):
             value = float(value)
         base[key] = copy.deepcopy(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a message stays one short line)."""
+    text = " ".join(reprlib.repr(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -205,21 +221,96 @@ def merge(config: dict, override: dict) -> dict:
     return out
 
 
+#: A training config is a few kB; anything larger is refused unread.
+MAX_CONFIG_BYTES = 1 << 20
+#: Nodes a YAML document may hold once its aliases are expanded (refused beyond this).
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_nodes(root: yaml.Node) -> int:
+    """Nodes of ``root`` with every alias expanded, counted without expanding anything.
+
+    Shared (aliased) nodes are counted once per use from a memo, so a "billion laughs"
+    document is measured in microseconds; a count over :data:`MAX_YAML_NODES` or a
+    recursive alias raises UserError.
+    """
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def count(node: yaml.Node) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            raise UserError("refers to itself through an alias (recursive anchor)")
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                total += count(child)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += count(k) + count(v)
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise UserError(f"expands to more than {MAX_YAML_NODES} values through aliases "
+                            "(a YAML bomb?)")
+        memo[key] = total
+        return total
+
+    return count(root)
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, refusing alias bombs and recursive aliases before expanding.
+
+    Raises ``yaml.YAMLError`` for a syntax error and UserError (no file name) for a bomb.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _expanded_nodes(node)
+            return loader.construct_document(node)
+        except RecursionError as exc:
+            raise UserError("is nested too deeply") from exc
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
-    """A YAML mapping from ``path`` (``yaml.safe_load``; never executes anything)."""
+    """A YAML mapping from ``path`` (safe loader only; never executes anything).
+
+    UserError for a file that cannot be read, is larger than :data:`MAX_CONFIG_BYTES`, is
+    not UTF-8 text or not YAML, expands beyond :data:`MAX_YAML_NODES`, or is no mapping.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise UserError(f"cannot read config {p}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise UserError(f"config {p} is larger than {MAX_CONFIG_BYTES // 1024} KiB; "
+                        "a training config is a small YAML file")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config {p} is not UTF-8 text (byte {exc.start} of the file); "
+                        "give a YAML file") from exc
+    try:
+        data = safe_yaml(text)
     except yaml.YAMLError as exc:
         raise UserError(f"config {p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except UserError as exc:
+        raise UserError(f"config {p} {exc}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"config {p} must be a mapping of keys to values")
+        raise UserError(f"config {p} must be a mapping of keys to values, "
+                        f"not a {type(data).__name__}")
     return data
 
 
@@ -232,9 +323,11 @@ def parse_set(item: str) -> dict:
     if not key or any(not part for part in key.split(".")):
         raise UserError(f"--set: bad key {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except UserError as exc:
+        raise UserError(f"--set {key}: the value {exc}") from exc
     out: dict = {}
     node = out
     parts = key.split(".")
@@ -256,16 +349,75 @@ def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = 
     return cfg
 
 
-def _choice(cfg: dict, path: str, allowed: tuple[str, ...]) -> None:
+def _get(cfg: dict, path: str) -> Any:
     node: Any = cfg
     for part in path.split("."):
         node = node[part]
-    if node not in allowed:
-        raise UserError(f"config key '{path}' must be one of {', '.join(allowed)}; got {node!r}")
+    return node
+
+
+def _choice(cfg: dict, path: str, allowed: tuple[str, ...]) -> None:
+    node = _get(cfg, path)
+    if not isinstance(node, str) or node not in allowed:
+        raise UserError(f"config key '{path}' must be one of {', '.join(allowed)}; "
+                        f"got {_short(node)}")
+
+
+def _is_number(v: Any, integer: bool = False) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    if integer:
+        return isinstance(v, int) or (math.isfinite(v) and float(v).is_integer())
+    return math.isfinite(v)
+
+
+def _check_number(value: Any, key: str, *, integer: bool = False, ge: float | None = None,
+                  gt: float | None = None, le: float | None = None,
+                  lt: float | None = None) -> None:
+    """``value`` is a finite number (an integer if asked) within the given bounds."""
+    lo, hi = (ge, gt)[ge is None], (le, lt)[le is None]
+    what = "an integer" if integer else "a finite number"
+    if lo is not None and hi is not None:
+        what += f" in {'[('[ge is None]}{lo}, {hi}{'])'[le is None]}"
+    elif lo is not None:
+        what += f" {'>=' if ge is not None else '>'} {lo}"
+    elif hi is not None:
+        what += f" {'<=' if le is not None else '<'} {hi}"
+    ok = _is_number(value, integer)
+    if ok:
+        ok = ((ge is None or value >= ge) and (gt is None or value > gt)
+              and (le is None or value <= le) and (lt is None or value < lt))
+    if not ok:
+        raise UserError(f"config key '{key}' must be {what}; got {_short(value)}")
+
+
+def _num(cfg: dict, path: str, **bounds: Any) -> None:
+    _check_number(_get(cfg, path), path, **bounds)
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _str_or_none(cfg: dict, path: str) -> None:
+    v = _get(cfg, path)
+    if v is not None and (not isinstance(v, str) or not v):
+        raise UserError(f"config key '{path}' must be a non-empty string or null; "
+                        f"got {_short(v)}")
+
+
+def _str_list(cfg: dict, path: str) -> None:
+    v = _get(cfg, path)
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise UserError(f"config key '{path}' must be a list of strings; got {_short(v)}")
 
 
 def validate(cfg: dict) -> None:
-    """Check values that types alone cannot (choices, ranges)."""
+    """Check every value where types alone cannot: finite, in range, a known choice.
+
+    Model hyperparameters, degradation parameters and the data itself are checked by
+    building them (:func:`medsr.engine.train.preflight`), before a run writes anything.
+    """
     _choice(cfg, "device", ("auto", "cpu", "cuda"))
     _choice(cfg, "data.source", ("folder", "glob", "csv", "mni152"))
     _choice(cfg, "sampling.mode", ("2d", "2.5d", "3d"))
@@ -273,34 +425,92 @@ def validate(cfg: dict) -> None:
     _choice(cfg, "schedule.name", ("none", "step", "cosine"))
     _choice(cfg, "loss.adversarial_kind", ("standard", "relativistic", "enhancenet"))
     check_amp(cfg["train"]["amp"])
-    if cfg["data"]["source"] != "mni152" and not cfg["data"]["path"]:
+    _num(cfg, "seed", integer=True, ge=0, le=2**32 - 1)
+    _num(cfg, "num_threads", integer=True, ge=0, le=4096)
+
+    d = cfg["data"]
+    if d["source"] != "mni152" and not d["path"]:
         raise UserError(f"config key 'data.path' is required for data.source "
-                        f"{cfg['data']['source']!r}")
-    t = cfg["train"]
-    for key in ("steps", "log_every", "val_every", "ckpt_every"):
-        if t[key] < 1:
-            raise UserError(f"config key 'train.{key}' must be >= 1, got {t[key]}")
-    if cfg["sampling"]["batch_size"] < 1:
-        raise UserError("config key 'sampling.batch_size' must be >= 1")
-    axes = cfg["sampling"]["axes"]
+                        f"{d['source']!r}")
+    _str_or_none(cfg, "data.path")
+    if not d["pattern"]:
+        raise UserError("config key 'data.pattern' must not be empty")
+    if d["resolution"] not in (1, 2):
+        raise UserError(f"config key 'data.resolution' must be 1 or 2; got "
+                        f"{_short(d['resolution'])}")
+    _num(cfg, "data.val_fraction", ge=0, lt=1)
+    _str_list(cfg, "data.val_paths")
+    _num(cfg, "data.normalise.lower", ge=0, lt=100)
+    _num(cfg, "data.normalise.upper", gt=0, le=100)
+    if not d["normalise"]["lower"] < d["normalise"]["upper"]:
+        raise UserError("config key 'data.normalise.lower' must be below "
+                        "'data.normalise.upper'")
+
+    _str_or_none(cfg, "degradation.preset")
+    if not cfg["degradation"]["spec"] and not cfg["degradation"]["preset"]:
+        raise UserError("config key 'degradation.preset' is required when "
+                        "'degradation.spec' is null")
+
+    s = cfg["sampling"]
+    axes = s["axes"]
     axes = [axes] if isinstance(axes, int) else axes
-    if not axes or any(a not in (0, 1, 2) for a in axes):
-        raise UserError(f"config key 'sampling.axes' must list axes 0, 1 or 2; got {axes!r}")
-    g = cfg["sampling"]["gamma"]
+    if (not isinstance(axes, list) or not axes
+            or any(isinstance(a, bool) or a not in (0, 1, 2) for a in axes)):
+        raise UserError(f"config key 'sampling.axes' must list axes 0, 1 or 2; "
+                        f"got {_short(s['axes'])}")
+    _num(cfg, "sampling.context", integer=True, ge=0, le=64)
+    _num(cfg, "sampling.batch_size", integer=True, ge=1, le=65536)
+    _num(cfg, "sampling.min_foreground", ge=0, le=1)
+    _num(cfg, "sampling.remap", ge=0, le=1)
+    _num(cfg, "sampling.num_workers", integer=True, ge=0, le=1024)
+    _num(cfg, "sampling.val_patches", integer=True, ge=1, le=100_000)
+    g = s["gamma"]
     if g is not None and not (isinstance(g, list) and len(g) == 2
-                              and all(isinstance(v, (int, float)) and v > 0 for v in g)
+                              and all(_is_number(v) and v > 0 for v in g)
                               and g[0] <= g[1]):
         raise UserError(f"config key 'sampling.gamma' must be null or [lo, hi] with "
-                        f"0 < lo <= hi; got {g!r}")
-    if not 0.0 <= cfg["sampling"]["remap"] <= 1.0:
-        raise UserError("config key 'sampling.remap' must be a probability in [0, 1]")
-    if not 0.0 <= cfg["train"]["ema"] < 1.0:
-        raise UserError("config key 'train.ema' must be in [0, 1)")
-    weights = {k: v for k, v in cfg["loss"].items() if k in LOSS_TERMS}
-    if any(w < 0 for w in weights.values()):
-        raise UserError("loss weights must be >= 0")
-    if not any(w > 0 for k, w in weights.items() if k != "adversarial"):
+                        f"0 < lo <= hi; got {_short(g)}")
+    # per-axis values; their count and divisibility are checked by the trainer's
+    # sampling_spec, which knows the patch axes
+    for k in _as_list(cfg["model"]["scale"]):
+        _check_number(k, "model.scale", integer=True, ge=1, le=64)
+    for p in _as_list(s["patch_size"]):
+        _check_number(p, "sampling.patch_size", integer=True, ge=1, le=4096)
+
+    m = cfg["model"]
+    if not m["name"]:
+        raise UserError("config key 'model.name' must not be empty")
+    _str_or_none(cfg, "model.init")
+    _num(cfg, "discriminator.lr", gt=0)
+
+    loss = cfg["loss"]
+    for k in LOSS_TERMS:
+        _num(cfg, f"loss.{k}", ge=0)
+    if not any(loss[k] > 0 for k in LOSS_TERMS if k != "adversarial"):
         raise UserError("at least one non-adversarial loss weight must be > 0")
+    _str_or_none(cfg, "loss.feature_weights")
+    _str_list(cfg, "loss.texture_layers")
+    _num(cfg, "loss.charbonnier_eps", gt=0)
+
+    o = cfg["optim"]
+    _num(cfg, "optim.lr", gt=0)
+    _num(cfg, "optim.weight_decay", ge=0)
+    _num(cfg, "optim.momentum", ge=0, lt=1)
+    b = o["betas"]
+    if not (isinstance(b, list) and len(b) == 2 and all(_is_number(v) and 0 <= v < 1
+                                                         for v in b)):
+        raise UserError(f"config key 'optim.betas' must be [b1, b2] with 0 <= b < 1; "
+                        f"got {_short(b)}")
+
+    _num(cfg, "schedule.step_size", integer=True, ge=1)
+    _num(cfg, "schedule.gamma", gt=0)
+    _num(cfg, "schedule.warmup", integer=True, ge=0)
+    _num(cfg, "schedule.min_lr", ge=0)
+
+    for key in ("steps", "log_every", "val_every", "ckpt_every"):
+        _num(cfg, f"train.{key}", integer=True, ge=1)
+    _num(cfg, "train.grad_clip", ge=0)
+    _num(cfg, "train.ema", ge=0, lt=1)
 
 
 LOSS_TERMS = ("l1", "l2", "charbonnier", "gradient", "ssim", "tv", "perceptual", "texture",
@@ -318,5 +528,5 @@ def per_axis(value: Any, n: int, key: str) -> tuple:
     if len(vals) == 1:
         vals = vals * n
     if len(vals) != n:
-        raise UserError(f"config key '{key}' needs 1 or {n} values, got {value!r}")
+        raise UserError(f"config key '{key}' needs 1 or {n} values, got {_short(value)}")
     return tuple(vals)

@@ -1,4 +1,10 @@
-"""The run manifest: what was run, on what, with which code, so anyone can repeat it."""
+"""The run manifest: what was run, on what, with which code, so anyone can repeat it.
+
+A directory holding ``manifest.json`` is a run medsr wrote. The rule for where a run goes
+(:func:`check_run_dir`): a new run needs a directory that does not exist yet or is empty,
+and is created only once everything has been checked; ``--resume`` needs a run directory
+(one with ``manifest.json``). A directory holding anything else is never trained into.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +69,45 @@ def build_manifest(config: dict, *, seed: int, device: str, argv: list[str] | No
         "platform": platform.platform(),
         **(extra or {}),
     }
+
+
+MANIFEST = "manifest.json"
+
+
+def check_run_dir(run_dir: str | os.PathLike, *, resume: bool = False) -> None:
+    """UserError unless ``run_dir`` may take a run; creates and changes nothing.
+
+    New run: ``run_dir`` does not exist (its first existing ancestor must be a writable
+    directory) or is an empty directory. Resume: ``run_dir`` holds ``manifest.json``.
+    """
+    from medsr.errors import UserError
+
+    p = Path(run_dir)
+    if resume:
+        if not p.is_dir():
+            raise UserError(f"{p} is not a directory; nothing to resume")
+        if not (p / MANIFEST).is_file():
+            raise UserError(f"{p} is not a medsr run directory (no {MANIFEST}); "
+                            "nothing to resume")
+        return
+    if p.is_symlink() or p.exists():
+        if not p.is_dir():
+            raise UserError(f"run directory {p} exists and is not a directory")
+        if (p / MANIFEST).exists():
+            raise UserError(f"{p} already holds a run; use --resume {p} or another --run-dir")
+        names = sorted(os.listdir(p))
+        if names:
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            raise UserError(f"run directory {p} is not empty (it holds {names[0]!r}{more}) "
+                            "and is not a medsr run; give a new or empty --run-dir")
+        return
+    parent = p.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot create run directory {p}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create run directory {p}: {parent} is not writable")
 
 
 def write_manifest(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:

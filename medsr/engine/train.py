@@ -43,7 +43,7 @@ from medsr.engine.checkpoint import (
     unflatten_optimizer,
 )
 from medsr.engine.ema import EMA
-from medsr.engine.manifest import build_manifest, read_manifest, write_manifest
+from medsr.engine.manifest import build_manifest, check_run_dir, read_manifest, write_manifest
 from medsr.errors import UserError
 
 log = logging.getLogger("medsr.train")
@@ -88,10 +88,15 @@ def build_degradation(cfg: dict, scale: tuple[int, ...]):
     from medsr import degrade
 
     dcfg = cfg["degradation"]
-    if dcfg["spec"]:
-        return degrade.Degradation.from_dict(dcfg["spec"])
-    return degrade.load_preset(dcfg["preset"], scale=tuple(int(k) for k in scale),
-                               **dcfg["params"])
+    try:
+        if dcfg["spec"]:
+            return degrade.Degradation.from_dict(dcfg["spec"])
+        return degrade.load_preset(dcfg["preset"], scale=tuple(int(k) for k in scale),
+                                   **dcfg["params"])
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        key = "degradation.spec" if dcfg["spec"] else "degradation.params"
+        raise UserError(f"config key '{key}' does not give a degradation: "
+                        f"{_one_line(exc)}") from exc
 
 
 def model_channels(cfg: dict, data_channels: int) -> tuple[int, int]:
@@ -132,8 +137,17 @@ def create_model(cfg: dict, in_ch: int, out_ch: int) -> nn.Module:
     name = cfg["model"]["name"]
     if name not in models.available():
         raise UserError(f"unknown model {name!r}; available: {', '.join(models.available())}")
-    return models.create(name, spatial_dims=spec.spatial_dims, scale=spec.scale,
-                         in_channels=in_ch, out_channels=out_ch, **cfg["model"]["hparams"])
+    try:
+        return models.create(name, spatial_dims=spec.spatial_dims, scale=spec.scale,
+                             in_channels=in_ch, out_channels=out_ch, **cfg["model"]["hparams"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(_one_line(f"model {name!r} cannot be built with model.hparams "
+                                  f"{cfg['model']['hparams']}: {exc}")) from exc
+
+
+def _one_line(exc: BaseException | str, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def model_info(cfg: dict, model: nn.Module, in_ch: int, out_ch: int,
@@ -272,7 +286,14 @@ def train(cfg: dict, run_dir: str | os.PathLike, *, resume: bool = False,
     With ``resume=True`` the run continues from the newest ``run_dir/checkpoints/state-*``.
     Under torchrun this joins the process group (NCCL on GPU, gloo on CPU) and leaves it
     at the end; every rank must call it with the same arguments.
+
+    A failed start writes nothing: the config, ``run_dir`` (:func:`check_run_dir`), the
+    data (every volume is read), the degradation, the model, the losses and the
+    validation patches are all checked before ``run_dir`` is created; an unusable one is
+    a UserError.
     """
+    cfgmod.validate(cfg)
+    check_run_dir(run_dir, resume=resume)
     distributed.check_env()
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
@@ -303,13 +324,11 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
     rank, world = distributed.rank(), distributed.world_size()
     bs = int(cfg["sampling"]["batch_size"])
     local_bs = distributed.local_batch(bs, world)
-    # every rank checks before any rank writes (a late rank must not see rank 0's manifest)
-    if not resume and (run_dir / "manifest.json").exists():
-        raise UserError(f"{run_dir} already holds a run; use --resume {run_dir} or "
-                        "another --run-dir")
+    # every rank checks before any rank writes (a late rank must not see rank 0's manifest);
+    # run_dir is created only after the data, model and losses are built (a failed start
+    # leaves nothing behind)
+    check_run_dir(run_dir, resume=resume)
     distributed.barrier()
-    if not resume and main:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
 
     seed = int(cfg["seed"])
     determinism.enable_determinism(seed)
@@ -405,7 +424,9 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
                     distributed.backend_for(device) if world > 1 else None),
                     "global_batch": bs, "batch_per_process": local_bs},
             })
+            run_dir.mkdir(parents=True, exist_ok=True)  # the first thing a run creates
         write_manifest(run_dir, manifest)
+        ckpt_dir.mkdir(exist_ok=True)
         metrics.start(state.step if resume else None)
 
     total = int(cfg["train"]["steps"])
