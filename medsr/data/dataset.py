@@ -92,9 +92,13 @@ class SRPatchDataset(Dataset):
         if not volumes:
             raise UserError("no volumes to sample from")
         for v in volumes:
-            check_volume(v["image"].shape[1:], spec)
+            where = f"{v['source']}: " if v.get("source") else ""
+            try:
+                check_volume(v["image"].shape[1:], spec)
+            except UserError as exc:
+                raise UserError(f"{where}{exc}") from exc
             if spec.mode == "2.5d" and v["image"].shape[0] != 1:
-                raise UserError("2.5d sampling needs single-channel volumes")
+                raise UserError(f"{where}2.5d sampling needs single-channel volumes")
         self.volumes, self.spec, self.degradation = volumes, spec, degradation
         self.seed, self.stream, self.augment = int(seed), int(stream), augment
 
