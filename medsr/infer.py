@@ -23,6 +23,8 @@ from medsr.interpolate import METHODS as INTERPOLATION_METHODS
 from medsr.volume import Volume
 
 DEFAULT_MAX_OUTPUT_VOXELS = 1_000_000_000  # 4 GB as float32
+DEFAULT_BUDGET_S = 300.0  # --self-supervised --budget
+WRITE_PER_READ = 3.0  # writing a voxel takes up to this many times reading one (gzip)
 CLASSICAL_METHODS = (*INTERPOLATION_METHODS, "ibp")
 
 
@@ -132,19 +134,30 @@ def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
             net, info = load(p.name, device)
             passes.append(Pass(net, {**info, "name": p.name}, pass_factors(net, axes)))
         return passes
+    model, _ = pretrained.resolve(model)  # a name served by a larger shipped model
     net, info = load(model, device)
+    name = str(model) if str(model) in pretrained.PRETRAINED else None
+
+    def mismatch() -> UserError:  # what the model is for, what this scan needs, what fits
+        what = pretrained.purpose(net.scale, net.spatial_dims, name)
+        return UserError(f"{name or Path(str(model)).name} {what}; this scan needs "
+                         f"{pretrained.describe_factors(K)}: "
+                         f"{pretrained.suggestion(plan.factors)}")
+
     if net.spatial_dims == 3:
         axes = None
     else:
         up = [ax for ax in range(3) if K[ax] > 1]
-        axes = up[0] if len(up) == 1 else tuple(up) if len(up) == 2 else None
-        if axes is None:
-            raise UserError(f"a 2D model cannot realise factors {list(K)} in one pass; give "
-                            "factors along one or two axes, or use a 3D model")
+        one_axis = min(int(s) for s in net.scale) == 1  # (1, k): thick slices / z
+        if one_axis and len(up) == 1:
+            axes = up[0]
+        elif not one_axis and len(up) == 2:
+            axes = (up[0], up[1])
+        else:
+            raise mismatch()
     f = pass_factors(net, axes)
     if any((fk < k) or (k == 1 and fk != 1) for fk, k in zip(f, K)):
-        raise UserError(f"model {model} upsamples by {list(f)} here but the plan needs "
-                        f"{list(K)}; choose --scale/--spacing to match the model")
+        raise mismatch()
     return [Pass(net, info, f)]
 
 
@@ -208,13 +221,14 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                input_spacing: Sequence[float] | None = None,
                max_output_voxels: int = DEFAULT_MAX_OUTPUT_VOXELS,
                anonymize: bool = False, progress: bool | None = None,
-               self_supervised: bool = False, budget_s: float = 300.0,
+               self_supervised: bool = False, budget_s: float | None = None,
                slice_thickness: float | None = None, slice_profile: str | Path | None = None,
-               save_model: str | Path | None = None, seed: int = 0,
+               save_model: str | Path | None = None, seed: int | None = None,
                steps: int | None = None, tile: Sequence[int] | None = None,
                batch: int | None = None,
                precision: str = "auto", compile_model: bool = False,
-               blend: str = "crop", keep_overshoot: bool = False) -> InferResult:
+               blend: str = "crop", keep_overshoot: bool = False,
+               budget_start: float | None = None) -> InferResult:
     """Read ``input_path``, super-resolve it and write the result atomically.
 
     ``method="auto"`` uses the shipped network that fits the factors (see
@@ -228,6 +242,9 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     ``precision``, ``compile_model`` and ``blend`` tune how networks run
     (:func:`medsr.inference.model_sr.run_passes`). The output of a non-negative input is
     clipped at 0 unless ``keep_overshoot`` (:func:`clip_overshoot`).
+    Options that do not apply to the mode the flags select are refused or noted by
+    :func:`medsr.modes.check_options`; ``budget_s`` (default 300 s) counts from
+    ``budget_start`` (a ``time.perf_counter()`` value; default: this call).
     """
     from medsr import io, microscopy, multiframe
     from medsr.io.common import check_output
@@ -235,6 +252,12 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
 
     t0 = time.perf_counter()
     input_path = Path(input_path)
+    flag_notes, model = check_options(
+        model, method=method, self_supervised=self_supervised, scale=scale, spacing=spacing,
+        tta=tta, budget_s=budget_s, steps=steps, seed=seed, save_model=save_model,
+        slice_thickness=slice_thickness, slice_profile=slice_profile, device=device,
+        max_memory=max_memory, tile=tile, batch=batch, precision=precision,
+        compile_model=compile_model, blend=blend)
     video = is_video(input_path)
     fmt = "video" if video else io.detect_format(input_path)
     if output is not None:
@@ -254,27 +277,17 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
 
         dicom_dtype(dtype)  # a --dtype DICOM cannot store fails before any work
     if self_supervised:
-        return _infer_self_supervised(vol, input_path, out_path, t0, scale=scale,
-                                      spacing=spacing, model=model, method=method,
-                                      device=device, budget_s=budget_s,
-                                      slice_thickness=slice_thickness,
-                                      slice_profile=slice_profile, save_model=save_model,
-                                      seed=seed, steps=steps, progress=progress,
-                                      overwrite=overwrite, dtype=dtype, anonymize=anonymize,
-                                      keep_overshoot=keep_overshoot)
-    if save_model is not None or steps is not None:
-        flag = "--save-model" if save_model is not None else "--steps"
-        raise UserError(f"{flag} belongs to --self-supervised; without it it would be "
-                        "ignored")
-    if slice_thickness is not None and slice_profile is None:
-        raise UserError("--slice-thickness without --self-supervised needs --slice-profile "
-                        "(the projection onto the scan's slices it sets up)")
+        return _noted(flag_notes, _infer_self_supervised(
+            vol, input_path, out_path, t0, tta=tta, budget_start=budget_start,
+            device=device, budget_s=budget_s, slice_thickness=slice_thickness,
+            slice_profile=slice_profile, save_model=save_model, seed=seed, steps=steps,
+            progress=progress, overwrite=overwrite, dtype=dtype, anonymize=anonymize,
+            keep_overshoot=keep_overshoot))
     fitted = _saved_fit(model)
     if fitted is not None:
-        return _infer_saved_fit(vol, fitted, input_path, out_path, t0, scale=scale,
-                                spacing=spacing, method=method, device=device,
-                                overwrite=overwrite, dtype=dtype, anonymize=anonymize,
-                                keep_overshoot=keep_overshoot)
+        return _noted(flag_notes, _infer_saved_fit(
+            vol, fitted, input_path, out_path, t0, device=device, overwrite=overwrite,
+            dtype=dtype, anonymize=anonymize, keep_overshoot=keep_overshoot))
     kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
     if slice_profile is not None and kind is not None:
         raise UserError("--slice-profile projects a scan's output onto its slices; it does "
@@ -287,7 +300,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
         if np.ndim(scale) == 0:
             scale = (float(scale), float(scale), 1.0)
     plan = plan_grid(vol, scale=scale, spacing=spacing, max_output_voxels=max_output_voxels)
-    notes: list[str] = []
+    notes: list[str] = list(flag_notes)
     out = None
     out_model: str | None = None  # the network(s) that made ``out``
     used = method
@@ -436,6 +449,26 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
                        unit=microscopy.spacing_unit(vol))
 
 
+def check_options(model: Any, **options: Any) -> tuple[list[str], Any]:
+    """(notes, the model to load): the flag rules of :func:`medsr.modes.check_options`,
+    then a shipped name resolved (:func:`medsr.pretrained.resolve`), before any work."""
+    from medsr import modes, pretrained
+
+    fitted = _saved_fit(model)
+    _, notes = modes.check_options(model=model, saved_fit=fitted is not None, **options)
+    if model is not None and fitted is None:
+        model, note = pretrained.resolve(model)
+        if note:
+            notes.append(note)
+    return notes, model
+
+
+def _noted(notes: list[str], result: InferResult) -> InferResult:
+    """``result`` with ``notes`` (the flag notes) first."""
+    result.notes[:0] = notes
+    return result
+
+
 def _saved_fit(model: Any) -> Path | None:
     """``model`` when it is a network fitted by ``--self-supervised --save-model`` (its
     checkpoint has a ``selfsup`` block), else None."""
@@ -454,19 +487,13 @@ def _saved_fit(model: Any) -> Path | None:
 
 
 def _infer_saved_fit(vol: Volume, fitted: Path, input_path: Path, out_path: Path, t0: float,
-                     *, scale: Any, spacing: Any, method: str, device: str, overwrite: bool,
-                     dtype: str | None, anonymize: bool,
+                     *, device: str, overwrite: bool, dtype: str | None, anonymize: bool,
                      keep_overshoot: bool = False) -> InferResult:
     """``--model FIT`` with a saved self-supervised fit: applied as the fitting run applied
     it (both orientations, test-time flips, projected onto this scan's slices under the
     profile it was fitted for; :func:`medsr.selfsup.apply_saved`)."""
     from medsr.selfsup import apply_saved
 
-    if scale is not None or spacing is not None:
-        raise UserError(f"{fitted.name} is a self-supervised fit: it makes the thick axis "
-                        "isotropic; do not combine it with --scale or --spacing")
-    if method != "auto":
-        raise UserError("--model and --method do not combine")
     out = apply_saved(vol, fitted, device=device)
     notes = [f"self-supervised fit {fitted.name}: test-time flips, projected onto the "
              "scan's slices"]
@@ -478,28 +505,37 @@ def _infer_saved_fit(vol: Volume, fitted: Path, input_path: Path, out_path: Path
     return result
 
 
+def self_supervised_budget(budget_s: float, spent_s: float, read_s: float,
+                           factor: float) -> float:
+    """Seconds left to :func:`medsr.selfsup.super_resolve_self_supervised` of a command's
+    ``budget_s``: less what is spent (``spent_s``: reading the scan and, from the command
+    line, starting Python) and the writing still to come, estimated as WRITE_PER_READ
+    times the read time (``read_s``) per voxel, ``factor`` times as many voxels."""
+    return budget_s - spent_s - WRITE_PER_READ * read_s * max(1.0, factor)
+
+
 def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float, *,
-                           scale: Any, spacing: Any, model: Any, method: str, device: str,
-                           budget_s: float, slice_thickness: float | None,
+                           device: str, budget_s: float | None, tta: bool,
+                           budget_start: float | None, slice_thickness: float | None,
                            slice_profile: str | Path | None, save_model: str | Path | None,
-                           seed: int, steps: int | None, progress: bool | None,
+                           seed: int | None, steps: int | None, progress: bool | None,
                            overwrite: bool, dtype: str | None, anonymize: bool,
                            keep_overshoot: bool = False) -> InferResult:
     """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
-    spacing), so --scale/--spacing/--model/--method do not apply."""
-    from medsr.selfsup import super_resolve_self_supervised
+    spacing); the budget covers the whole command from ``budget_start`` (default ``t0``)
+    to the written output. The flag rules are :func:`medsr.modes.check_options`'."""
+    from medsr.selfsup import FEW_STEPS, super_resolve_self_supervised
 
-    if scale is not None or spacing is not None:
-        raise UserError("--self-supervised makes the thick axis isotropic with the in-plane "
-                        "spacing; do not combine it with --scale or --spacing")
-    if model is not None or method != "auto":
-        raise UserError("--self-supervised trains its own network; do not combine it with "
-                        "--model or --method")
+    budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s
+    now = time.perf_counter()
+    sp = np.sort(np.asarray(vol.spacing, dtype=float))
+    inner = self_supervised_budget(budget_s, now - (t0 if budget_start is None else budget_start),
+                                   now - t0, float(sp[-1] / max(sp[0], 1e-12)))
     name, kernel = read_slice_profile(slice_profile)
     out, report = super_resolve_self_supervised(
-        vol, budget_s=budget_s, slice_thickness=slice_thickness, slice_profile=kernel,
-        profile=name,
-        seed=seed, steps=steps, device=device,
+        vol, budget_s=max(inner, 1e-3), slice_thickness=slice_thickness, slice_profile=kernel,
+        profile=name, seed=0 if seed is None else seed, steps=steps, device=device,
+        tta=True if tta else None,
         save_model=Path(save_model) if save_model else None,
         progress=bool(progress) if progress is not None else None)
     tr = report.get("train", {})
@@ -515,6 +551,14 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
         notes.append(f"training had {tr.get('seconds', 0.0):.1f} s of the {budget_s:g} s "
                      "budget (set-up and inference took the rest): a longer --budget "
                      "trains more")
+    if inner < 0.1 * budget_s:
+        notes.append(f"reading the scan, starting up and writing the output take about "
+                     f"{budget_s - inner:.1f} s of the {budget_s:g} s budget: a longer "
+                     "--budget trains more")
+    if report.get("few_steps"):
+        notes.append(f"{tr.get('steps')} training steps is few (under {FEW_STEPS:,}): the "
+                     "result is likely worse than the shipped default (medsr infer without "
+                     "--self-supervised); a longer --budget trains more")
     if report.get("saved_model"):
         notes.append(f"fitted model saved to {report['saved_model']}")
     result = _write_result(vol, out, input_path, out_path, t0, method="self-supervised",
@@ -522,4 +566,9 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                            keep_overshoot=keep_overshoot)
     result.model = str(report.get("saved_model") or report.get("architecture") or "")
     result.tta = int(report.get("test_time_flips", 1)) > 1
+    took = time.perf_counter() - (t0 if budget_start is None else budget_start)
+    if took > 1.05 * budget_s:
+        result.notes.append(f"the run took {took:.1f} s, over the {budget_s:g} s budget: "
+                            f"set-up ({report.get('setup_s', 0.0):.1f} s), one training step "
+                            "and inference need more; give a longer --budget")
     return result

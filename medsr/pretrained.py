@@ -97,3 +97,93 @@ def choose(factors: Sequence[float]) -> list[tuple[Pretrained, int | tuple[int, 
         second = _smallest_at_least("through-plane", K[2])
         return [(first, (0, 1)), (second, 2)] if first and second else []
     return []
+
+
+_KIND_PURPOSE = {
+    "through-plane": "upsamples one axis (thick slices)",
+    "in-plane": "upsamples two in-plane axes",
+    "frames": "upsamples pictures, frames and video in-plane",
+    "microscopy": "upsamples the z axis of microscopy stacks",
+}
+
+
+def server_of(name: str) -> Pretrained | None:
+    """The shipped model that serves ``name``: itself when shipped, else the shipped model of
+    the same kind with the smallest factor above (x3 by x4 + band-limited resampling)."""
+    p = PRETRAINED.get(name)
+    if p is None:
+        return None
+    if p.available:
+        return p
+    if p.name.endswith("-mf"):  # multi-frame: no single-frame model stands in for it
+        return None
+    return _smallest_at_least(p.kind, p.factor)
+
+
+def valid_names() -> list[str]:
+    """The names ``--model`` takes: shipped models and those a shipped one serves."""
+    return [n for n in PRETRAINED if server_of(n) is not None]
+
+
+def resolve(ref: str | Path) -> tuple[str | Path, str | None]:
+    """``--model NAME|PATH`` -> (the shipped name or checkpoint path to load, a note or None).
+
+    A name that is not shipped but served by a larger shipped model of its kind is
+    replaced by that one (with a note); an unknown name lists the valid names and the
+    nearest match; a path that does not exist says so."""
+    import difflib
+
+    from medsr.errors import UserError
+
+    text = str(ref)
+    if text in PRETRAINED:
+        p, server = PRETRAINED[text], server_of(text)
+        if server is None:
+            raise UserError(f"model {text!r} is not installed ({p.path} missing) and no shipped "
+                            f"model serves it; valid names: {', '.join(valid_names())}")
+        if server is p:
+            return text, None
+        return server.name, (f"{text} is not shipped: {server.name} serves it (x{server.factor}"
+                             f", then band-limited resampling to x{p.factor})")
+    if Path(text).exists():
+        return ref, None
+    names = valid_names()
+    near = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]}? " if near else ""
+    looks_like_path = Path(text).suffix != "" or "/" in text or "\\" in text
+    what = f"checkpoint {text} does not exist" if looks_like_path else \
+        f"unknown model {text!r}"
+    raise UserError(f"{what}; {hint}valid names: {', '.join(names)} (medsr models "
+                    "--pretrained), or a .safetensors checkpoint from medsr train")
+
+
+def purpose(scale: Sequence[int], spatial_dims: int, name: str | None = None) -> str:
+    """What a network with this scale does, in words (for messages)."""
+    p = PRETRAINED.get(name or "")
+    if p is not None:
+        return f"{_KIND_PURPOSE.get(p.kind, p.kind)} x{p.factor}"
+    s = [int(v) for v in scale]
+    if spatial_dims == 3:
+        return f"upsamples the three axes by {s}"
+    if min(s) == 1:
+        return f"upsamples one axis x{max(s)}"
+    if s[0] == s[1]:
+        return f"upsamples two axes x{s[0]}"
+    return f"upsamples two axes by {s}"
+
+
+def describe_factors(K: Sequence[int]) -> str:
+    """The integer factors a plan needs, in words: "one-axis x5", "two-axis x2", ..."""
+    up = [int(k) for k in K if k > 1]
+    if not up:
+        return "no upsampling"
+    words = {1: "one-axis", 2: "two-axis", 3: "three-axis"}[len(up)]
+    return f"{words} x{up[0]}" if len(set(up)) == 1 else f"factors {list(K)}"
+
+
+def suggestion(factors: Sequence[float]) -> str:
+    """What to use instead for ``factors``: the shipped models ``--method auto`` would pick."""
+    names = [p.name for p, _ in choose(factors)]
+    return (f"use {' then '.join(names)} or --method auto" if names
+            else "use --method auto (cubic where no network fits) or --scale/--spacing "
+                 "to match the model")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -84,8 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ss = p.add_argument_group("self-supervised SR (a network trained on the scan itself)")
     ss.add_argument("--self-supervised", action="store_true",
                     help="train on the scan's own in-plane data, apply through-plane")
-    ss.add_argument("--budget", type=_duration, default=300.0, metavar="T",
-                    help="time budget, e.g. 300, 90s, 5m (default 5m)")
+    ss.add_argument("--budget", type=_duration, metavar="T",
+                    help="time budget of the whole command, e.g. 300, 90s, 5m (default 5m)")
     ss.add_argument("--slice-thickness", type=float, metavar="MM",
                     help="slice thickness (default: DICOM SliceThickness, else the spacing); "
                          "with --self-supervised or --slice-profile")
@@ -96,7 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          "scan's slices under that profile")
     ss.add_argument("--save-model", metavar="PATH",
                     help="save the fitted network to reuse on scans acquired the same way")
-    ss.add_argument("--seed", type=int, default=0, help="seed (self-supervised training)")
+    ss.add_argument("--seed", type=int, help="seed (self-supervised training; default 0)")
     ss.add_argument("--steps", type=_positive_int, metavar="N",
                     help="train exactly N steps instead of as many as the budget allows "
                          "(the budget still caps them): with --seed, runs are "
@@ -136,15 +137,35 @@ def run(args: argparse.Namespace) -> int:
     cohort = (args.list_file is not None or len(args.inputs) > 1
               or any(c in args.inputs[0] for c in "*?[") and not Path(args.inputs[0]).exists())
     if not cohort:
-        result = infer_file(args.inputs[0], args.output, **_options(args))
+        result = infer_file(args.inputs[0], args.output, **_options(args),
+                            budget_start=_budget_start())
         print(result.summary(), file=sys.stderr)
         return 0
     return _run_cohort(args)
 
 
+def _budget_start() -> float | None:
+    """When the command started (``time.perf_counter()`` scale), so that a --budget covers
+    starting Python too; None (this call) when medsr runs inside another program."""
+    if sys.argv[1:2] != ["infer"]:
+        return None
+    try:  # Linux: the process start time, in clock ticks since boot
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+    return time.perf_counter() - age if 0 <= age < 600 else None
+
+
 def _run_cohort(args: argparse.Namespace) -> int:
     from medsr import cohort
+    from medsr.infer import check_options
 
+    options = _options(args)  # refuse flags that do not combine before any scan runs
+    check_options(args.model, **{k: options[k] for k in _FLAG_OPTIONS})
     inputs = cohort.expand_inputs(args.inputs, args.list_file)
     out_dir = Path(args.output) if args.output else None
     if out_dir is not None:
@@ -167,6 +188,11 @@ def _run_cohort(args: argparse.Namespace) -> int:
               f"summary in {summary}", file=sys.stderr)
     cohort.finish_distributed()
     return 1 if failed else 0
+
+
+_FLAG_OPTIONS = ("method", "self_supervised", "scale", "spacing", "tta", "budget_s",
+                 "steps", "seed", "save_model", "slice_thickness", "slice_profile", "device",
+                 "max_memory", "tile", "batch", "precision", "compile_model", "blend")
 
 
 def _infer_one(options: dict, src: Path, dst: Path):

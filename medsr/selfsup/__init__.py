@@ -7,6 +7,7 @@ docs/self-supervised.md.
 """
 
 from medsr.selfsup.api import (
+    FEW_STEPS,
     Fitted,
     apply,
     apply_saved,
@@ -26,7 +27,7 @@ from medsr.selfsup.network import load_fitted, save_fitted
 from medsr.selfsup.pairs import PairSampler, degrade_lines
 from medsr.selfsup.trainer import TrainReport, train
 
-__all__ = ["Fitted", "PairSampler", "ThroughPlane", "TrainReport", "apply", "apply_saved",
-           "auto_start", "degrade_lines", "detect_through_plane", "fit", "flip_sets",
+__all__ = ["FEW_STEPS", "Fitted", "PairSampler", "ThroughPlane", "TrainReport", "apply",
+           "apply_saved", "auto_start", "degrade_lines", "detect_through_plane", "fit", "flip_sets",
            "load_fitted", "profile_kernel", "save_fitted", "scan_profile", "slice_thickness",
            "super_resolve_self_supervised", "train"]
