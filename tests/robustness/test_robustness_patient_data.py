@@ -238,7 +238,7 @@ def test_anonymize_removes_every_planted_identifier(tmp_path):
         ds = pydicom.dcmread(p)
         planted = _plant(ds)
         ds.save_as(p, enforce_file_format=True)
-    assert len(planted) > 450  # every text, date, UID, byte and sequence attribute listed
+    assert len(planted) > 600  # every text, date, UID, byte and sequence attribute listed
     raw_in = b"".join(p.read_bytes() for p in src.iterdir())
     assert all(m.encode() in raw_in for m in MARKERS)  # the input does carry them
     assert "ProcedureCodeSequence" in pydicom.dcmread(next(src.iterdir()))
