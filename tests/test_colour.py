@@ -113,7 +113,7 @@ def test_rgb_png_and_frames_folder_x4(tmp_path):
         arr[3:6, 4:7] = 255
         Image.fromarray(arr).save(frames / name)
     infer_frames(frames, tmp_path / "frames_sr", method="catmull-rom")
-    names = sorted(p.name for p in (tmp_path / "frames_sr").iterdir())
+    names = sorted(p.name for p in (tmp_path / "frames_sr").glob("*.png"))  # + marker
     assert names == sorted(colours)
     for name, c in colours.items():
         out = np.asarray(Image.open(tmp_path / "frames_sr" / name))

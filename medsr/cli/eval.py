@@ -78,12 +78,17 @@ def _run_model(args: argparse.Namespace) -> int:
     return int(evaluate_model_cli(args) or 0)
 
 
-def _write(path: str, text: str, overwrite: bool) -> None:
+def _write(path: str, text: str, overwrite: bool, inputs: list[str]) -> None:
     from medsr.io.common import atomic_path, check_output
 
-    out = check_output(path, overwrite)
+    out = check_output(path, overwrite, inputs)
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """Every file the comparison reads: an output may replace none of them."""
+    return [*(args.reference or []), *(args.test or []), *(args.mask or [])]
 
 
 def _figure_path(args: argparse.Namespace) -> str | None:
@@ -113,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --reference HR ... and --test SR ... (or --run/--model with --data)")
     from medsr.io.common import check_output
 
+    if args.json and args.csv and os.path.abspath(args.json) == os.path.abspath(args.csv):
+        raise UserError(f"--json and --csv both name {args.csv}; give them different files")
     for path in (args.json, args.csv):  # fail before the work, not after
         if path:
-            check_output(path, args.overwrite)
+            check_output(path, args.overwrite, _inputs(args))
     figure = _figure_path(args)
     if figure:
         check_output(figure, args.overwrite)
@@ -130,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
 
     Console(soft_wrap=False, width=max(100, Console().width)).print(result.table())
     if args.json:
-        _write(args.json, result.to_json(), args.overwrite)
+        _write(args.json, result.to_json(), args.overwrite, _inputs(args))
     if args.csv:
-        _write(args.csv, result.to_csv(), args.overwrite)
+        _write(args.csv, result.to_csv(), args.overwrite, _inputs(args))
     if figure:
         print(f"figure: {result.figure(figure)}")
     return 0

@@ -168,9 +168,12 @@ def _run_cohort(args: argparse.Namespace) -> int:
     check_options(args.model, **{k: options[k] for k in _FLAG_OPTIONS})
     inputs = cohort.expand_inputs(args.inputs, args.list_file)
     out_dir = Path(args.output) if args.output else None
+    from medsr.io.common import check_output, check_output_dir
+
+    if args.summary:  # rewritten every run, but never over an input or a user's folder
+        check_output(args.summary, True, inputs)
     if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"for several inputs -o must be a directory; {out_dir} is a file")
+        check_output_dir(out_dir, inputs)  # not inside an input folder, not an input
         out_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(out_dir, os.W_OK):
             raise UserError(f"output directory {out_dir} is not writable")
