@@ -103,6 +103,8 @@ DEFAULTS: dict[str, Any] = {
         "val_every": 50,
         "ckpt_every": 50,
         "grad_clip": 0.0,        # max gradient norm; 0 = off
+        "micro_batches": 1,      # split each process's batch into chunks (gradient of the
+                                 # mean over chunks): 1 process with W chunks = W processes
         "ema": 0.0,              # EMA decay; 0 = off
         "amp": True,             # true: float16 on CUDA only; bf16: bfloat16 on any device
     },

@@ -17,6 +17,7 @@ single-process step; validation is sharded and gathered exactly; rank 0 alone wr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -324,6 +325,12 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
     rank, world = distributed.rank(), distributed.world_size()
     bs = int(cfg["sampling"]["batch_size"])
     local_bs = distributed.local_batch(bs, world)
+    chunks = int(cfg["train"]["micro_batches"])
+    if chunks < 1 or local_bs % chunks:
+        raise UserError(f"train.micro_batches ({chunks}) must be >= 1 and divide the batch "
+                        f"per process ({local_bs})")
+    if chunks > 1 and float(cfg["loss"]["adversarial"]) > 0:
+        raise UserError("train.micro_batches > 1 is not supported with an adversarial loss")
     # every rank checks before any rank writes (a late rank must not see rank 0's manifest);
     # run_dir is created only after the data, model and losses are built (a failed start
     # leaves nothing behind)
@@ -484,20 +491,32 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
             g["lr"] = lr_now
         lr_t = batch["lr"].to(device, non_blocking=device.type == "cuda")
         hr_t = batch["hr"].to(device, non_blocking=device.type == "cuda")
-        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-            sr = net(lr_t)
-            fake = real = None
-            if disc is not None:
-                disc.requires_grad_(False)
-                fake = disc(sr)
-                real = disc(hr_t) if kind == "relativistic" else None
-            loss, parts = loss_fn(sr, hr_t, fake, real)
         optimizer.zero_grad(set_to_none=True)
+        loss_sum, parts_sum = 0.0, {}
+        for i, (lr_c, hr_c) in enumerate(zip(lr_t.chunk(chunks), hr_t.chunk(chunks))):
+            # gradient of the mean over the chunks, as DDP averages over ranks; all chunks
+            # but the last skip DDP's all-reduce
+            last = i == chunks - 1
+            with (contextlib.nullcontext() if world == 1 or last else net.no_sync()):
+                with torch.autocast(device_type=device.type, dtype=amp_dtype,
+                                    enabled=use_amp):
+                    sr = net(lr_c)
+                    fake = real = None
+                    if disc is not None:
+                        disc.requires_grad_(False)
+                        fake = disc(sr)
+                        real = disc(hr_c) if kind == "relativistic" else None
+                    loss, parts = loss_fn(sr, hr_c, fake, real)
+                part = loss / chunks if chunks > 1 else loss
+                if scaler is not None:
+                    scaler.scale(part).backward()
+                else:
+                    part.backward()
+            loss_sum += float(loss.detach())
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
         if scaler is not None:
-            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-        else:
-            loss.backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         if scaler is not None:
@@ -522,7 +541,8 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
         if ema is not None:
             ema.update(model)
 
-        vals = {"loss": float(loss.detach()), **{f"loss_{k}": v for k, v in parts.items()}}
+        vals = {"loss": loss_sum / chunks, **{f"loss_{k}": v / chunks
+                                               for k, v in parts_sum.items()}}
         if loss_d is not None:
             vals["loss_d"] = loss_d
         if world > 1:  # the mean of the ranks' local-batch means = the global-batch mean
