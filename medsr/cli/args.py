@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+from medsr.io.formats import VOXEL_SIZE_RANGE
 
 
 def float_list(text: str) -> list[float]:
@@ -33,3 +36,96 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive whole numbers, got {text!r}")
     return values
+
+
+# --------------------------------------------------------------------------- validators
+# Every option is checked where it enters: a bad value is one argparse line, exit 2.
+
+# Voxel sizes (in the file's unit) outside this range are refused (as in file headers).
+SPACING_RANGE = VOXEL_SIZE_RANGE
+# Output dtypes a scan can be written as (bool, complex, str, object ... are refused).
+OUTPUT_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+                 "float32", "float64")
+
+
+def _number(item: str, text: str) -> float:
+    try:
+        return float(item)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or a comma list, got {text!r}") from None
+
+
+def finite_float(text: str) -> float:
+    """A finite number (no nan, inf or overflow such as 1e400)."""
+    v = _number(text.strip(), text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    v = _number(text.strip(), text)
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return v
+
+
+def float_in_range(lo: float, hi: float, *, positive: bool = False):
+    """An argparse type: a finite number in [lo, hi] (and > 0 with ``positive``)."""
+    def parse(text: str) -> float:
+        v = positive_float(text) if positive else finite_float(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected a number from {lo:g} to {hi:g}, "
+                                             f"got {text!r}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+def int_in_range(lo: int, hi: int):
+    """An argparse type: a whole number in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, "
+                                             f"got {text!r}")
+        return v
+    parse.__name__ = "whole number"
+    return parse
+
+
+def positive_list(hi: float = math.inf, lo: float = 0.0):
+    """An argparse type: 1 to 3 comma-separated finite numbers in (lo, hi], none empty."""
+    def parse(text: str) -> list[float]:
+        items = text.replace("x", ",").split(",")
+        if not 1 <= len(items) <= 3 or any(not i.strip() for i in items):
+            raise argparse.ArgumentTypeError(
+                f"expected one number or a comma list of 2 or 3, got {text!r}")
+        values = [_number(i.strip(), text) for i in items]
+        if not all(math.isfinite(v) and v > 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected positive finite numbers, got {text!r}")
+        if any(v > hi or v < lo for v in values):
+            raise argparse.ArgumentTypeError(f"expected numbers from {lo:g} to {hi:g}, "
+                                             f"got {text!r}")
+        return values
+    parse.__name__ = "number list"
+    return parse
+
+
+def output_dtype(text: str) -> str:
+    """A numeric dtype name an image can be written as (an argparse type)."""
+    import numpy as np
+
+    try:
+        name = np.dtype(text.strip()).name
+    except (TypeError, ValueError, SyntaxError):
+        name = ""
+    if name not in OUTPUT_DTYPES:
+        raise argparse.ArgumentTypeError(f"unsupported dtype {text!r}; choose one of "
+                                         f"{', '.join(OUTPUT_DTYPES)}")
+    return name

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from medsr.cli.args import int_in_range
 from medsr.errors import UserError
 
 
@@ -25,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mask volume(s), voxels > 0 scored: one for all or one per volume")
     m.add_argument("--auto-mask", action="store_true",
                    help="score the automatic foreground of each reference (Otsu)")
-    g.add_argument("--crop", type=int, default=0, metavar="N",
+    g.add_argument("--crop", type=int_in_range(0, 2**31 - 1), default=0, metavar="N",
                    help="leave N border voxels out of every axis longer than 2N (default 0)")
     g.add_argument("--data-range", type=float, metavar="R",
                    help="intensity range for PSNR/SSIM (default: each reference's max - min)")
@@ -91,6 +92,19 @@ def _inputs(args: argparse.Namespace) -> list[str]:
     return [*(args.reference or []), *(args.test or []), *(args.mask or [])]
 
 
+def _crop_checked(crop: int):
+    """medsr.io.read that refuses a volume --crop would leave uncropped on every axis."""
+    from medsr.io import read
+
+    def reader(path):
+        vol = read(path)
+        if crop and not any(n > 2 * crop for n in vol.spatial_shape):
+            raise UserError(f"--crop {crop} is too large for {path} (shape "
+                            f"{list(vol.spatial_shape)}): no axis is longer than 2 x {crop}")
+        return vol
+    return reader
+
+
 def _figure_path(args: argparse.Namespace) -> str | None:
     """--figure, else the --json (or --csv) path with .png; None without them or with
     --no-figure. It may not name an input file."""
@@ -130,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate_files(args.reference, args.test, masks=args.mask,
                             auto_mask=args.auto_mask, crop=args.crop,
+                            reader=_crop_checked(args.crop),
                             data_range=args.data_range, ssim_mode=args.ssim_mode,
                             ssim_axis=args.ssim_axis, labels=args.label,
                             previews=figure is not None)

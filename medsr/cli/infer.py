@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from functools import partial
 from pathlib import Path
 
-from medsr.cli.args import float_list, int_list, scalar_or_list
+from medsr.cli.args import (
+    SPACING_RANGE,
+    float_in_range,
+    int_in_range,
+    int_list,
+    output_dtype,
+    positive_list,
+    scalar_or_list,
+)
 from medsr.errors import UserError
 from medsr.infer import CLASSICAL_METHODS, DEFAULT_MAX_OUTPUT_VOXELS, infer_file
 from medsr.inference import BLENDS, PRECISIONS
@@ -35,8 +44,9 @@ def _duration(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a duration like 300, 90s or 5m, "
                                          f"got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("the budget must be positive")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"the budget must be a positive finite duration, "
+                                         f"got {text!r}")
     return value
 
 
@@ -54,9 +64,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-existing", action="store_true",
                    help="cohort: leave scans whose output exists (restart an interrupted run)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--scale", type=float_list, metavar="K|K1,K2,K3",
+    g.add_argument("--scale", type=positive_list(1e6), metavar="K|K1,K2,K3",
                    help="upsampling factor, one or per axis")
-    g.add_argument("--spacing", type=float_list, metavar="MM|MM1,MM2,MM3",
+    g.add_argument("--spacing", type=positive_list(SPACING_RANGE[1], SPACING_RANGE[0]),
+                   metavar="MM|MM1,MM2,MM3",
                    help="target voxel spacing in mm, one or per axis")
     p.add_argument("--method", default="auto", choices=("auto", *CLASSICAL_METHODS),
                    help="auto (default): the shipped network that fits the factors, cubic "
@@ -66,7 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(.safetensors from medsr train)")
     p.add_argument("--tta", action="store_true",
                    help="flip self-ensemble (slower, slightly better)")
-    p.add_argument("--max-memory", type=float, default=1.5, metavar="GB",
+    p.add_argument("--max-memory", type=float_in_range(1e-3, 1e6, positive=True),
+                   default=1.5, metavar="GB",
                    help="memory for network tiles in GB (default 1.5); tiles shrink to fit")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     sp = p.add_argument_group("speed (outputs unchanged unless noted)")
@@ -87,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="train on the scan's own in-plane data, apply through-plane")
     ss.add_argument("--budget", type=_duration, metavar="T",
                     help="time budget of the whole command, e.g. 300, 90s, 5m (default 5m)")
-    ss.add_argument("--slice-thickness", type=float, metavar="MM",
+    ss.add_argument("--slice-thickness", type=float_in_range(*SPACING_RANGE), metavar="MM",
                     help="slice thickness (default: DICOM SliceThickness, else the spacing); "
                          "with --self-supervised or --slice-profile")
     ss.add_argument("--slice-profile", metavar="gaussian|rect|FILE.npy",
@@ -97,15 +109,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          "scan's slices under that profile")
     ss.add_argument("--save-model", metavar="PATH",
                     help="save the fitted network to reuse on scans acquired the same way")
-    ss.add_argument("--seed", type=int, help="seed (self-supervised training; default 0)")
+    ss.add_argument("--seed", type=int_in_range(0, 2**32 - 1),
+                    help="seed (self-supervised training; default 0)")
     ss.add_argument("--steps", type=_positive_int, metavar="N",
                     help="train exactly N steps instead of as many as the budget allows "
                          "(the budget still caps them): with --seed, runs are "
                          "bit-identical on the CPU")
-    p.add_argument("--dtype", help="output dtype (default: the input's)")
-    p.add_argument("--volume", type=int, help="pick volume N (0-based) of a 4D input")
+    p.add_argument("--dtype", type=output_dtype, help="output dtype (default: the input's)")
+    p.add_argument("--volume", type=int_in_range(0, 2**31 - 1),
+                   help="pick volume N (0-based) of a 4D input")
     p.add_argument("--series", help="pick a series (SeriesInstanceUID) in a mixed DICOM directory")
-    p.add_argument("--input-spacing", type=float_list, help="override the input voxel spacing")
+    p.add_argument("--input-spacing",
+                   type=positive_list(SPACING_RANGE[1], SPACING_RANGE[0]),
+                   help="override the input voxel spacing")
     p.add_argument("--keep-overshoot", action="store_true",
                    help="keep values below 0 in the output of a non-negative input (overshoot "
                         "of interpolation or networks at edges); by default they are "

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from medsr.cli.args import int_in_range
+from medsr.errors import UserError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scale", type=int, default=2, metavar="K",
+    p.add_argument("--scale", type=int_in_range(1, 16), default=2, metavar="K",
                    help="isotropic factor for the table (default 2)")
     p.add_argument("--spatial-dims", type=int, choices=(2, 3), action="append",
                    help="2 or 3 (repeat for both; default both)")
@@ -42,10 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from medsr.models.complexity import zoo_table
 
     dims = tuple(sorted(set(args.spatial_dims or (2, 3))))
-    if args.scale < 1:
-        from medsr.errors import UserError
+    if args.preset is not None:
+        from medsr.models.registry import PRESETS
 
-        raise UserError(f"--scale must be an integer >= 1, got {args.scale}")
+        names = sorted({n for presets in PRESETS.values() for n in presets})
+        if args.preset not in names:
+            raise UserError(f"no network has a preset {args.preset!r}; presets: "
+                            f"{', '.join(names)}")
     rows = zoo_table(args.scale, dims, args.preset)
     header = ["network"] + [f"{h} {d}D" for d in dims for h in ("params", "MACs/voxel")]
     table = [[r["name"] + (f" [{r['preset']}]" if r["preset"] else "")]

@@ -17,6 +17,7 @@ object that is not a tensor or a plain container.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -131,22 +132,93 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return dict(obj), info
 
 
-def build_model(info: dict[str, Any]) -> nn.Module:
-    """The zoo network described by checkpoint ``info`` (randomly initialised)."""
-    from medsr import models
+# Sane bounds on what a checkpoint may ask for, checked before anything is allocated: a
+# hostile or damaged file must not send the allocator after terabytes.
+MAX_HPARAM_INT = 4096  # widths, depths, block counts, kernel sizes
+MAX_SCALE = 16
+MAX_CHANNELS = 64
+MAX_PARAMETERS = 1_000_000_000
 
+
+def _bad(what: str) -> UserError:
+    return UserError(f"checkpoint metadata: {what}")
+
+
+def _check_hparam(name: str, v: Any, depth: int = 0) -> None:
+    if v is None or isinstance(v, (bool, str)):
+        return
+    if isinstance(v, int):
+        if not 0 <= v <= MAX_HPARAM_INT:
+            raise _bad(f"hyperparameter {name} = {v} is out of range (0..{MAX_HPARAM_INT})")
+    elif isinstance(v, float):
+        if not math.isfinite(v) or abs(v) > 1e6:
+            raise _bad(f"hyperparameter {name} = {v} is not a sane number")
+    elif isinstance(v, list) and depth < 2 and len(v) <= MAX_HPARAM_INT:
+        for x in v:
+            _check_hparam(name, x, depth + 1)
+    else:
+        raise _bad(f"hyperparameter {name} has an unexpected value {str(v)[:60]!r}")
+
+
+def check_info(info: dict[str, Any]) -> None:
+    """Refuse checkpoint metadata outside sane bounds (UserError), before any building."""
     missing = [k for k in INFO_KEYS if k not in info]
     if missing:
         raise UserError(f"checkpoint metadata lacks {', '.join(missing)}")
-    try:
+    if not isinstance(info["architecture"], str):
+        raise _bad(f"architecture must be a name, got {str(info['architecture'])[:60]!r}")
+    if info["spatial_dims"] not in (2, 3) or isinstance(info["spatial_dims"], bool):
+        raise _bad(f"spatial_dims must be 2 or 3, got {str(info['spatial_dims'])[:60]!r}")
+    scale = info["scale"] if isinstance(info["scale"], list) else [info["scale"]]
+    if not 1 <= len(scale) <= 3 or not all(
+            isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= MAX_SCALE
+            for k in scale):
+        raise _bad(f"scale must be 1 to 3 whole numbers from 1 to {MAX_SCALE}, got "
+                   f"{str(info['scale'])[:60]!r}")
+    for key in ("in_channels", "out_channels"):
+        v = info[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_CHANNELS:
+            raise _bad(f"{key} must be a whole number from 1 to {MAX_CHANNELS}, got "
+                       f"{str(v)[:60]!r}")
+    if not isinstance(info["hparams"], dict):
+        raise _bad("hparams must be a mapping")
+    for name, v in info["hparams"].items():
+        _check_hparam(str(name), v)
+
+
+def build_model(info: dict[str, Any], max_parameters: int | None = None) -> nn.Module:
+    """The zoo network described by checkpoint ``info`` (randomly initialised).
+
+    The metadata are checked against sane bounds (:func:`check_info`) and the network is
+    first built on the ``meta`` device (nothing allocated): one with more parameters than
+    ``max_parameters`` (or :data:`MAX_PARAMETERS`) is refused before it is allocated.
+    """
+    from medsr import models
+
+    check_info(info)
+    limit = MAX_PARAMETERS if max_parameters is None else min(max_parameters, MAX_PARAMETERS)
+
+    def create() -> nn.Module:
         return models.create(info["architecture"], spatial_dims=int(info["spatial_dims"]),
-                             scale=tuple(info["scale"]), in_channels=int(info["in_channels"]),
+                             scale=tuple(info["scale"]) if isinstance(info["scale"], list)
+                             else info["scale"], in_channels=int(info["in_channels"]),
                              out_channels=int(info["out_channels"]), **info["hparams"])
+
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in create().parameters())
+        if n > limit:
+            held = "the weights in the file" if limit == max_parameters else "the limit"
+            raise UserError(f"checkpoint metadata describe a {info['architecture']} of "
+                            f"{n:,} parameters, more than {limit:,} ({held})")
+        return create()
     except UserError:
         raise
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, RuntimeError, ZeroDivisionError, OverflowError,
+            AssertionError, IndexError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"cannot build network {info['architecture']!r} from the "
-                        f"checkpoint: {exc}") from exc
+                        f"checkpoint: {why}") from exc
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
@@ -159,7 +231,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
     info = {**info, **(architecture or {})}
     if not info:
         raise UserError(f"{path} carries no medsr metadata; say which architecture it is")
-    model = build_model(info)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"checkpoint {path} is damaged: weights {name} hold NaN or "
+                            "infinite values")
+    model = build_model(info, max_parameters=sum(t.numel() for t in state.values()))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

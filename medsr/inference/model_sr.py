@@ -152,6 +152,11 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
                              max_memory=max_memory, tile=tile, progress=progress,
                              channels_last=channels_last, blend=blend)
         del x
+        if not np.isfinite(y).all():  # damaged weights or overflow: never write NaN
+            name = p.info.get("name") or p.info.get("architecture") or "the network"
+            raise UserError(f"network {name} produced NaN or infinite values (damaged "
+                            "weights, or intensities far outside its training range); "
+                            "nothing was written")
         y *= hi - lo
         y += lo
         out = y

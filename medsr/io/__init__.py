@@ -79,11 +79,14 @@ def _with_spacing(vol: Volume, spacing: Sequence[float]) -> Volume:
 
 
 def read(path: str | os.PathLike, *, volume: int | None = None, series: str | None = None,
-         input_spacing: Sequence[float] | None = None) -> Volume:
+         input_spacing: Sequence[float] | None = None,
+         max_voxels: int | None = None) -> Volume:
     """Read a NIfTI/MGH file, DICOM series, TIFF stack, picture or frames folder.
 
     ``volume`` picks one volume of a 4D NIfTI/MGH (or a time point of a TIFF
     hyperstack), 0-based; ``series`` picks one SeriesInstanceUID of a DICOM directory.
+    ``max_voxels`` refuses NIfTI/MGH, TIFF and pictures whose header declares more voxels,
+    before their data are decoded.
     """
     path = Path(path)
     fmt = detect_format(path)
@@ -93,16 +96,16 @@ def read(path: str | os.PathLike, *, volume: int | None = None, series: str | No
         raise UserError(f"--volume applies to 4D NIfTI/MGH or TIFF time series; {path} is {fmt}")
     if fmt in ("nifti", "mgh"):
         from medsr.io.nifti import read_nifti
-        vol = read_nifti(path, volume=volume)
+        vol = read_nifti(path, volume=volume, max_voxels=max_voxels)
     elif fmt == "tiff":
         from medsr.io.tiff import read_tiff
-        vol = read_tiff(path, volume=volume)
+        vol = read_tiff(path, volume=volume, max_voxels=max_voxels)
     elif fmt == "image":
         from medsr.io.image2d import read_image
-        vol = read_image(path)
+        vol = read_image(path, max_voxels=max_voxels)
     elif fmt == "frames":
         from medsr.io.image2d import read_frames
-        vol = read_frames(path)
+        vol = read_frames(path, max_voxels=max_voxels)
     else:
         vol = _dicom().read_dicom(path, series=series)
     vol.meta.setdefault("format", fmt)

@@ -32,6 +32,7 @@ from pydicom.errors import InvalidDicomError
 
 from medsr.errors import InputError
 from medsr.geometry import ras_to_lps
+from medsr.io.formats import captured_logs
 from medsr.volume import Volume
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -348,15 +349,21 @@ def _pixels(ds: Dataset, path: Path) -> np.ndarray:
     """The decoded pixel array of one file, or an InputError naming the missing decoder."""
     ts = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     try:
-        return np.asarray(ds.pixel_array)
+        with captured_logs("pydicom"):  # decoder failures are logged too: one line only
+            return np.asarray(ds.pixel_array)
     except (RuntimeError, NotImplementedError, ImportError) as exc:
         msg = str(exc)
-        if ("missing dependencies" in msg or "plugin" in msg or "No pixel data decoders" in msg
+        name = pydicom.uid.UID(ts).name if ts else "this transfer syntax"
+        if "exceptions were raised" in msg:  # decoders are installed; every one failed
+            lines = [ln.strip() for ln in msg.splitlines()[1:] if ln.strip()] or [msg]
+            raise InputError(f"{path}: corrupt '{name}' pixel data (the installed decoders "
+                             f"fail: {lines[0][:200]})") from exc
+        if ("missing dependencies" in msg or "No pixel data decoders" in msg
                 or isinstance(exc, NotImplementedError | ImportError)):
-            name = pydicom.uid.UID(ts).name if ts else "this transfer syntax"
             raise InputError(f"{path}: no decoder installed for '{name}' pixel data; "
                              f"install one with: {decoder_hint(ts)}") from exc
-        raise InputError(f"{path}: cannot decode pixel data ({msg.splitlines()[0]})") from exc
+        first = msg.splitlines()[0] if msg else type(exc).__name__
+        raise InputError(f"{path}: cannot decode pixel data ({first})") from exc
     except (ValueError, AttributeError, KeyError, EOFError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot decode pixel data ({first})") from exc

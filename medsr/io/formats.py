@@ -9,6 +9,8 @@ file named without an extension still opens.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +24,10 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FRAME_SUFFIXES = IMAGE_SUFFIXES + TIFF_SUFFIXES
 _JPEG_FAMILY = {".jpeg": ".jpg"}
+
+# Voxel sizes (in the file's unit) outside this range are refused wherever they enter
+# (headers, --spacing, --input-spacing): no scan has them, and the grids they imply overflow.
+VOXEL_SIZE_RANGE = (1e-6, 1e6)
 
 OUTPUT_SUFFIXES = ".nii, .nii.gz, .mgz, .mgh, .tif, .tiff, .png, .jpg, .bmp"
 
@@ -48,6 +54,11 @@ def suffix_format(path: str | os.PathLike) -> str | None:
     if suf == ".dcm":
         return "dicom"
     return None
+
+
+# Formats whose magic bytes identify them: a suffix that disagrees is refused.
+_SNIFFABLE = ("tiff", "image", "dicom", "nifti")
+_KIND_NAMES = {"tiff": "TIFF", "image": "PNG/JPEG/BMP", "dicom": "DICOM", "nifti": "NIfTI"}
 
 
 def _sniff(path: Path) -> str | None:
@@ -125,7 +136,14 @@ def detect_format(path: str | os.PathLike) -> str:
             return "frames"
         raise InputError(f"{p} holds neither DICOM files nor image frames "
                          f"({', '.join(FRAME_SUFFIXES)})")
-    fmt = suffix_format(p) or _sniff(p)
+    if not p.is_file():  # a FIFO would block forever, a device never ends
+        raise InputError(f"{p}: not a regular file (a FIFO, socket or device); give an image "
+                         "file or a directory")
+    named, sniffed = suffix_format(p), _sniff(p)
+    if named in _SNIFFABLE and sniffed in _SNIFFABLE and named != sniffed:
+        raise InputError(f"{p}: named {_suffix(p)} but holds {_KIND_NAMES[sniffed]} data; "
+                         "rename it to match its content")
+    fmt = named or sniffed
     if fmt is None:
         raise InputError(f"{p}: unknown image format; supported: .nii, .nii.gz, .mgz, .mgh, "
                          ".tif, .tiff, .png, .jpg, .bmp, DICOM files or directories, "
@@ -180,3 +198,63 @@ def default_output_path(input_path: str | os.PathLike, source_format: str) -> Pa
     if suffix is None:
         raise UserError(f"unknown source format {source_format!r}")
     return p.parent / f"{_stem(p)}_sr{suffix}"
+
+
+def check_voxel_size(path: str | os.PathLike, spacing, what: str = "voxel size") -> None:
+    """Refuse a voxel size that is not finite or lies outside :data:`VOXEL_SIZE_RANGE`."""
+    import math
+
+    values = [float(v) for v in spacing]
+    lo, hi = VOXEL_SIZE_RANGE
+    if not all(math.isfinite(v) and lo <= v <= hi for v in values):
+        shown = ", ".join(f"{v:g}" for v in values)
+        raise InputError(f"{path}: invalid {what} [{shown}] (must be finite, from {lo:g} to "
+                         f"{hi:g})")
+
+
+def check_declared_size(path: str | os.PathLike, n_voxels: int, limit: int | None) -> None:
+    """Refuse a file whose header declares more than ``limit`` voxels, before decoding.
+
+    The limit is ``medsr infer``'s ``--max-output-voxels``: an output is never smaller than
+    its input, so a larger input could not be processed anyway.
+    """
+    if limit is not None and n_voxels > limit:
+        raise InputError(f"{path}: the header declares {n_voxels:,} voxels, above the limit "
+                         f"of {limit:,}; raise it with --max-output-voxels")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno < logging.WARNING:
+            return
+        text = " ".join(record.getMessage().split())
+        if text not in self.messages:
+            self.messages.append(text)
+
+
+@contextlib.contextmanager
+def captured_logs(*names: str):
+    """Hold what third-party readers log (nibabel, tifffile, pydicom) instead of printing it.
+
+    Their records would otherwise print as stray ``medsr: error:`` lines beside medsr's
+    own one line (or on a run that succeeds). Yields the list of WARNING+ messages; the
+    caller reports them (as warnings when the read succeeds) or drops them (when it fails
+    with its own error line).
+    """
+    handler = _Collect()
+    saved = []
+    for name in names:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers = [handler]
+        logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers = handlers
+            logger.propagate = propagate

@@ -18,6 +18,8 @@ frame count is unchanged, else ``frame_0000.png``...
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from pathlib import Path
 
@@ -27,15 +29,48 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medsr.errors import InputError, OutputError, UserError
 from medsr.io.common import cast_to_dtype
-from medsr.io.formats import frame_files
+from medsr.io.formats import check_declared_size, frame_files
 from medsr.volume import Volume
 
 _KEEP_MODES = ("L", "LA", "RGB", "RGBA", "I;16", "I", "F")
 _CHANNEL_MODES = {2: "LA", 3: "RGB", 4: "RGBA"}
 
 
-def _picture(path: Path) -> np.ndarray:
-    """One picture as (rows, cols) or (rows, cols, C); InputError if unreadable."""
+@contextlib.contextmanager
+def _pillow_limit(checked: bool):
+    """Pillow's own decompression-bomb limit, lifted where medsr checked the size itself."""
+    saved = Image.MAX_IMAGE_PIXELS
+    if checked:
+        Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def declared_pixels(path: str | os.PathLike) -> int:
+    """Pixels (times samples/pages) a picture's header declares, without decoding it."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                if not tif.series:
+                    raise InputError(f"{path}: TIFF file without images")
+                return math.prod(tif.series[0].shape)
+        with _pillow_limit(True), Image.open(path) as img:
+            return int(img.width) * int(img.height)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            tifffile.TiffFileError) as exc:
+        raise InputError(f"{path}: not a readable image ({str(exc).splitlines()[0]})") from exc
+
+
+def _picture(path: Path, checked: bool = False) -> np.ndarray:
+    """One picture as (rows, cols) or (rows, cols, C); InputError if unreadable.
+
+    ``checked``: the caller checked the declared size, so Pillow's own limit is lifted.
+    """
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             arr = tifffile.imread(path)
@@ -43,7 +78,7 @@ def _picture(path: Path) -> np.ndarray:
                 raise InputError(f"{path}: a frame must be a single 2D picture, got shape "
                                  f"{arr.shape}")
             return arr
-        with Image.open(path) as img:
+        with _pillow_limit(checked), Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
             if img.mode == "1":
                 img = img.convert("L")
@@ -55,7 +90,10 @@ def _picture(path: Path) -> np.ndarray:
             arr = np.asarray(img)
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: the header declares more pixels than Pillow decodes "
+                         f"unchecked ({str(exc).splitlines()[0]})") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
             tifffile.TiffFileError) as exc:
         raise InputError(f"{path}: not a readable image ({str(exc).splitlines()[0]})") from exc
     if arr.size == 0:
@@ -65,24 +103,35 @@ def _picture(path: Path) -> np.ndarray:
     return arr
 
 
-def read_image(path: str | os.PathLike) -> Volume:
-    """One PNG/JPEG/BMP picture as a (rows, cols, 1[, C]) Volume."""
+def read_image(path: str | os.PathLike, max_voxels: int | None = None) -> Volume:
+    """One PNG/JPEG/BMP picture as a (rows, cols, 1[, C]) Volume.
+
+    ``max_voxels`` refuses a header declaring more pixels, before decoding.
+    """
     path = Path(path)
-    arr = _picture(path)
+    if max_voxels is not None:
+        check_declared_size(path, declared_pixels(path), max_voxels)
+    arr = _picture(path, checked=max_voxels is not None)
     data = arr[:, :, None] if arr.ndim == 2 else arr[:, :, None, :]
     meta = {"format": "image", "path": str(path), "dtype": arr.dtype.name, "unit": None}
     return Volume(np.ascontiguousarray(data), np.eye(4), meta)
 
 
-def read_frames(path: str | os.PathLike) -> Volume:
-    """A folder of pictures with one extension, stacked along k in natural name order."""
+def read_frames(path: str | os.PathLike, max_voxels: int | None = None) -> Volume:
+    """A folder of pictures with one extension, stacked along k in natural name order.
+
+    ``max_voxels`` refuses frames declaring more pixels in all, before decoding.
+    """
     path = Path(path)
     files = frame_files(path)  # natural order; mixed extensions are an InputError
     if not files:
         raise InputError(f"{path}: no image frames found")
+    if max_voxels is not None:
+        for f in files:
+            check_declared_size(f, declared_pixels(f) * len(files), max_voxels)
     frames = []
     for f in files:
-        arr = _picture(f)
+        arr = _picture(f, checked=max_voxels is not None)
         if frames and (arr.shape != frames[0].shape or arr.dtype != frames[0].dtype):
             raise InputError(f"{path}: frame {f.name} is {arr.shape} {arr.dtype} but "
                              f"{files[0].name} is {frames[0].shape} {frames[0].dtype}")

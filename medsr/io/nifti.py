@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -43,6 +45,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from medsr.errors import InputError, UserError
 from medsr.io.common import cast_to_dtype
+from medsr.io.formats import captured_logs, check_declared_size, check_voxel_size
 from medsr.volume import Volume
 
 # Exceptions nibabel, zlib and gzip raise on broken files.
@@ -101,6 +104,26 @@ def _check_nifti_header(path: Path, hdr: nib.Nifti1Header) -> None:
     if not np.all(np.isfinite(pix)) or np.any(pix <= 0):
         raise InputError(f"{path}: invalid voxel size pixdim = {pix.tolist()} "
                          "(must be positive)")
+    check_voxel_size(path, pix, "voxel size pixdim")
+    slope, inter = float(hdr["scl_slope"]), float(hdr["scl_inter"])
+    if np.isfinite(slope) and slope != 0 and not np.isfinite(inter) or np.isinf(slope):
+        # slope 0 or NaN means "no scaling" (NIfTI-1); an infinite one is no scaling at all
+        raise InputError(f"{path}: invalid intensity scaling scl_slope = {slope:g}, "
+                         f"scl_inter = {inter:g} (must be finite)")
+    code = int(hdr["datatype"])
+    try:
+        disk = hdr.get_data_dtype()
+    except _BROKEN:
+        raise InputError(f"{path}: unknown NIfTI datatype code {code}") from None
+    if disk.kind == "V" and not disk.names:
+        raise InputError(f"{path}: unknown NIfTI datatype code {code}")
+    offset = float(hdr["vox_offset"])
+    if not (np.isfinite(offset) and 0 <= offset < 2**40):
+        raise InputError(f"{path}: corrupt NIfTI header (vox_offset = {offset:g})")
+    if disk.kind == "c":
+        raise InputError(f"{path}: complex-valued data ({_dtype_name(disk)}); medsr "
+                         "super-resolves real images: save the magnitude (or the real and "
+                         "imaginary parts as separate files) and give that")
     if int(hdr["sform_code"]) > 0:
         srow = np.stack([hdr["srow_x"], hdr["srow_y"], hdr["srow_z"]]).astype(np.float64)
         if not np.all(np.isfinite(srow)):
@@ -156,13 +179,37 @@ def _select_volume(path: Path, shape: tuple[int, ...], volume: int | None) -> tu
     return (slice(None),) * 3 + (int(volume),) + (0,) * (len(extra) - 1)
 
 
-def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Volume:
-    """Read a NIfTI-1/2 or MGH/MGZ file into a Volume (see the module docstring)."""
+def read_nifti(path: str | os.PathLike, volume: int | None = None,
+               max_voxels: int | None = None) -> Volume:
+    """Read a NIfTI-1/2 or MGH/MGZ file into a Volume (see the module docstring).
+
+    ``max_voxels`` refuses a header declaring more spatial voxels, before loading.
+    """
     path = Path(path)
     low = path.name.lower()
     is_mgh = low.endswith((".mgz", ".mgh"))
     if not is_mgh:
         _check_nifti_header(path, _raw_nifti_header(path))
+    with captured_logs("nibabel", "nibabel.global") as messages:
+        vol = _read_nifti(path, is_mgh, volume, max_voxels)
+    for text in messages:
+        warnings.warn(f"{path}: {text}", stacklevel=2)
+    return vol
+
+
+def _verify_gzip(path: Path) -> None:
+    """Read a gzip stream to its end: its CRC catches corruption nibabel would not see."""
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise InputError(f"{path}: truncated or corrupt compressed data "
+                         f"({_reason(exc)})") from exc
+
+
+def _read_nifti(path: Path, is_mgh: bool, volume: int | None,
+                max_voxels: int | None) -> Volume:
     try:
         img = nib.load(path)
     except _BROKEN as exc:
@@ -173,16 +220,22 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Volume:
     if any(n <= 0 for n in shape) or not shape:
         raise InputError(f"{path}: zero-size image (shape {list(shape)})")
     disk_dtype = img.get_data_dtype()
+    if disk_dtype.kind == "c":  # MGH cannot hold complex data; NIfTI is checked above
+        raise InputError(f"{path}: complex-valued data; medsr super-resolves real images")
+    check_declared_size(path, math.prod(shape[:3]), max_voxels)
     offset = int(getattr(img.dataobj, "offset", 0))
     _check_size(path, shape, disk_dtype, offset)
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(f"{path}: invalid affine (NaN, infinite or zero voxel size)")
+    check_voxel_size(path, np.linalg.norm(affine[:3, :3], axis=0), "voxel size (affine)")
     index = _select_volume(path, shape, volume)
     try:
         data = np.asanyarray(img.dataobj[index] if index else img.dataobj)
     except _BROKEN as exc:
         raise InputError(f"{path}: truncated or corrupt data ({_reason(exc)})") from exc
+    if path.name.lower().endswith((".gz", ".mgz")):
+        _verify_gzip(path)
     if data.dtype.names:  # RGB24 / RGBA32 NIfTI: fields become channels
         data = np.stack([data[name] for name in data.dtype.names], axis=-1)
         if data.ndim == 3:

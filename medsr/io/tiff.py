@@ -23,8 +23,10 @@ metadata, which keeps the dtype. ``meta['time']`` picks a time point when readin
 
 from __future__ import annotations
 
+import math
 import os
 import struct
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import tifffile
 
 from medsr.errors import InputError, OutputError, UserError
 from medsr.io.common import cast_to_dtype
+from medsr.io.formats import captured_logs, check_declared_size, check_voxel_size
 from medsr.volume import Volume
 
 _IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
@@ -111,23 +114,37 @@ def _to_volume_array(arr: np.ndarray, axes: str) -> np.ndarray:
     return out
 
 
-def read_tiff(path: str | os.PathLike, *, volume: int | None = None) -> Volume:
-    """Read a TIFF stack (see the module docstring); ``volume`` picks a time point."""
+def read_tiff(path: str | os.PathLike, *, volume: int | None = None,
+              max_voxels: int | None = None) -> Volume:
+    """Read a TIFF stack (see the module docstring); ``volume`` picks a time point.
+
+    ``max_voxels`` refuses a file declaring more voxels (per time point), before decoding.
+    What tifffile logs about a damaged file becomes one warning line each when the data
+    still read, and is left out of the one error line when they do not.
+    """
     path = Path(path)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with captured_logs("tifffile") as messages, tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise InputError(f"{path}: TIFF file without images")
             series = tif.series[0]
             axes = series.axes
+            if series.dtype is not None and np.dtype(series.dtype).kind == "c":
+                raise InputError(f"{path}: complex-valued data ({series.dtype}); medsr "
+                                 "super-resolves real images: save the magnitude first")
+            check_declared_size(path, math.prod(n for a, n in zip(axes, series.shape)
+                                                if a != "T"), max_voxels)
             arr = series.asarray()
             spacing, unit = _spacing(tif)
     except InputError:
         raise
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, IndexError, KeyError,
-            struct.error) as exc:
+    except (tifffile.TiffFileError, ValueError, TypeError, OSError, EOFError, IndexError,
+            KeyError, struct.error, ZeroDivisionError, OverflowError) as exc:
         raise InputError(f"{path}: not a readable TIFF file ({str(exc).splitlines()[0]})"
                          ) from exc
+    for text in messages:
+        warnings.warn(f"{path}: {text}", stacklevel=2)
+    check_voxel_size(path, spacing, "voxel size in the TIFF metadata")
     if "Y" not in axes or "X" not in axes:
         raise InputError(f"{path}: TIFF series without Y and X axes (axes {axes})")
     meta: dict = {"format": "tiff", "path": str(path), "dtype": arr.dtype.name,
