@@ -89,6 +89,14 @@ def output_paths(inputs: Sequence[Path], out_dir: Path | None) -> list[Path]:
             raise UserError(f"{seen[key]} and {p} would both be written to {o}; "
                             "give them different names or separate runs")
         seen[key] = p
+    given = {}  # one scan's output is never another scan's input, however spelt
+    for q in inputs:
+        given.update({os.path.abspath(q): q, os.path.realpath(q): q})
+    for p, o in zip(inputs, outs):
+        for key in (os.path.abspath(o), os.path.realpath(o)):
+            if given.get(key, p) != p:
+                raise UserError(f"{p} would be written to {o}, which is the input "
+                                f"{given[key]}; write the outputs elsewhere with -o")
     return outs
 
 

@@ -131,7 +131,7 @@ def test_working_directory_holding_the_input_is_refused(tmp_path, out):
     assert "busy" not in line.lower()
 
 
-@pytest.mark.parametrize("out", [".", ""])
+@pytest.mark.parametrize("out", ["."])
 def test_working_directory_is_refused(tmp_path, out):
     src = h.nifti(tmp_path / "a.nii.gz", h.small_volume())
     work = _user_folder(tmp_path / "work")
@@ -140,8 +140,7 @@ def test_working_directory_is_refused(tmp_path, out):
     _refused(proc, tmp_path, before, "working directory")
 
 
-@pytest.mark.parametrize("kind", ["dicom", "frames"])
-@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize(("kind", "overwrite"), [("dicom", False), ("frames", True)])
 def test_output_inside_the_input_folder_is_refused(tmp_path, kind, overwrite):
     src = _dicom_series(tmp_path / "dcm") if kind == "dicom" else _frames(tmp_path / "frames")
     before = _snapshot(tmp_path)
@@ -285,6 +284,15 @@ def test_cohort_output_folder_inside_an_input_is_refused(tmp_path):
     proc = h.medsr("infer", "dcm1", "dcm2", "-o", "dcm1/out", *h.X2_CUBIC, cwd=tmp_path)
     _refused(proc, tmp_path, before, "inside the input dcm1")
     assert not (tmp_path / "dcm1" / "out").exists()
+
+
+def test_cohort_output_of_one_scan_is_never_another_scans_input(tmp_path):
+    h.nifti(tmp_path / "x.nii.gz", h.small_volume())
+    h.nifti(tmp_path / "x_sr.nii.gz", h.small_volume(seed=1))  # x's default output name
+    before = _snapshot(tmp_path)
+    proc = h.medsr("infer", "x.nii.gz", "x_sr.nii.gz", "--overwrite", *h.X2_CUBIC,
+                   cwd=tmp_path)
+    _refused(proc, tmp_path, before, "which is the input x_sr.nii.gz")
 
 
 @pytest.mark.parametrize("summary", ["./a.nii.gz", "mydocs"])
