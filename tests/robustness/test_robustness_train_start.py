@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import gzip
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -174,12 +173,10 @@ def test_bad_start_writes_nothing(case, match, data, tmp_path, capsys, monkeypat
     cfg = _config(tmp_path, data, case.get("over"), case.get("text"), case.get("raw"),
                   case.get("which", "good"))
     sets = [a for s in case.get("sets", []) for a in ("--set", s)]
-    t0 = time.monotonic()
     rc = main(["train", str(cfg), "--run-dir", "run", "--no-progress", *sets])
     out, err = capsys.readouterr()
     line = _one_error(rc, out, err)
     assert re.search(match, line), f"{match!r} not in {line!r}"
-    assert time.monotonic() - t0 < 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]  # no run/, no runs/
 
 
