@@ -134,8 +134,9 @@ def test_self_supervised_from_the_command_line(tmp_path, capsys):
     other = (rng.random((24, 24, 6)) * 500).astype(np.int16)
     nib.save(nib.Nifti1Image(other, A), tmp_path / "other.nii.gz")
     again = tmp_path / "again.nii.gz"
+    # (--keep-overshoot: the clipping at 0 of a non-negative scan comes after the projection)
     assert main(["infer", str(tmp_path / "other.nii.gz"), "-o", str(again), "--model",
-                 str(fit)]) == 0
+                 str(fit), "--keep-overshoot"]) == 0
     img = nib.load(again)
     assert img.shape == (24, 24, 24) and "saved fit" in capsys.readouterr().err
     np.testing.assert_allclose(img.affine, geometry.upsampled_affine(A, (1, 1, 4)), atol=1e-5)
@@ -227,8 +228,9 @@ def test_self_supervised_takes_a_named_box_profile(tmp_path):
     src = tmp_path / "thick.nii.gz"
     nib.save(nib.Nifti1Image(lr, np.diag([1.0, 1.0, 4.0, 1.0])), src)
     out = tmp_path / "ss.nii.gz"
+    # --keep-overshoot: the clipping at 0 of a non-negative scan comes after the projection
     assert main(["infer", str(src), "-o", str(out), "--self-supervised", "--budget", "3s",
-                 "--slice-profile", "rect"]) == 0
+                 "--slice-profile", "rect", "--keep-overshoot"]) == 0
     sr = nib.load(out).get_fdata()
     assert np.abs(thick_slices(sr, 4, "rect") - lr).max() < 1e-2
     assert np.abs(thick_slices(sr, 4, "gaussian") - lr).max() > 1.0
