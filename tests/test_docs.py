@@ -83,6 +83,8 @@ OUTPUTS = {
     "medsr models": [],
     "medsr models --pretrained": [],
     "medsr train cfg.yaml --run-dir runs/x": ["runs/x/checkpoints/last.safetensors"],
+    "medsr infer dicom_dir/ -o dicom_dir_sr/": ["dicom_dir_sr/*"],
+    "medsr infer dicom_dir/ -o out.nii.gz": ["out.nii.gz"],
     "medsr infer thick.nii.gz --slice-profile gaussian": ["thick_sr.nii.gz"],
     "medsr infer thick.nii.gz --slice-profile rect --slice-thickness 5": ["thick_sr.nii.gz"],
     "medsr infer thick.nii.gz --slice-profile profile.npy": ["thick_sr.nii.gz"],
@@ -184,7 +186,8 @@ def _png(path: Path, size: int = 16, shift: int = 0) -> None:
 
 
 def make_inputs(d: Path) -> None:
-    """Every input file the pages' commands and snippets name, tiny."""
+    """Every input file the pages' commands and snippets name, tiny (the README's
+    docs/examples scan too: a 16x16x4 stand-in under its name)."""
     import tifffile
     from dicom_fixtures import oblique_case, write_series
 
