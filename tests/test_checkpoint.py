@@ -120,5 +120,11 @@ def test_foreign_weights_only_file(tmp_path):
 def test_wrong_architecture_is_user_error(tmp_path):
     path = save_model(tmp_path / "m.safetensors", _net().state_dict(),
                       {**INFO, "hparams": {"features": 16, "features2": 4}})
+    # a bigger network than the file holds is refused before it is built
+    with pytest.raises(UserError, match=r"more than 648 \(the weights in the file\)"):
+        load_model(path)
+    # a smaller one is built, and its shapes do not fit the weights
+    path = save_model(tmp_path / "s.safetensors", _net().state_dict(),
+                      {**INFO, "hparams": {"features": 4, "features2": 4}})
     with pytest.raises(UserError, match="do not fit"):
         load_model(path)

@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.from_process = argv is None  # the process's own command line (console script, -m)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -154,16 +154,17 @@ def run(args: argparse.Namespace) -> int:
               or any(c in args.inputs[0] for c in "*?[") and not Path(args.inputs[0]).exists())
     if not cohort:
         result = infer_file(args.inputs[0], args.output, **_options(args),
-                            budget_start=_budget_start())
+                            budget_start=_budget_start(args.from_process))
         print(result.summary(), file=sys.stderr)
         return 0
     return _run_cohort(args)
 
 
-def _budget_start() -> float | None:
+def _budget_start(from_process: bool) -> float | None:
     """When the command started (``time.perf_counter()`` scale), so that a --budget covers
-    starting Python too; None (this call) when medsr runs inside another program."""
-    if sys.argv[1:2] != ["infer"]:
+    starting Python too; None (this call) when medsr runs inside another program
+    (``main(argv)`` called with a list, ``from_process`` false)."""
+    if not from_process:
         return None
     try:  # Linux: the process start time, in clock ticks since boot
         with open("/proc/self/stat") as f:
