@@ -170,3 +170,58 @@ def test_bf16_training_is_reproducible_keeps_float32_weights_and_learns(tmp_path
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wf[k]) for k in wa)
     assert abs(sa["best_psnr"] - sf["best_psnr"]) < 0.5
+
+
+def test_target_noise_on_hr_patch_before_degrading_and_default_no_op():
+    """degradation.target_noise: the HR target carries the added noise and the LR is
+    degraded from that noisy HR; only matching volumes; kind none is byte-identical."""
+    from medsr.data.dataset import SRPatchDataset
+    from medsr.degrade import Degradation
+    from medsr.engine.config import load_config
+    from medsr.errors import UserError
+
+    rng = np.random.default_rng(1)
+    smooth = np.full((1, 24, 24, 24), 0.5, np.float32) + rng.random((1, 1, 1, 24),
+                                                                     dtype=np.float32) * 0.01
+    vols = [{"image": smooth, "spacing": (1.0,) * 3, "source": "data/template.nii.gz"},
+            {"image": smooth.copy(), "spacing": (1.0,) * 3, "source": "data/scan.nii.gz"}]
+    spec = SamplingSpec(mode="2d", axes=(2,), context=1, patch=(16, 16), scale=(2, 2),
+                        flips=False, permute=False, min_foreground=0.0)
+
+    def deg():
+        return Degradation.from_dict({"scale": [2, 2], "profile": "gaussian",
+                                      "downsample": "area"})
+
+    plain = SRPatchDataset(vols, spec, deg(), seed=3)
+    off = SRPatchDataset(vols, spec, deg(), seed=3,
+                         target_noise={"kind": "none", "sigma": [0.01, 0.03], "match": []})
+    for i in range(6):  # the default (kind none) changes nothing, byte for byte
+        a, b = plain[i], off[i]
+        assert a["hr"].numpy().tobytes() == b["hr"].numpy().tobytes()
+        assert a["lr"].numpy().tobytes() == b["lr"].numpy().tobytes()
+    tn = {"kind": "rician", "sigma": 0.05, "match": ["template*"]}
+    noisy = SRPatchDataset(vols, spec, deg(), seed=3, target_noise=tn)
+    assert noisy.noisy_target == [True, False]
+    seen = set()
+    for i in range(12):
+        s = noisy[i]
+        hr = s["hr"].numpy()
+        resid = hr - smooth[0, :16, :16, 0].mean()
+        if hr.std() > 0.02:  # a template patch: HR target carries the added noise
+            seen.add("noisy")
+            assert 0.03 < hr.std() < 0.08
+            # the LR is the degradation of that noisy HR: its noise is averaged down
+            assert s["lr"].numpy().std() < hr.std() / 1.5
+        else:  # the real scan keeps its own (here: none)
+            seen.add("clean")
+            assert np.abs(resid).max() < 0.02
+    assert seen == {"noisy", "clean"}
+    cfg = load_config(sets=["data.path=x", "degradation.target_noise.kind=rician",
+                            "degradation.target_noise.sigma=[0.01, 0.03]",
+                            "degradation.target_noise.match=['mni*']"])
+    assert cfg["degradation"]["target_noise"]["match"] == ["mni*"]
+    for bad in ("degradation.target_noise.kind=poisson", "degradation.target_noise.sigma=-1",
+                "degradation.target_noise.sigma=[0.03, 0.01]",
+                "degradation.target_noise.match=[1]"):
+        with pytest.raises(UserError, match="target_noise"):
+            load_config(sets=["data.path=x", bad])

@@ -88,7 +88,8 @@ class SRPatchDataset(Dataset):
     """Map-style dataset of ``{"lr", "hr"}`` tensor pairs; index ``i`` is deterministic."""
 
     def __init__(self, volumes: list[dict], spec: SamplingSpec, degradation: Any, seed: int,
-                 stream: int = 0, augment: bool = True) -> None:
+                 stream: int = 0, augment: bool = True,
+                 target_noise: dict | None = None) -> None:
         if not volumes:
             raise UserError("no volumes to sample from")
         for v in volumes:
@@ -101,15 +102,23 @@ class SRPatchDataset(Dataset):
                 raise UserError(f"{where}2.5d sampling needs single-channel volumes")
         self.volumes, self.spec, self.degradation = volumes, spec, degradation
         self.seed, self.stream, self.augment = int(seed), int(stream), augment
+        tn = target_noise or {}
+        self.target_noise = tn if tn.get("kind", "none") != "none" else None
+        self.noisy_target = [self.target_noise is not None
+                             and matches(v.get("source"), tn.get("match") or [])
+                             for v in volumes]
 
     def __len__(self) -> int:
         return sys.maxsize
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = sample_rng(self.seed, index, self.stream)
-        vol = self.volumes[int(rng.integers(len(self.volumes)))]
+        vi = int(rng.integers(len(self.volumes)))
+        vol = self.volumes[vi]
         s = draw(vol, self.spec, rng, self.augment)
         hr, lr = s["hr"], s["lr"]
+        if lr is None and self.noisy_target[vi]:
+            hr = add_target_noise(hr, self.target_noise, rng)
         if lr is None:
             lr = degrade_patch(self.degradation, hr, s["spacing"], int(rng.integers(2**31 - 1)))
         expected = tuple(p // k for p, k in zip(hr.shape[1:], self.spec.scale))
@@ -122,6 +131,35 @@ class SRPatchDataset(Dataset):
             hr = hr[c:c + 1]
         return {"lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32)),
                 "hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))}
+
+
+def matches(source: Any, patterns: list[str]) -> bool:
+    """True if the file name of ``source`` matches one of the glob ``patterns`` ([]: any)."""
+    import fnmatch
+    from pathlib import Path
+
+    if not patterns:
+        return True
+    if isinstance(source, dict):
+        source = source.get("image")
+    name = Path(str(source)).name if source is not None else ""
+    return any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def add_target_noise(hr: np.ndarray, spec: dict, rng: np.random.Generator) -> np.ndarray:
+    """The HR patch with Gaussian or Rician noise of std ``spec["sigma"]`` (a value or
+    [lo, hi], uniform) in normalised units, drawn from ``rng`` (before the degradation,
+    so the LR input carries what the degradation leaves of it)."""
+    sig = spec["sigma"]
+    sigma = float(rng.uniform(sig[0], sig[1])) if isinstance(sig, list | tuple) else float(sig)
+    x = np.asarray(hr, dtype=np.float32)
+    n1 = rng.standard_normal(x.shape).astype(np.float32) * sigma
+    if spec["kind"] == "gaussian":
+        return x + n1
+    if spec["kind"] == "rician":
+        n2 = rng.standard_normal(x.shape).astype(np.float32) * sigma
+        return np.sqrt((x + n1) ** 2 + n2 ** 2)
+    raise UserError(f"unknown target noise {spec['kind']!r}; choose gaussian or rician")
 
 
 def degrade_patch(degradation: Any, hr: np.ndarray, spacing: tuple, seed: int) -> np.ndarray:

@@ -41,7 +41,12 @@ DEFAULTS: dict[str, Any] = {
         "preset": "bicubic",     # a medsr.degrade preset name
         "params": {},            # overrides passed to load_preset
         "spec": None,            # a full Degradation.to_dict() (replaces preset + params)
-    },
+        "target_noise": {        # noise added to the HR patch (the target) BEFORE degrading,
+            "kind": "none",      # for noise-free sources (templates, averages): none |
+            "sigma": [0.01, 0.03],  # gaussian | rician; sigma (or [lo, hi], uniform) in
+            "match": [],         # normalised units (fraction of the percentile range);
+        },                       # only volumes whose file name matches a glob of match
+    },                           # ([] = every volume)
     "sampling": {
         "mode": "2d",            # 2d | 2.5d | 3d
         "axes": [2],             # 2d / 2.5d: slice normals to sample from (0, 1, 2)
@@ -449,6 +454,14 @@ def validate(cfg: dict) -> None:
                         "'data.normalise.upper'")
 
     _str_or_none(cfg, "degradation.preset")
+    _choice(cfg, "degradation.target_noise.kind", TARGET_NOISES)
+    sig = cfg["degradation"]["target_noise"]["sigma"]
+    if not ((_is_number(sig) and 0 <= sig <= 1)
+            or (isinstance(sig, list) and len(sig) == 2
+                and all(_is_number(v) and 0 <= v <= 1 for v in sig) and sig[0] <= sig[1])):
+        raise UserError(f"config key 'degradation.target_noise.sigma' must be a number in "
+                        f"[0, 1] or [lo, hi] with 0 <= lo <= hi <= 1; got {_short(sig)}")
+    _str_list(cfg, "degradation.target_noise.match")
     if not cfg["degradation"]["spec"] and not cfg["degradation"]["preset"]:
         raise UserError("config key 'degradation.preset' is required when "
                         "'degradation.spec' is null")
@@ -515,6 +528,7 @@ def validate(cfg: dict) -> None:
     _num(cfg, "train.ema", ge=0, lt=1)
 
 
+TARGET_NOISES = ("none", "gaussian", "rician")
 LOSS_TERMS = ("l1", "l2", "charbonnier", "gradient", "ssim", "tv", "perceptual", "texture",
               "adversarial")
 

@@ -171,7 +171,9 @@ def model_info(cfg: dict, model: nn.Module, in_ch: int, out_ch: int,
         "normalisation": {"method": "percentile", **cfg["data"]["normalise"]},
         "degradation": {"preset": cfg["degradation"]["preset"],
                         "params": cfg["degradation"]["params"],
-                        "spec": cfg["degradation"]["spec"], "patch": deg},
+                        "spec": cfg["degradation"]["spec"], "patch": deg,
+                        **({"target_noise": cfg["degradation"]["target_noise"]}
+                           if cfg["degradation"]["target_noise"]["kind"] != "none" else {})},
         "sampling": {"mode": spec.mode, "axes": list(spec.axes), "context": spec.context,
                      "patch_size": list(spec.patch)},
     }
@@ -352,9 +354,11 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
     val_vols = (train_vols if val_items == train_items
                 else load_volumes(val_items, norm["lower"], norm["upper"], cfg["data"]["cache"]))
     degradation = build_degradation(cfg, spec.scale)
-    train_ds = SRPatchDataset(train_vols, spec, degradation, seed, stream=0, augment=True)
+    target_noise = cfg["degradation"]["target_noise"]
+    train_ds = SRPatchDataset(train_vols, spec, degradation, seed, stream=0, augment=True,
+                              target_noise=target_noise)
     val_ds = SRPatchDataset(val_vols, spec, build_degradation(cfg, spec.scale), seed,
-                            stream=1, augment=False)
+                            stream=1, augment=False, target_noise=target_noise)
     val_batch = fixed_batch(val_ds, int(cfg["sampling"]["val_patches"]))
 
     # model, losses, optimisers (created after seeding: same init every run)
