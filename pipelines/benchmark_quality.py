@@ -23,6 +23,8 @@ are passed on):
     python pipelines/benchmark_quality.py selfsup ...   # benchmark_selfsup.py (issue 7)
     python pipelines/benchmark_quality.py frames ...    # benchmark_quality_frames.py
                                                         # (frames and microscopy, issue 9)
+    python pipelines/benchmark_quality.py real ...      # benchmark_real.py: held-out
+                                                        # real people's scans (issue 23)
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def run_method(method: str, lr: Volume, factors, device) -> tuple[np.ndarray, fl
     return out.data, time.perf_counter() - t0
 
 
-SUITES = {"selfsup": "benchmark_selfsup", "frames": "benchmark_quality_frames"}
+SUITES = {"selfsup": "benchmark_selfsup", "frames": "benchmark_quality_frames",
+          "real": "benchmark_real"}
 
 
 def run_suite(name: str, argv: list[str]) -> int:

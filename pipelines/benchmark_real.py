@@ -1,0 +1,215 @@
+"""Real-scan quality benchmark (issue 23 item 5): held-out real people only.
+
+Ground truth: the held-out volumes of pipelines/real_data.py (whole subjects no shipped
+network was trained on): a head CT (0.96 x 0.96 x 1.5 mm), a T1 of another adult
+(2 x 2 x 3 mm, ITK) and a diffusion b0 slab of another adult and scanner (2 mm, dipy).
+Each reference is cropped so every factor divides its grid. Nothing is added to it: a
+real scan's own noise stays in the reference and in the simulated LR.
+
+Degradations: ``gaussian`` (Gaussian profile, FWHM = k voxels) and ``box`` (rect profile,
+thickness = spacing), area sampling, along the two fine axes (``in-plane x2/x4``) or the
+coarse one (``one-axis x2/x4/x6``; the slab's 10 slices are too few, so its one-axis
+cases run along its second axis).
+
+Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
+``medsr infer`` does with no flags: the shipped default model chosen by the factors),
+``default+proj`` (one-axis only: the default projected onto the LR slices under the
+true profile, ``--slice-profile gaussian|rect``, see medsr.infer.project_onto_slices),
+and with ``--selfsup S`` ``selfsup`` (one-axis only: ``--self-supervised`` with a budget
+of S seconds, told the profile; 60 s in the issue, 300 s optional and slow). Every output
+is clipped at 0 where the input is non-negative, as ``medsr infer`` does.
+
+Metrics: PSNR and SSIM over the whole volume (3D) and the mean over slices across the
+last axis (2D), data range = reference max - min (``medsr.metrics``).
+
+    python pipelines/benchmark_real.py [--weights DIR] [--selfsup 60] [--cases in-plane-x2]
+    python pipelines/benchmark_quality.py real ...       # the same
+Writes docs/benchmarks/quality_real.{json,md} (``--json`` / ``--markdown`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = {"gaussian": "gaussian", "box": "rect"}
+CASES = {"in-plane-x2": (2, "in"), "in-plane-x4": (4, "in"), "one-axis-x2": (2, "one"),
+         "one-axis-x4": (4, "one"), "one-axis-x6": (6, "one")}
+METHODS = ("nearest", "cubic", "lanczos", "ibp", "default", "default+proj", "selfsup")
+
+
+def reference(row: dict):
+    """The held-out volume of manifest ``row``, cropped so every factor divides it."""
+    from medsr import io
+
+    v = io.read(ROOT / row["file"])
+    data = np.asarray(v.data, dtype=np.float32)
+    thick = 2 if data.shape[2] >= 48 else 1
+    crop = [n - n % (12 if a == thick else 4) for a, n in enumerate(data.shape)]
+    return v.with_data(np.ascontiguousarray(data[:crop[0], :crop[1], :crop[2]])), thick
+
+
+def factors_of(case: str, thick: int) -> tuple[int, int, int]:
+    k, kind = CASES[case]
+    if kind == "in":
+        return (k, k, 1) if thick == 2 else (k, 1, k)
+    f = [1, 1, 1]
+    f[thick] = k
+    return tuple(f)
+
+
+def degrade(hr, factors, profile: str):
+    from medsr.degrade import Degradation, degrade_volume
+
+    d = Degradation.from_dict({"scale": list(factors), "profile": PROFILES[profile],
+                               "downsample": "area"})
+    d.set_random_state(0)
+    return degrade_volume(hr, d)
+
+
+def run(method: str, lr, factors, profile: str, device, budget: float):
+    """(SR array or None when the method does not apply, seconds)."""
+    from medsr.infer import (
+        clip_overshoot,
+        model_passes,
+        plan_grid,
+        project_onto_slices,
+        super_resolve,
+        super_resolve_model,
+    )
+
+    one_axis = sum(k > 1 for k in factors) == 1
+    if method in ("default+proj", "selfsup") and not one_axis:
+        return None, 0.0
+    plan = plan_grid(lr, scale=factors)
+    t0 = time.perf_counter()
+    if method in ("default", "default+proj"):
+        passes = model_passes(plan, None, device)
+        out = super_resolve_model(lr, plan, passes, device=device)
+        if method == "default+proj":
+            out, _ = project_onto_slices(lr, out, plan, PROFILES[profile])
+    elif method == "selfsup":
+        from medsr.selfsup.api import super_resolve_self_supervised
+
+        out, _ = super_resolve_self_supervised(lr, budget_s=budget, profile=PROFILES[profile],
+                                               device=device, progress=False)
+    else:
+        out = super_resolve(lr, plan, method=method)
+    out, _ = clip_overshoot(lr, out)
+    return np.asarray(out.data, dtype=np.float32), time.perf_counter() - t0
+
+
+def scores(ref: np.ndarray, sr: np.ndarray) -> dict:
+    from medsr import metrics
+
+    rng = float(ref.max() - ref.min())
+    out = {"psnr": metrics.psnr(ref, sr, data_range=rng),
+           "ssim": metrics.ssim(ref, sr, data_range=rng, mode="3d")}
+    ps, ss = [], []
+    for k in range(ref.shape[2]):
+        r, s = ref[:, :, k:k + 1], sr[:, :, k:k + 1]
+        if np.ptp(r) == 0:
+            continue
+        ps.append(metrics.psnr(r, s, data_range=rng))
+        ss.append(metrics.ssim(r, s, data_range=rng, mode="2d"))
+    out["psnr_slices"], out["ssim_slices"] = float(np.mean(ps)), float(np.mean(ss))
+    return out
+
+
+def markdown(rows: list[dict], methods: list[str]) -> str:
+    """One line per subject, case and profile: 3D PSNR / SSIM of each method, and the
+    default's gain over cubic (3D and slice-wise PSNR, 3D SSIM)."""
+    head = ("| subject | case | profile | " + " | ".join(methods)
+            + " | default - cubic: PSNR 3D / slices, SSIM 3D |")
+    lines = [head, "|" + "---|" * (len(methods) + 4)]
+    keys = list(dict.fromkeys((r["subject"], r["case"], r["profile"]) for r in rows))
+    gains = []
+    for key in keys:
+        by = {r["method"]: r for r in rows if (r["subject"], r["case"], r["profile"]) == key}
+        cells = [f"{by[m]['psnr']:.2f} / {by[m]['ssim']:.3f}" if m in by else "-"
+                 for m in methods]
+        gain = ""
+        if "default" in by and "cubic" in by:
+            d, c = by["default"], by["cubic"]
+            g = (d["psnr"] - c["psnr"], d["psnr_slices"] - c["psnr_slices"],
+                 d["ssim"] - c["ssim"])
+            gains.append(g)
+            gain = f"{g[0]:+.2f} / {g[1]:+.2f} dB, {g[2]:+.3f}"
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells)
+                     + f" | {gain} |")
+    means = [f"{np.mean([r['psnr'] for r in rows if r['method'] == m]):.2f}"
+             if any(r["method"] == m for r in rows) else "-" for m in methods]
+    lines.append("| mean PSNR (3D) | | | " + " | ".join(means) + " | |")
+    if gains:
+        g = np.array(gains)
+        lines.append("")
+        lines.append(f"Default vs cubic over {len(g)} cases: PSNR gain mean {g[:, 0].mean():+.2f} "
+                     f"dB, min {g[:, 0].min():+.2f}, max {g[:, 0].max():+.2f} (slice-wise mean "
+                     f"{g[:, 1].mean():+.2f}); SSIM above cubic in {(g[:, 2] > 0).sum()} of "
+                     f"{len(g)} cases (mean {g[:, 2].mean():+.4f}).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import real_data
+
+    from medsr import pretrained
+    from medsr.devices import select_device
+    from medsr.inference.model_sr import use_all_cores
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", type=Path, help="a folder of default weights to test "
+                    "instead of medsr/weights (same file names)")
+    ap.add_argument("--selfsup", type=float, default=0.0,
+                    help="add --self-supervised with this budget in seconds (60; slow)")
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--subjects", help="comma-separated held-out names (default: all)")
+    ap.add_argument("--methods", default=",".join(m for m in METHODS if m != "selfsup"))
+    ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/quality_real.json")
+    ap.add_argument("--markdown", type=Path, default=ROOT / "docs/benchmarks/quality_real.md")
+    args = ap.parse_args(argv)
+    if args.weights:
+        pretrained.WEIGHTS_DIR = args.weights.resolve()
+    methods = args.methods.split(",") + (["selfsup"] if args.selfsup > 0 else [])
+    use_all_cores()
+    device = select_device("cpu")
+    rows_in = real_data.heldout()
+    if args.subjects:
+        rows_in = [r for r in rows_in if r["name"] in args.subjects.split(",")]
+    rows = []
+    for row in rows_in:
+        ref, thick = reference(row)
+        for case in args.cases.split(","):
+            factors = factors_of(case, thick)
+            for profile in PROFILES:
+                lr = degrade(ref, factors, profile)
+                for method in methods:
+                    sr, secs = run(method, lr, factors, profile, device, args.selfsup)
+                    if sr is None:
+                        continue
+                    assert sr.shape == ref.data.shape, (sr.shape, ref.data.shape)
+                    r = {"subject": row["name"], "contrast": row["contrast"], "case": case,
+                         "factors": list(factors), "profile": profile, "method": method,
+                         **scores(ref.data, sr), "seconds": secs}
+                    rows.append(r)
+                    print(f"{row['name']:11s} {case:12s} {profile:8s} {method:13s} PSNR "
+                          f"{r['psnr']:6.2f} ({r['psnr_slices']:6.2f}) SSIM {r['ssim']:.4f} "
+                          f"({r['ssim_slices']:.4f}) {secs:6.1f} s", flush=True)
+    table = markdown(rows, methods)
+    print(table)
+    args.json.write_text(json.dumps({"weights": str(args.weights or "medsr/weights"),
+                                     "rows": rows}, indent=1) + "\n")
+    args.markdown.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
