@@ -26,6 +26,7 @@ DEFAULT_MAX_OUTPUT_VOXELS = 1_000_000_000  # 4 GB as float32
 DEFAULT_BUDGET_S = 300.0  # --self-supervised --budget
 WRITE_PER_READ = 3.0  # writing a voxel takes up to this many times reading one (gzip)
 CLASSICAL_METHODS = (*INTERPOLATION_METHODS, "ibp")
+AUTO_PROFILE = "auto"  # --slice-profile default: estimated from the scan (auto_slice_profile)
 
 
 @dataclass
@@ -238,7 +239,11 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     (``steps`` of them exactly, if given: reproducible bit for bit with ``seed``)
     (:mod:`medsr.selfsup`) and applies it through-plane; without it, ``slice_profile``
     ("gaussian", "rect" or a .npy kernel) projects the output onto the scan's slices
-    (:func:`project_onto_slices`). ``tile``, ``batch``,
+    (:func:`project_onto_slices`). ``slice_profile`` None or "auto" estimates the profile
+    of a thick-slice scan (:func:`auto_slice_profile`): used for the self-supervised
+    pairs, and for the projection of a one-axis integer upsampling of the thick axis,
+    when the estimate is confident (a note says what was estimated and done). ``tile``,
+    ``batch``,
     ``precision``, ``compile_model`` and ``blend`` tune how networks run
     (:func:`medsr.inference.model_sr.run_passes`). The output of a non-negative input is
     clipped at 0 unless ``keep_overshoot`` (:func:`clip_overshoot`).
@@ -252,6 +257,9 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
 
     t0 = time.perf_counter()
     input_path = Path(input_path)
+    auto_profile = slice_profile is None or str(slice_profile) == AUTO_PROFILE
+    if auto_profile:
+        slice_profile = None  # estimated from the scan where it applies (auto_slice_profile)
     flag_notes, model = check_options(
         model, method=method, self_supervised=self_supervised, scale=scale, spacing=spacing,
         tta=tta, budget_s=budget_s, steps=steps, seed=seed, save_model=save_model,
@@ -282,7 +290,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
             device=device, budget_s=budget_s, slice_thickness=slice_thickness,
             slice_profile=slice_profile, save_model=save_model, seed=seed, steps=steps,
             progress=progress, overwrite=overwrite, dtype=dtype, anonymize=anonymize,
-            keep_overshoot=keep_overshoot))
+            keep_overshoot=keep_overshoot, auto_profile=auto_profile))
     fitted = _saved_fit(model)
     if fitted is not None:
         return _noted(flag_notes, _infer_saved_fit(
@@ -350,6 +358,15 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     if slice_profile is not None:
         out, note = project_onto_slices(vol, out, plan, slice_profile, slice_thickness)
         notes.append(note)
+    elif auto_profile and kind is None and _thick_axis_upsampled(vol, plan):
+        est = auto_slice_profile(vol)
+        if est is not None and est.confident:
+            out, _ = project_onto_slices(vol, out, plan, est.family, est.width_mm)
+            notes.append(f"slice profile: {est.describe()}: projected onto the scan's "
+                         "slices (--slice-profile gaussian|rect|FILE.npy sets it)")
+        elif est is not None:
+            notes.append(f"slice profile: {est.describe()}: not projected onto the scan's "
+                         "slices (--slice-profile gaussian|rect|FILE.npy projects)")
     networks = out_model is not None
     if tta and not networks:
         notes.append(f"--tta applies to networks; {used} did not use it")
@@ -358,6 +375,27 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                            keep_overshoot=keep_overshoot)
     result.model, result.tta = (out_model or ""), bool(tta and networks)
     return result
+
+
+def auto_slice_profile(vol: Volume) -> Any:
+    """The slice profile of ``vol``'s thick axis estimated from the scan
+    (:func:`medsr.selfsup.profile_estimate.estimate_profile`), None without a thick axis."""
+    from medsr.selfsup.profile_estimate import estimate_profile
+
+    return estimate_profile(vol)
+
+
+def _thick_axis_upsampled(vol: Volume, plan: Plan) -> bool:
+    """Whether ``plan`` upsamples only ``vol``'s thick axis, by an integer factor (what
+    the projection onto the slices needs)."""
+    from medsr.selfsup.profile_estimate import thick_axis
+
+    axes = thick_axis(vol)
+    up = [a for a in range(3) if plan.factors[a] > 1 + 1e-6]
+    if axes is None or len(up) != 1 or up[0] != axes[0] or np.any(plan.factors < 1 - 1e-6):
+        return False
+    f = float(plan.factors[up[0]])
+    return abs(f - round(f)) <= 1e-6
 
 
 def read_slice_profile(arg: str | Path | None) -> tuple[str, np.ndarray | None]:
@@ -520,10 +558,13 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                            slice_profile: str | Path | None, save_model: str | Path | None,
                            seed: int | None, steps: int | None, progress: bool | None,
                            overwrite: bool, dtype: str | None, anonymize: bool,
-                           keep_overshoot: bool = False) -> InferResult:
+                           keep_overshoot: bool = False,
+                           auto_profile: bool = False) -> InferResult:
     """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
     spacing); the budget covers the whole command from ``budget_start`` (default ``t0``)
-    to the written output. The flag rules are :func:`medsr.modes.check_options`'."""
+    to the written output. The flag rules are :func:`medsr.modes.check_options`'.
+    ``auto_profile``: the slice profile of the training pairs is estimated from the scan
+    (used when confident; otherwise Gaussian, as with no estimate)."""
     from medsr.selfsup import FEW_STEPS, super_resolve_self_supervised
 
     budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s
@@ -532,6 +573,19 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     inner = self_supervised_budget(budget_s, now - (t0 if budget_start is None else budget_start),
                                    now - t0, float(sp[-1] / max(sp[0], 1e-12)))
     name, kernel = read_slice_profile(slice_profile)
+    profile_note, estimated_mm = None, False
+    if auto_profile:
+        est = auto_slice_profile(vol)
+        if est is not None and est.confident:
+            name = est.family
+            if slice_thickness is None:
+                slice_thickness, estimated_mm = est.width_mm, True
+            profile_note = (f"slice profile: {est.describe()}: used for the training pairs "
+                            "(--slice-profile gaussian|rect|FILE.npy sets it)")
+        elif est is not None:
+            profile_note = (f"slice profile: {est.describe()}: assumed Gaussian (FWHM = "
+                            "thickness) as without an estimate (--slice-profile "
+                            "gaussian|rect|FILE.npy sets it)")
     out, report = super_resolve_self_supervised(
         vol, budget_s=max(inner, 1e-3), slice_thickness=slice_thickness, slice_profile=kernel,
         profile=name, seed=0 if seed is None else seed, steps=steps, device=device,
@@ -543,7 +597,9 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
              f"{tr.get('seconds', 0.0):.0f} s (stopped by {tr.get('stopped_by') or '?'}; "
              f"budget {budget_s:g} s), slice thickness "
              f"{_num(report.get('slice_thickness_mm'))} mm from "
-             f"{report.get('slice_thickness_source')}"]
+             f"{'the estimate' if estimated_mm else report.get('slice_thickness_source')}"]
+    if profile_note:
+        notes.append(profile_note)
     if steps is not None and tr.get("steps") != steps:
         notes.append(f"the budget stopped training before --steps {steps}: this run is not "
                      "reproducible bit for bit; give a longer --budget")

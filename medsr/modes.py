@@ -117,13 +117,13 @@ def check_options(*, method: str = "auto", model: Any = None, saved_fit: bool = 
         "--tta": tta, "--budget": budget_s is not None, "--steps": steps is not None,
         "--save-model": save_model is not None, "--seed": seed is not None,
         "--slice-thickness": slice_thickness is not None,
-        "--slice-profile": slice_profile is not None,
+        "--slice-profile": slice_profile not in (None, "auto"),
         "--device": device != "auto", "--max-memory": abs(max_memory - 1.5e9) > 1.0,
         "--tile": tile is not None, "--batch": batch is not None,
         "--precision": precision != "auto", "--compile": compile_model,
         "--tile-blend": blend != "crop",
     }
-    if mode in ("network", "classical") and slice_profile is not None:
+    if mode in ("network", "classical") and slice_profile not in (None, "auto"):
         given["--slice-thickness"] = False  # it sets up the projection: it applies
     method_flag = f"--method {method}"
     notes: list[str] = []

@@ -102,11 +102,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ss.add_argument("--slice-thickness", type=float_in_range(*SPACING_RANGE), metavar="MM",
                     help="slice thickness (default: DICOM SliceThickness, else the spacing); "
                          "with --self-supervised or --slice-profile")
-    ss.add_argument("--slice-profile", metavar="gaussian|rect|FILE.npy",
-                    help="slice profile: gaussian (FWHM = thickness, the default), rect "
-                         "(box of width = thickness) or a 1D kernel on the output grid; "
-                         "without --self-supervised it projects the output onto the "
-                         "scan's slices under that profile")
+    ss.add_argument("--slice-profile", metavar="auto|gaussian|rect|FILE.npy",
+                    help="slice profile: auto (the default: estimated from a thick-slice "
+                         "scan and used when the estimate is confident, else Gaussian for "
+                         "--self-supervised and no projection), gaussian (FWHM = "
+                         "thickness), rect (box of width = thickness) or a 1D kernel on the "
+                         "output grid; it projects the output onto the scan's slices")
     ss.add_argument("--save-model", metavar="PATH",
                     help="save the fitted network to reuse on scans acquired the same way")
     ss.add_argument("--seed", type=int_in_range(0, 2**32 - 1),
