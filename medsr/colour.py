@@ -9,18 +9,20 @@ lie in [0, 1]. PSNR/SSIM "on the Y channel" use :func:`luma` of the 8-bit images
 network, interpolation, IBP ...) and applies it to Y only; Cb/Cr and alpha are resampled
 with Catmull-Rom bicubic (:mod:`medsr.interpolate`). Grey volumes (no channel axis, or
 one channel) go to ``luma_sr`` unchanged; grey + alpha keeps grey as luma. The output
-dtype is the input dtype (integers rounded and clipped).
+dtype is the input dtype (integers rounded and clipped, :func:`medsr.io.common.cast_like`).
+No I/O here: video and pictures are read and written by :mod:`medsr.io`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from medsr.errors import UserError
+from medsr.geometry import OutputGrid
+from medsr.interpolate import resize
+from medsr.io.common import cast_like
 from medsr.volume import Volume
 
 # MATLAB rgb2ycbcr for RGB in [0, 1]: offsets in 8-bit units, then / 255.
@@ -74,25 +76,14 @@ def is_colour(vol: Volume) -> bool:
     return vol.data.ndim == 4 and vol.data.shape[3] in (3, 4)
 
 
-def cast_like(data: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round and clip silently to an integer dtype (SR overshoot is expected); floats cast."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(data), info.min, info.max).astype(dtype)
-    return data.astype(dtype, copy=False)
-
-
-def super_resolve_colour(vol: Volume, plan: Any,
-                         luma_sr: Callable[[Volume, Any], Volume]) -> Volume:
-    """Super-resolve ``vol`` on ``plan`` (a :class:`medsr.infer.Plan`): Y by ``luma_sr``,
-    Cb/Cr (and alpha) by bicubic; grey volumes go to ``luma_sr`` directly.
+def super_resolve_colour(vol: Volume, plan: OutputGrid,
+                         luma_sr: Callable[[Volume, OutputGrid], Volume]) -> Volume:
+    """Super-resolve ``vol`` on ``plan``: Y by ``luma_sr``, Cb/Cr (and alpha) by bicubic;
+    grey volumes go to ``luma_sr`` directly.
 
     ``luma_sr`` receives a single-channel float32 Volume (Y in 8-bit units 16..235, or
     the grey values as they are) and must return a Volume on ``plan``'s grid.
     """
-    from medsr.interpolate import resize
-
     dtype = np.dtype(vol.data.dtype)
     data = vol.data
     if data.ndim == 3 or data.shape[3] == 1:
@@ -121,56 +112,3 @@ def super_resolve_colour(vol: Volume, plan: Any,
         parts.append(alpha[..., None])
     out = np.concatenate(parts, axis=-1)
     return vol.with_data(cast_like(out, dtype), affine=plan.affine_out)
-
-
-def read_any(path: str | Path) -> Volume:
-    """:func:`medsr.io.read`, plus video files (:mod:`medsr.io.video`)."""
-    from medsr.io.video import is_video, read_video
-
-    if is_video(path):
-        return read_video(path)
-    from medsr import io
-
-    return io.read(path)
-
-
-def write_any(vol: Volume, path: str | Path, *, overwrite: bool = False,
-              inputs: list[Path] | None = None) -> Path:
-    """:func:`medsr.io.write`, plus video files (written atomically, same fps)."""
-    from medsr.io.video import is_video, write_video
-
-    if not is_video(path):
-        from medsr import io
-
-        return io.write(vol, path, overwrite=overwrite, inputs=inputs)
-    from medsr.io.common import atomic_path, check_output
-
-    out = check_output(path, overwrite, list(inputs or []))
-    with atomic_path(out) as tmp:
-        write_video(vol, tmp)
-    return out
-
-
-def infer_frames(input_path: str | Path, output: str | Path, *, scale: float = 4,
-                 method: str = "auto", model: str | Path | None = None, device: str = "cpu",
-                 tta: bool = False, overwrite: bool = False) -> Volume:
-    """A picture, frames folder, multi-page TIFF or video in -> x``scale`` in-plane out, in
-    the same form (frame count, order and names kept), colour through Y.
-
-    ``method='auto'`` uses the shipped frames model when it fits (see
-    :func:`medsr.microscopy.default_model_for`), else Catmull-Rom bicubic.
-    """
-    from medsr.infer import plan_grid
-    from medsr.microscopy import make_sr
-
-    input_path = Path(input_path)
-    vol = read_any(input_path)
-    plan = plan_grid(vol, scale=(scale, scale, 1))
-    if model is None and method == "auto" and vol.meta.get("format") == "tiff":
-        from medsr.microscopy import default_model_for  # a multi-page TIFF of frames
-
-        model = default_model_for(vol.with_data(vol.data, format="frames"), plan)
-    sr, _ = make_sr(method, model, plan, vol, device, tta)
-    out = super_resolve_colour(vol, plan, sr)
-    write_any(out, output, overwrite=overwrite, inputs=[input_path])
-    return out

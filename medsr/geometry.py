@@ -17,13 +17,17 @@ which reduces to the formula above when n_out = k * n_in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from medsr.errors import UserError
+from medsr.volume import Volume
 
 Factors = Sequence[float] | float
+DEFAULT_MAX_OUTPUT_VOXELS = 1_000_000_000  # 4 GB as float32
 
 
 def spacing_of(affine: np.ndarray) -> np.ndarray:
@@ -137,3 +141,66 @@ def ras_to_lps(affine: np.ndarray) -> np.ndarray:
 
 
 lps_to_ras = ras_to_lps
+
+
+@dataclass
+class OutputGrid:
+    """Where the output lies: per-axis factors, input and output shapes and the output
+    affine A_in @ S (see the module doc)."""
+
+    factors: np.ndarray
+    shape_in: tuple[int, int, int]
+    shape_out: tuple[int, int, int]
+    affine_out: np.ndarray
+
+    @property
+    def spacing_out(self) -> np.ndarray:
+        """The output voxel size along each index axis."""
+        return spacing_of(self.affine_out)
+
+
+def plan_grid(vol: Volume, scale: Factors | None = None, spacing: Factors | None = None,
+              max_output_voxels: int = DEFAULT_MAX_OUTPUT_VOXELS) -> OutputGrid:
+    """Turn --scale / --spacing (or neither: :func:`default_factors`) into an output grid."""
+    if scale is not None and spacing is not None:
+        raise UserError("give --scale or --spacing, not both")
+    shape_in = vol.spatial_shape
+    if scale is not None:
+        factors = as_factors(scale, 3)
+    elif spacing is not None:
+        s = np.atleast_1d(np.asarray(spacing, dtype=float))
+        if not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise UserError(f"--spacing needs positive numbers in mm, got {s.tolist()}")
+        factors = factors_for_spacing(vol.affine, spacing)
+    else:
+        factors = default_factors(vol.affine, shape_in)
+    if np.any(factors < 1.0 - 1e-9):
+        raise UserError(f"scale factors must be >= 1 (got {np.round(factors, 4).tolist()}); "
+                        "medsr infer only upsamples — use medsr degrade to downsample")
+    rough = float(np.prod(np.asarray(shape_in, dtype=np.float64) * factors)) * vol.channels
+    if not np.isfinite(rough) or rough > 2.0 * max_output_voxels + 1e6:  # before int overflow
+        raise UserError(f"output would have about {rough:.3g} voxels, above the limit of "
+                        f"{max_output_voxels:,}; raise it with --max-output-voxels")
+    shape_out = output_shape(shape_in, factors)
+    n_out = math.prod(shape_out) * vol.channels
+    if n_out > max_output_voxels:
+        raise UserError(f"output would have {n_out:,} voxels, above the limit of "
+                        f"{max_output_voxels:,}; raise it with --max-output-voxels")
+    affine_out = upsampled_affine(vol.affine, factors, shape_in, shape_out)
+    return OutputGrid(factors=factors, shape_in=shape_in, shape_out=shape_out,
+                      affine_out=affine_out)
+
+
+def plan_isotropic(vol: Volume, spacing: float | None = None,
+                   max_output_voxels: int = DEFAULT_MAX_OUTPUT_VOXELS) -> OutputGrid:
+    """Plan z (axis 2) to ``spacing`` (default: the finer lateral spacing), in the file's
+    unit; the lateral axes stay as they are (microscopy stacks)."""
+    dy, dx, dz = (float(s) for s in vol.spacing)
+    target = min(dy, dx) if spacing is None else float(spacing)
+    if not np.isfinite(target) or target <= 0:
+        raise UserError(f"target z spacing must be a positive number, got {spacing}")
+    if dz < target * (1 - 1e-6):
+        unit = vol.meta.get("unit") or "pixel"
+        raise UserError(f"z spacing {dz:g} {unit} is already finer than {target:g} {unit}; "
+                        "nothing to make isotropic (give --spacing or --input-spacing)")
+    return plan_grid(vol, scale=(1.0, 1.0, dz / target), max_output_voxels=max_output_voxels)

@@ -8,39 +8,28 @@ Every step is a library call so a Python user gets exactly what ``medsr infer`` 
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medsr import geometry
+from medsr import colour, geometry, io, microscopy, modes, pretrained
 from medsr.errors import UserError
+from medsr.geometry import DEFAULT_MAX_OUTPUT_VOXELS, OutputGrid, plan_grid, plan_isotropic
 from medsr.interpolate import METHODS as INTERPOLATION_METHODS
+from medsr.interpolate import resize
+from medsr.io.common import check_output
+from medsr.io.video import is_video
+from medsr.progress import progress_bar
 from medsr.volume import Volume
 
-DEFAULT_MAX_OUTPUT_VOXELS = 1_000_000_000  # 4 GB as float32
 DEFAULT_BUDGET_S = 300.0  # --self-supervised --budget
 WRITE_PER_READ = 3.0  # writing a voxel takes up to this many times reading one (gzip)
 CLASSICAL_METHODS = (*INTERPOLATION_METHODS, "ibp")
 AUTO_PROFILE = "auto"  # --slice-profile default: estimated from the scan (auto_slice_profile)
-
-
-@dataclass
-class Plan:
-    """Where the output grid lies: per-axis factors, shape and affine (A_in @ S)."""
-
-    factors: np.ndarray
-    shape_in: tuple[int, int, int]
-    shape_out: tuple[int, int, int]
-    affine_out: np.ndarray
-
-    @property
-    def spacing_out(self) -> np.ndarray:
-        return geometry.spacing_of(self.affine_out)
 
 
 @dataclass
@@ -76,43 +65,10 @@ def _num(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
 
-def plan_grid(vol: Volume, scale: float | Sequence[float] | None = None,
-              spacing: float | Sequence[float] | None = None,
-              max_output_voxels: int = DEFAULT_MAX_OUTPUT_VOXELS) -> Plan:
-    """Turn --scale / --spacing (or neither: the default plan) into an output grid."""
-    if scale is not None and spacing is not None:
-        raise UserError("give --scale or --spacing, not both")
-    shape_in = vol.spatial_shape
-    if scale is not None:
-        factors = geometry.as_factors(scale, 3)
-    elif spacing is not None:
-        s = np.atleast_1d(np.asarray(spacing, dtype=float))
-        if not np.all(np.isfinite(s)) or np.any(s <= 0):
-            raise UserError(f"--spacing needs positive numbers in mm, got {s.tolist()}")
-        factors = geometry.factors_for_spacing(vol.affine, spacing)
-    else:
-        factors = geometry.default_factors(vol.affine, shape_in)
-    if np.any(factors < 1.0 - 1e-9):
-        raise UserError(f"scale factors must be >= 1 (got {np.round(factors, 4).tolist()}); "
-                        "medsr infer only upsamples — use medsr degrade to downsample")
-    rough = float(np.prod(np.asarray(shape_in, dtype=np.float64) * factors)) * vol.channels
-    if not np.isfinite(rough) or rough > 2.0 * max_output_voxels + 1e6:  # before int overflow
-        raise UserError(f"output would have about {rough:.3g} voxels, above the limit of "
-                        f"{max_output_voxels:,}; raise it with --max-output-voxels")
-    shape_out = geometry.output_shape(shape_in, factors)
-    n_out = math.prod(shape_out) * vol.channels
-    if n_out > max_output_voxels:
-        raise UserError(f"output would have {n_out:,} voxels, above the limit of "
-                        f"{max_output_voxels:,}; raise it with --max-output-voxels")
-    affine_out = geometry.upsampled_affine(vol.affine, factors, shape_in, shape_out)
-    return Plan(factors=factors, shape_in=shape_in, shape_out=shape_out, affine_out=affine_out)
-
-
-def super_resolve(vol: Volume, plan: Plan, method: str = "cubic", **options: Any) -> Volume:
+def super_resolve(vol: Volume, plan: OutputGrid, method: str = "cubic",
+                  **options: Any) -> Volume:
     """Apply a classical method (interpolation or IBP) on the planned grid."""
     if method in INTERPOLATION_METHODS:
-        from medsr.interpolate import resize
-
         data = resize(vol.data.astype(np.float32, copy=False), plan.factors, method=method,
                       shape_out=plan.shape_out)
     elif method == "ibp":
@@ -122,13 +78,11 @@ def super_resolve(vol: Volume, plan: Plan, method: str = "cubic", **options: Any
     return vol.with_data(data, affine=plan.affine_out)
 
 
-def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
+def model_passes(plan: OutputGrid, model: str | Path | None, device: Any) -> list:
     """The network passes for ``plan``: a given model (name or path) or the shipped default
     that fits the factors; [] when no shipped model fits (the caller falls back to cubic)."""
-    from medsr import pretrained
     from medsr.inference.model_sr import Pass, load, pass_factors
 
-    K = pretrained.integer_factors(plan.factors)
     if model is None:
         passes = []
         for p, axes in pretrained.choose(plan.factors):
@@ -138,10 +92,22 @@ def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
     model, _ = pretrained.resolve(model)  # a name served by a larger shipped model
     net, info = load(model, device)
     name = str(model) if str(model) in pretrained.PRETRAINED else None
+    return net_passes(plan, net, info, name or Path(str(model)).name,
+                      shipped=name is not None)
+
+
+def net_passes(plan: OutputGrid, net: Any, info: dict[str, Any], name: str, *,
+               shipped: bool = False) -> list:
+    """The one network pass of a loaded ``net`` (with its checkpoint ``info``) that
+    realises ``plan``: the axes a 2D network runs on follow from the factors; a
+    UserError says what the network is for when it does not fit."""
+    from medsr.inference.model_sr import Pass, pass_factors
+
+    K = pretrained.integer_factors(plan.factors)
 
     def mismatch() -> UserError:  # what the model is for, what this scan needs, what fits
-        what = pretrained.purpose(net.scale, net.spatial_dims, name)
-        return UserError(f"{name or Path(str(model)).name} {what}; this scan needs "
+        what = pretrained.purpose(net.scale, net.spatial_dims, name if shipped else None)
+        return UserError(f"{name} {what}; this scan needs "
                          f"{pretrained.describe_factors(K)}: "
                          f"{pretrained.suggestion(plan.factors)}")
 
@@ -162,7 +128,7 @@ def model_passes(plan: Plan, model: str | Path | None, device: Any) -> list:
     return [Pass(net, info, f)]
 
 
-def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
+def super_resolve_model(vol: Volume, plan: OutputGrid, passes: list, *, device: Any,
                         tta: bool = False, max_memory: float = 1.5e9,
                         progress: Any = None, **run_options: Any) -> Volume:
     """Networks realise the integer factors K >= k; Lanczos resamples to the exact grid.
@@ -170,7 +136,6 @@ def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
     ``run_options`` (tile, batch, precision, compile_model, blend) go to
     :func:`medsr.inference.model_sr.run_passes`."""
     from medsr.inference.model_sr import run_passes
-    from medsr.interpolate import resize
 
     K = np.ones(3)
     for p in passes:  # what the networks realise (>= the plan's factors, rounded up)
@@ -188,17 +153,16 @@ def super_resolve_model(vol: Volume, plan: Plan, passes: list, *, device: Any,
     return vol.with_data(data, affine=plan.affine_out)
 
 
-def _per_channel(vol: Volume, plan: Plan, sr, kind: str) -> Volume:
+def _per_channel(vol: Volume, plan: OutputGrid,
+                 sr: Callable[[Volume, OutputGrid], Volume], kind: str) -> Volume:
     """Microscopy stacks: per channel / time point with 1/99.8 percentile normalisation;
     pictures, frames, video and RGB TIFFs: the SR on luma (Y), bicubic chroma."""
-    from medsr import colour, microscopy
-
     if kind == "stack":
         return microscopy.super_resolve_stack(vol, plan, sr)
     return colour.super_resolve_colour(vol, plan, sr)
 
 
-def _ibp(vol: Volume, plan: Plan, **options: Any) -> np.ndarray:
+def _ibp(vol: Volume, plan: OutputGrid, **options: Any) -> np.ndarray:
     from medsr.degrade.ibp import iterative_back_projection
 
     if not geometry.is_integer_factors(plan.factors):
@@ -251,10 +215,6 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     :func:`medsr.modes.check_options`; ``budget_s`` (default 300 s) counts from
     ``budget_start`` (a ``time.perf_counter()`` value; default: this call).
     """
-    from medsr import io, microscopy, multiframe
-    from medsr.io.common import check_output
-    from medsr.io.video import is_video, read_video
-
     t0 = time.perf_counter()
     input_path = Path(input_path)
     auto_profile = slice_profile is None or str(slice_profile) == AUTO_PROFILE
@@ -275,11 +235,8 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     else:
         out_path = io.default_output_path(input_path, fmt)
     check_output(out_path, overwrite, inputs=[input_path])  # fail before any expensive work
-    if video:
-        vol = read_video(input_path)
-    else:
-        vol = io.read(input_path, volume=volume_index, series=series,
-                      input_spacing=input_spacing, max_voxels=max_output_voxels)
+    vol = io.read(input_path, volume=volume_index, series=series,
+                  input_spacing=input_spacing, max_voxels=max_output_voxels)
     if dtype is not None and not video and io.output_format(out_path, fmt) == "dicom":
         from medsr.io.dicom_write import dicom_dtype
 
@@ -297,45 +254,93 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
             vol, fitted, input_path, out_path, t0, device=device, overwrite=overwrite,
             dtype=dtype, anonymize=anonymize, keep_overshoot=keep_overshoot))
     kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
-    if slice_profile is not None and kind is not None:
-        raise UserError("--slice-profile projects a scan's output onto its slices; it does "
-                        "not apply to pictures, frames or microscopy stacks")
-    frames_like = kind == "frames"
-    if frames_like and spacing is None:
+    if kind == "frames" and spacing is None:
         # pictures, frames and video: upsample in-plane only, never along the frame axis
         if scale is None:
             scale = microscopy.DEFAULT_FRAMES_SCALE
         if np.ndim(scale) == 0:
             scale = (float(scale), float(scale), 1.0)
-    plan = plan_grid(vol, scale=scale, spacing=spacing, max_output_voxels=max_output_voxels)
-    notes: list[str] = list(flag_notes)
+    if slice_profile is not None and kind is not None:
+        raise UserError("--slice-profile projects a scan's output onto its slices; it does "
+                        "not apply to pictures, frames or microscopy stacks")
+    grid = plan_grid(vol, scale=scale, spacing=spacing, max_output_voxels=max_output_voxels)
+    sr = super_resolve_volume(
+        vol, grid, method=method, model=model, device=device, tta=tta, max_memory=max_memory,
+        tile=tile, batch=batch, precision=precision, compile_model=compile_model,
+        blend=blend, slice_profile=slice_profile, slice_thickness=slice_thickness,
+        auto_profile=auto_profile, keep_overshoot=keep_overshoot, progress=progress,
+        label=input_path.name)
+    result = _write_result(vol, sr.volume, input_path, out_path, t0, method=sr.method,
+                           notes=[*flag_notes, *sr.notes], overwrite=overwrite, dtype=dtype,
+                           anonymize=anonymize, keep_overshoot=True)  # clipped above
+    result.model, result.tta = sr.model, sr.tta
+    return result
+
+
+@dataclass
+class Resolved:
+    """What :func:`super_resolve_volume` made, and how."""
+
+    volume: Volume
+    notes: list[str]
+    method: str  # what ran: the network(s) or the classical method
+    model: str = ""  # the network(s); "" for classical methods
+    tta: bool = False  # the flip self-ensemble ran
+
+
+def super_resolve_volume(vol: Volume, grid: OutputGrid, *, method: str = "auto",
+                         model: str | Path | None = None, passes: list | None = None,
+                         device: Any = "auto", tta: bool = False,
+                         max_memory: float = 1.5e9, tile: Sequence[int] | None = None,
+                         batch: int | None = None, precision: str = "auto",
+                         compile_model: bool = False, blend: str = "crop",
+                         slice_profile: str | Path | None = None,
+                         slice_thickness: float | None = None, auto_profile: bool = False,
+                         keep_overshoot: bool = False, progress: bool | None = None,
+                         label: str = "volume") -> Resolved:
+    """The one runner of ``medsr infer`` and ``medsr eval --model``: ``vol`` super-resolved
+    onto ``grid``, in memory.
+
+    A network (``passes`` already loaded, ``model`` a shipped name or checkpoint, or with
+    ``method="auto"`` the shipped default that fits; microscopy-z / frames-x for stacks
+    and frames) runs tiled, fused over planes, with flips (``tta``) and the exact-grid
+    finish (:func:`super_resolve_model`); a classical ``method`` otherwise. Stacks go per
+    channel with percentile normalisation, pictures and frames through luma
+    (:mod:`medsr.microscopy`, :mod:`medsr.colour`). Then the optional projection onto the
+    slices (``slice_profile``, or the confident estimate with ``auto_profile``) and the
+    clipping of a non-negative input's output at 0 unless ``keep_overshoot``.
+    """
+    kind = microscopy.kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
+    frames_like = kind == "frames"
+    notes: list[str] = []
     out = None
     out_model: str | None = None  # the network(s) that made ``out``
     used = method
-    if model is None and method == "auto" and kind is not None:
+    if passes is None and model is None and method == "auto" and kind is not None:
         # microscopy-z<k> / frames-x<k> when installed; the MRI models do not apply here
-        model = microscopy.default_model_for(vol, plan)
+        model = microscopy.default_model_for(vol, grid)
         if model is None:
             used = "catmull-rom" if frames_like else "cubic"
-            if np.any(plan.factors > 1):
+            if np.any(grid.factors > 1):
                 notes.append(f"no shipped {'frames' if frames_like else 'microscopy'} model "
-                             f"for factors {np.round(plan.factors, 3).tolist()}; used {used}")
+                             f"for factors {np.round(grid.factors, 3).tolist()}; used {used}")
     per_channel = kind is not None
-    if model is not None or used == "auto":
+    if passes is not None or model is not None or used == "auto":
+        from medsr import multiframe
         from medsr.devices import select_device
         from medsr.inference.model_sr import use_all_cores
-        from medsr.progress import progress_bar
 
         dev = select_device(device)
         use_all_cores()
-        passes = model_passes(plan, model, dev)
+        if passes is None:
+            passes = model_passes(grid, model, dev)
         if passes:
             used = " + ".join(str(p.info.get("name") or model or p.info["architecture"])
                               for p in passes)
             out_model = used
-            with progress_bar(f"{input_path.name}: super-resolving", progress) as update:
-                def net(v: Volume, p: Plan) -> Volume:
-                    if per_channel and multiframe.is_multiframe(passes):  # 2r+1 frames in
+            with progress_bar(f"{label}: super-resolving", progress) as update:
+                def net(v: Volume, p: OutputGrid) -> Volume:
+                    if multiframe.is_multiframe(passes):  # 2r+1 frames in
                         return multiframe.multiframe_sr(v, p, passes[0].model, passes[0].info,
                                                         device=dev, tta=tta,
                                                         max_memory=max_memory)
@@ -344,24 +349,24 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                                                tile=tile, batch=batch, precision=precision,
                                                compile_model=compile_model, blend=blend)
 
-                out = _per_channel(vol, plan, net, kind) if per_channel else net(vol, plan)
+                out = _per_channel(vol, grid, net, kind) if per_channel else net(vol, grid)
         else:
             used = "cubic"
-            if np.any(plan.factors > 1):
-                notes.append(f"no shipped model for factors {np.round(plan.factors, 3).tolist()}"
+            if np.any(grid.factors > 1):
+                notes.append(f"no shipped model for factors {np.round(grid.factors, 3).tolist()}"
                              "; used cubic B-spline")
     if out is None:
-        def classical(v: Volume, p: Plan) -> Volume:
+        def classical(v: Volume, p: OutputGrid) -> Volume:
             return super_resolve(v, p, method=used)
 
-        out = _per_channel(vol, plan, classical, kind) if per_channel else classical(vol, plan)
+        out = _per_channel(vol, grid, classical, kind) if per_channel else classical(vol, grid)
     if slice_profile is not None:
-        out, note = project_onto_slices(vol, out, plan, slice_profile, slice_thickness)
+        out, note = project_onto_slices(vol, out, grid, slice_profile, slice_thickness)
         notes.append(note)
-    elif auto_profile and kind is None and _thick_axis_upsampled(vol, plan):
+    elif auto_profile and kind is None and _thick_axis_upsampled(vol, grid):
         est = auto_slice_profile(vol)
         if est is not None and est.confident:
-            out, _ = project_onto_slices(vol, out, plan, est.family, est.width_mm)
+            out, _ = project_onto_slices(vol, out, grid, est.family, est.width_mm)
             notes.append(f"slice profile: {est.describe()}: projected onto the scan's "
                          "slices (--slice-profile gaussian|rect|FILE.npy sets it)")
         elif est is not None:
@@ -370,11 +375,11 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     networks = out_model is not None
     if tta and not networks:
         notes.append(f"--tta applies to networks; {used} did not use it")
-    result = _write_result(vol, out, input_path, out_path, t0, method=used, notes=notes,
-                           overwrite=overwrite, dtype=dtype, anonymize=anonymize,
-                           keep_overshoot=keep_overshoot)
-    result.model, result.tta = (out_model or ""), bool(tta and networks)
-    return result
+    if not keep_overshoot:
+        out, note = clip_overshoot(vol, out)
+        if note:
+            notes.append(note)
+    return Resolved(out, notes, used, out_model or "", bool(tta and networks))
 
 
 def auto_slice_profile(vol: Volume) -> Any:
@@ -385,7 +390,7 @@ def auto_slice_profile(vol: Volume) -> Any:
     return estimate_profile(vol)
 
 
-def _thick_axis_upsampled(vol: Volume, plan: Plan) -> bool:
+def _thick_axis_upsampled(vol: Volume, plan: OutputGrid) -> bool:
     """Whether ``plan`` upsamples only ``vol``'s thick axis, by an integer factor (what
     the projection onto the slices needs)."""
     from medsr.selfsup.profile_estimate import thick_axis
@@ -414,7 +419,8 @@ def read_slice_profile(arg: str | Path | None) -> tuple[str, np.ndarray | None]:
     return "gaussian", kernel
 
 
-def project_onto_slices(vol: Volume, out: Volume, plan: Plan, slice_profile: str | Path,
+def project_onto_slices(vol: Volume, out: Volume, plan: OutputGrid,
+                        slice_profile: str | Path,
                         slice_thickness: float | None = None) -> tuple[Volume, str]:
     """``out`` made to re-acquire ``vol``'s slices under the slice profile
     (:mod:`medsr.selfsup.consistency`): for a one-axis integer upsampling of a thick-slice
@@ -463,22 +469,13 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
                   anonymize: bool, keep_overshoot: bool = False) -> InferResult:
     """Write ``out`` in the format ``out_path`` names (video by its suffix) and report;
     a non-negative input's output is clipped at 0 unless ``keep_overshoot``."""
-    from medsr import colour, io, microscopy
-    from medsr.io.video import is_video
-
     if not keep_overshoot:
         out, note = clip_overshoot(vol, out)
         if note:
             notes = [*notes, note]
-
-    if is_video(out_path):
-        if dtype not in (None, "uint8"):
-            raise UserError(f"video frames are 8-bit; --dtype {dtype} is not possible")
-        written = colour.write_any(out, out_path, overwrite=overwrite, inputs=[input_path])
-    else:
-        options: dict[str, Any] = {"anonymize": True} if anonymize else {}
-        written = io.write(out, out_path, overwrite=overwrite, dtype=dtype,
-                           inputs=[input_path], **options)
+    options: dict[str, Any] = {"anonymize": True} if anonymize else {}
+    written = io.write(out, out_path, overwrite=overwrite, dtype=dtype, inputs=[input_path],
+                       **options)
     return InferResult(input=input_path, output=Path(written), method=method,
                        shape_in=vol.spatial_shape, shape_out=out.spatial_shape,
                        spacing_in=tuple(float(s) for s in vol.spacing),
@@ -490,8 +487,6 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
 def check_options(model: Any, **options: Any) -> tuple[list[str], Any]:
     """(notes, the model to load): the flag rules of :func:`medsr.modes.check_options`,
     then a shipped name resolved (:func:`medsr.pretrained.resolve`), before any work."""
-    from medsr import modes, pretrained
-
     fitted = _saved_fit(model)
     _, notes = modes.check_options(model=model, saved_fit=fitted is not None, **options)
     if model is not None and fitted is None:
@@ -628,3 +623,79 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                             f"set-up ({report.get('setup_s', 0.0):.1f} s), one training step "
                             "and inference need more; give a longer --budget")
     return result
+
+
+def make_sr(method: str = "auto", model: str | Path | None = None,
+            plan: OutputGrid | None = None, vol: Volume | None = None, device: str = "cpu",
+            tta: bool = False) -> tuple[Callable[[Volume, OutputGrid], Volume], str]:
+    """A single-channel super-resolver and its name: a network (``model``, or with
+    ``method='auto'`` the default for ``vol``/``plan``), else a classical method
+    (``auto`` without a fitting model -> catmull-rom bicubic). A multi-frame model
+    (neighbouring frames as channels) runs through :func:`medsr.multiframe.multiframe_sr`."""
+    if model is None and method == "auto" and vol is not None and plan is not None:
+        model = microscopy.default_model_for(vol, plan)
+    if model is not None:
+        from medsr.devices import select_device
+        from medsr.multiframe import is_multiframe, multiframe_sr
+
+        dev = select_device(device)
+        passes = model_passes(plan, model, dev)
+        if is_multiframe(passes):
+            mf = passes[0]
+
+            def net(v: Volume, p: OutputGrid) -> Volume:
+                return multiframe_sr(v, p, mf.model, mf.info, device=dev, tta=tta)
+        else:
+            def net(v: Volume, p: OutputGrid) -> Volume:
+                return super_resolve_model(v, p, passes, device=dev, tta=tta)
+
+        return net, Path(str(model)).stem if Path(str(model)).suffix else str(model)
+    classical = "catmull-rom" if method == "auto" else method
+
+    def interp(v: Volume, p: OutputGrid) -> Volume:
+        return super_resolve(v, p, method=classical)
+
+    return interp, classical
+
+
+def infer_frames(input_path: str | Path, output: str | Path, *, scale: float = 4,
+                 method: str = "auto", model: str | Path | None = None, device: str = "cpu",
+                 tta: bool = False, overwrite: bool = False) -> Volume:
+    """A picture, frames folder, multi-page TIFF or video in -> x``scale`` in-plane out, in
+    the same form (frame count, order and names kept), colour through Y.
+
+    ``method='auto'`` uses the shipped frames model when it fits (see
+    :func:`medsr.microscopy.default_model_for`), else Catmull-Rom bicubic.
+    """
+    input_path = Path(input_path)
+    vol = io.read(input_path)
+    plan = plan_grid(vol, scale=(scale, scale, 1))
+    if model is None and method == "auto" and vol.meta.get("format") == "tiff":
+        # a multi-page TIFF of frames
+        model = microscopy.default_model_for(vol.with_data(vol.data, format="frames"), plan)
+    sr, _ = make_sr(method, model, plan, vol, device, tta)
+    out = colour.super_resolve_colour(vol, plan, sr)
+    io.write(out, output, overwrite=overwrite, inputs=[input_path])
+    return out
+
+
+def isotropic_tiff(input_path: str | Path, output: str | Path, *,
+                   spacing: float | None = None, scale: float | Sequence[float] | None = None,
+                   method: str = "auto", model: str | Path | None = None,
+                   input_spacing: Sequence[float] | None = None, device: str = "cpu",
+                   lower: float = microscopy.PERCENTILES[0],
+                   upper: float = microscopy.PERCENTILES[1],
+                   overwrite: bool = False) -> Volume:
+    """TIFF stack in -> z-isotropic (or ``scale``d) stack out, dtype and layout kept.
+
+    ``spacing`` is the target z step in the file's unit (default the lateral pixel size).
+    Returns the written Volume.
+    """
+    vol = io.read(input_path, input_spacing=input_spacing)
+    if vol.meta.get("format") != "tiff":
+        raise UserError(f"{input_path}: not a TIFF stack")
+    plan = plan_grid(vol, scale=scale) if scale is not None else plan_isotropic(vol, spacing)
+    sr, _ = make_sr(method, model, plan, vol, device)
+    out = microscopy.super_resolve_stack(vol, plan, sr, lower=lower, upper=upper)
+    io.write(out, output, overwrite=overwrite, inputs=[Path(input_path)])
+    return out

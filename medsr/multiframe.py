@@ -9,9 +9,9 @@ training sampler uses, :func:`medsr.data.sampling.draw`).
 
 :func:`multiframe_sr` applies such a model to one single-channel stack (luma, or grey),
 tiled with the receptive-field halo of :mod:`medsr.inference.tiling`, with the same input
-normalisation as single-frame inference; :func:`medsr.microscopy.make_sr` picks it when
-the model says it is multi-frame, so :func:`medsr.colour.infer_frames` (colour via Y)
-serves both kinds.
+normalisation as single-frame inference; :func:`medsr.infer.super_resolve_volume` and
+:func:`medsr.infer.make_sr` pick it when the model says it is multi-frame, so
+:func:`medsr.infer.infer_frames` (colour via Y) serves both kinds.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from medsr.errors import UserError
+from medsr.geometry import OutputGrid
 from medsr.volume import Volume
 
 
@@ -51,7 +52,7 @@ def neighbour_stack(frames: np.ndarray, index: np.ndarray, r: int) -> np.ndarray
     return np.ascontiguousarray(np.moveaxis(frames[:, :, idx], (2, 3), (0, 1)))
 
 
-def multiframe_sr(vol: Volume, plan: Any, model: nn.Module, info: dict[str, Any], *,
+def multiframe_sr(vol: Volume, plan: OutputGrid, model: nn.Module, info: dict[str, Any], *,
                   device: torch.device | str = "cpu", tta: bool = False, batch: int = 4,
                   max_memory: float = 1.5e9) -> Volume:
     """Super-resolve every frame of a single-channel stack (rows, cols, T) in-plane with a

@@ -42,7 +42,8 @@ from benchmark_selfsup import (  # noqa: E402
     thick_slices,
 )
 
-from medsr.infer import plan_grid, project_onto_slices  # noqa: E402
+from medsr.geometry import plan_grid  # noqa: E402
+from medsr.infer import project_onto_slices  # noqa: E402
 from medsr.selfsup.profile_estimate import estimate_profile  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"

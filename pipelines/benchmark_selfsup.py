@@ -64,7 +64,8 @@ from pathlib import Path
 import numpy as np
 
 from medsr import metrics
-from medsr.infer import plan_grid, project_onto_slices
+from medsr.geometry import plan_grid
+from medsr.infer import project_onto_slices
 from medsr.interpolate import resize
 from medsr.selfsup.consistency import project
 from medsr.volume import Volume

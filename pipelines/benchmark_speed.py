@@ -39,7 +39,8 @@ import torch
 
 from medsr import models
 from medsr.devices import select_device
-from medsr.infer import model_passes, plan_grid, super_resolve, super_resolve_model
+from medsr.geometry import plan_grid
+from medsr.infer import model_passes, super_resolve, super_resolve_model
 from medsr.inference.model_sr import run_settings, use_all_cores
 from medsr.inference.tiling import conv_layers
 from medsr.volume import Volume

@@ -8,13 +8,13 @@ import skimage.color
 from PIL import Image
 
 from medsr.colour import (
-    infer_frames,
     luma,
     rgb_to_ycbcr,
     super_resolve_colour,
     ycbcr_to_rgb,
 )
-from medsr.infer import plan_grid, super_resolve
+from medsr.geometry import plan_grid
+from medsr.infer import infer_frames, super_resolve
 from medsr.interpolate import resize
 from medsr.volume import Volume
 

@@ -8,13 +8,9 @@ import pytest
 import tifffile
 
 from medsr import io
-from medsr.microscopy import (
-    default_model_for,
-    isotropic_tiff,
-    percentile_normalise,
-    plan_isotropic,
-    super_resolve_stack,
-)
+from medsr.geometry import plan_grid, plan_isotropic
+from medsr.infer import isotropic_tiff
+from medsr.microscopy import default_model_for, percentile_normalise, super_resolve_stack
 from medsr.volume import Volume
 
 
@@ -127,7 +123,6 @@ def test_percentile_normalisation_restored(rng):
 
 def test_default_model_names_follow_the_plan():
     from medsr import pretrained
-    from medsr.infer import plan_grid
 
     stack = Volume(np.zeros((8, 8, 4), np.uint16), np.diag([0.2, 0.2, 0.8, 1.0]),
                    {"format": "tiff"})

@@ -8,7 +8,7 @@ import torch
 
 from medsr import models
 from medsr.errors import UserError
-from medsr.infer import plan_grid
+from medsr.geometry import plan_grid
 from medsr.multiframe import frame_context, multiframe_sr, neighbour_stack
 from medsr.volume import Volume
 
@@ -79,7 +79,8 @@ def test_multiframe_checkpoint_through_the_colour_path(tmp_path, rng):
     written back as a frames folder of the same count and dtype."""
     from PIL import Image
 
-    from medsr.colour import infer_frames, luma, rgb_to_ycbcr
+    from medsr.colour import luma, rgb_to_ycbcr
+    from medsr.infer import infer_frames
     from medsr.inference.model_sr import load
     from medsr.interpolate import resize
     from medsr.io.image2d import read_frames
@@ -157,8 +158,7 @@ def test_infer_file_routes_multiframe_models_and_names_the_unit(tmp_path, rng):
     channel-count crash) and the summary names pixels, not millimetres."""
     from PIL import Image
 
-    from medsr.colour import infer_frames
-    from medsr.infer import infer_file
+    from medsr.infer import infer_file, infer_frames
 
     ckpt = _multiframe_checkpoint(tmp_path)
     src = tmp_path / "clip"

@@ -1,10 +1,12 @@
 """Model evaluation: per-volume PSNR / SSIM / NRMSE of a network and of the interpolation
 baselines under one stated degradation, as CSV, Markdown and JSON tables plus figures.
 
-For every HR volume: LR = D(HR) (seeded; or a paired LR file), SR = model(LR), baselines
-= resize(LR) by nearest / linear / cubic / Lanczos onto the HR grid, and every result is
-scored against HR in the HR intensity units (data range = HR max - min), optionally
-inside a mask and without a border of ``crop`` voxels.
+For every HR volume: LR = D(HR) (seeded; or a paired LR file), SR = model(LR) by the one
+runner of ``medsr infer`` (:func:`medsr.infer.super_resolve_volume`: tiled, fused over
+planes, flips with ``tta``, exact grid, clipped), baselines = resize(LR) by nearest /
+linear / cubic / Lanczos onto the HR grid, and every result is scored against HR in the
+HR intensity units (data range = HR max - min, as ``medsr eval --reference --test``),
+optionally inside a mask and without a border of ``crop`` voxels.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
+import medsr.io
+from medsr import metrics
+from medsr.engine.checkpoint import load_model
+from medsr.engine.predict import volume_factors
 from medsr.errors import UserError
+from medsr.geometry import downsampled_affine, plan_grid
+from medsr.infer import net_passes, super_resolve_volume
+from medsr.interpolate import resize
+from medsr.io.common import atomic_path
 
 BASELINES = ("nearest", "linear", "cubic", "lanczos")
 METRICS = ("psnr", "ssim", "nrmse")
@@ -51,24 +61,21 @@ def evaluate_model(model_or_path: Any, data: list[str | os.PathLike], degradatio
                    *, info: dict[str, Any] | None = None, lr_data: list | None = None,
                    masks: list | None = None, crop: int = 0, axis: int | None = None,
                    methods: tuple[str, ...] = BASELINES, seed: int = 0,
-                   device: str = "cpu", batch_size: int = 8,
+                   device: str = "cpu", batch_size: int | None = None, tta: bool = False,
                    figures_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Score a model and the baselines on ``data``; returns ``{"rows", "summary", ...}``.
 
     ``model_or_path``: a checkpoint path, or an ``nn.Module`` together with ``info``.
     ``degradation``: None (the one the checkpoint was trained with), a preset name, a
     ``Degradation.to_dict()`` mapping, or a Degradation. ``masks``: one path for all
-    volumes or one per volume.
+    volumes or one per volume. The model's output is what ``medsr infer --model`` writes
+    for the LR volume (``tta``: the flip self-ensemble, ``--tta``).
     """
-    import medsr.io
-    from medsr import metrics
-    from medsr.engine.checkpoint import load_model
-    from medsr.engine.predict import predict_volume, volume_factors
-    from medsr.interpolate import resize
-
     if isinstance(model_or_path, (str, os.PathLike)):
         model, info = load_model(model_or_path, device=device)
+        label = Path(model_or_path).name
     else:
+        label = str((info or {}).get("architecture") or "the network")
         model = model_or_path
         if info is None:
             raise UserError("evaluate_model needs the checkpoint info with a model object")
@@ -89,12 +96,15 @@ def evaluate_model(model_or_path: Any, data: list[str | os.PathLike], degradatio
         hr = _as_chw(hr_vol.data)
         name = Path(path).name
         if lr_data is not None:
-            lr = _as_chw(medsr.io.read(lr_data[i]).data)
+            lr_vol = medsr.io.read(lr_data[i])
+            lr = _as_chw(lr_vol.data)
         else:
             d.set_random_state(seed + i)
             lr = d(hr, spacing=tuple(float(s) for s in hr_vol.spacing))
             lr = np.asarray(lr.cpu().numpy() if isinstance(lr, torch.Tensor) else lr, np.float32)
             degr_params.append(getattr(d, "last_params", {}))
+            lr_vol = hr_vol.with_data(lr[0] if lr.shape[0] == 1 else np.moveaxis(lr, 0, -1),
+                                      affine=downsampled_affine(hr_vol.affine, factors))
         expected = tuple(int(n // k) for n, k in zip(hr.shape[1:], factors))
         if tuple(lr.shape[1:]) != expected:
             raise UserError(f"{name}: LR shape {tuple(lr.shape[1:])} is not HR shape "
@@ -110,10 +120,13 @@ def evaluate_model(model_or_path: Any, data: list[str | os.PathLike], degradatio
         for m_name in methods:
             outputs[m_name] = _as_chw(resize(lr_arr, factors, method=m_name,
                                              shape_out=hr.shape[1:]))
-        outputs["model"] = _as_chw(predict_volume(model, lr_arr, info, axis=normal,
-                                                  batch_size=batch_size, device=device))
+        grid = plan_grid(lr_vol, scale=factors)
+        sr = super_resolve_volume(lr_vol, grid, passes=net_passes(grid, model, info, label),
+                                  device=device, tta=tta, batch=batch_size, progress=False,
+                                  label=name)
+        outputs["model"] = _as_chw(sr.volume.data)
         ref = hr[0] if hr.shape[0] == 1 else np.moveaxis(hr, 0, -1)
-        data_range = float(hr.max() - hr.min()) or 1.0
+        data_range = metrics.default_data_range(ref, crop)
         for m_name, out in outputs.items():
             test = out[0] if out.shape[0] == 1 else np.moveaxis(out, 0, -1)
             if test.shape != ref.shape:
@@ -166,8 +179,6 @@ def _figure(out_dir: Path, name: str, lr: np.ndarray, outputs: dict, hr: np.ndar
 
 def write_tables(result: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Path]:
     """eval.csv (one row per volume and method), eval.md and eval.json in ``out_dir``."""
-    from medsr.io.common import atomic_path
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "eval.csv", "md": out_dir / "eval.md", "json": out_dir / "eval.json"}
@@ -226,6 +237,7 @@ def add_model_eval_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-figures", action="store_true", help="skip the per-volume figures")
     g.add_argument("--seed", type=int, default=0, help="seed of the degradation")
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    g.add_argument("--tta", action="store_true", help="the flip self-ensemble (as infer --tta)")
     if not any("--mask" in a.option_strings for a in parser._actions):
         g.add_argument("--mask", nargs="+", help="mask volume(s): one for all or one per volume")
 
@@ -272,7 +284,8 @@ def evaluate_model_cli(args: argparse.Namespace) -> int:
                             else None,
                             masks=masks, crop=int(getattr(args, "crop", 0) or 0),
                             axis=getattr(args, "axis", None), seed=int(getattr(args, "seed", 0)),
-                            device=str(device), figures_dir=None if getattr(
+                            device=str(device), tta=bool(getattr(args, "tta", False)),
+                            figures_dir=None if getattr(
                                 args, "no_figures", False) else out / "figures")
     result["checkpoint"] = str(ckpt)
     paths = write_tables(result, out)

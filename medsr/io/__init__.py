@@ -31,6 +31,7 @@ import numpy as np
 from medsr.errors import InputError, UserError
 from medsr.io.common import atomic_path, check_output
 from medsr.io.formats import default_output_path, detect_format, output_format
+from medsr.io.video import is_video, read_video, write_video
 from medsr.volume import Volume
 
 __all__ = ["read", "write", "detect_format", "output_format", "default_output_path"]
@@ -81,7 +82,7 @@ def _with_spacing(vol: Volume, spacing: Sequence[float]) -> Volume:
 def read(path: str | os.PathLike, *, volume: int | None = None, series: str | None = None,
          input_spacing: Sequence[float] | None = None,
          max_voxels: int | None = None) -> Volume:
-    """Read a NIfTI/MGH file, DICOM series, TIFF stack, picture or frames folder.
+    """Read a NIfTI/MGH file, DICOM series, TIFF stack, picture, frames folder or video.
 
     ``volume`` picks one volume of a 4D NIfTI/MGH (or a time point of a TIFF
     hyperstack), 0-based; ``series`` picks one SeriesInstanceUID of a DICOM directory.
@@ -89,7 +90,7 @@ def read(path: str | os.PathLike, *, volume: int | None = None, series: str | No
     before their data are decoded.
     """
     path = Path(path)
-    fmt = detect_format(path)
+    fmt = "video" if is_video(path) else detect_format(path)
     if series is not None and fmt != "dicom":
         raise UserError(f"--series applies to DICOM inputs; {path} is {fmt}")
     if volume is not None and fmt not in ("nifti", "mgh", "tiff"):
@@ -106,6 +107,8 @@ def read(path: str | os.PathLike, *, volume: int | None = None, series: str | No
     elif fmt == "frames":
         from medsr.io.image2d import read_frames
         vol = read_frames(path, max_voxels=max_voxels)
+    elif fmt == "video":
+        vol = read_video(path)
     else:
         vol = _dicom().read_dicom(path, series=series)
     vol.meta.setdefault("format", fmt)
@@ -126,8 +129,11 @@ def write(vol: Volume, path: str | os.PathLike, *, overwrite: bool = False,
     NIfTI ``nifti_version``, ``description`` (the descrip field); TIFF ``compression``;
     PNG/JPEG Pillow save options (e.g. ``quality``); DICOM ``description``, ``anonymize``.
     ``anonymize`` is accepted and ignored for formats that carry no patient data.
+    A video suffix (.mp4, .avi ...) writes the slices as 8-bit frames.
     """
-    fmt = output_format(path, vol.meta.get("format"))
+    fmt = "video" if is_video(path) else output_format(path, vol.meta.get("format"))
+    if fmt == "video" and dtype not in (None, "uint8"):
+        raise UserError(f"video frames are 8-bit; --dtype {dtype} is not possible")
     sources = list(inputs or [])
     if vol.meta.get("path"):
         sources.append(Path(vol.meta["path"]))
@@ -157,6 +163,8 @@ def write(vol: Volume, path: str | os.PathLike, *, overwrite: bool = False,
         elif fmt == "frames":
             from medsr.io.image2d import write_frames
             write_frames(vol, tmp, dtype=dtype, **format_options)
+        elif fmt == "video":
+            write_video(vol, tmp)
         else:
             _dicom().write_dicom_series(vol, tmp, overwrite=True, dtype=dtype,
                                         **format_options)

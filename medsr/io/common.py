@@ -328,11 +328,12 @@ def _swap(new: Path, final: Path, parent: Path) -> None:
 
 
 def cast_to_dtype(data: np.ndarray, dtype: np.dtype | str,
-                  bounds: tuple[int, int] | None = None, what: str | None = None) -> np.ndarray:
+                  bounds: tuple[int, int] | None = None, what: str | None = None,
+                  warn: bool = True) -> np.ndarray:
     """Round and clip to an integer dtype's range (never wrap); plain cast for floats.
 
     ``bounds`` narrows the integer range (e.g. a DICOM BitsStored of 12), ``what`` names
-    it in the warning that counts the clipped voxels."""
+    it in the warning that counts the clipped voxels (none with ``warn=False``)."""
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
@@ -346,7 +347,7 @@ def cast_to_dtype(data: np.ndarray, dtype: np.dtype | str,
             rounded = np.rint(np.nan_to_num(np.asarray(data[a:a + step]), nan=0.0))
             n_clip += int(np.count_nonzero((rounded < lo) | (rounded > hi)))
             out[a:a + step] = np.clip(rounded, lo, hi)
-        if n_clip:
+        if n_clip and warn:
             pct = f"{100.0 * n_clip / max(1, data.size):.3g}%"
             warnings.warn(f"{n_clip} voxels outside the {what or dtype} range were clipped "
                           f"to [{lo}, {hi}] ({pct} of the voxels)", stacklevel=2)
@@ -354,3 +355,12 @@ def cast_to_dtype(data: np.ndarray, dtype: np.dtype | str,
     if dtype == np.bool_:
         return data > 0.5
     return data.astype(dtype)
+
+
+def cast_like(data: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
+    """:func:`cast_to_dtype` without the warning (SR overshoot is expected): integers
+    rounded and clipped silently, floats cast without a copy where none is needed."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        return cast_to_dtype(data, dtype, warn=False)
+    return np.asarray(data).astype(dtype, copy=False)

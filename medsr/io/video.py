@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.errors import InputError, OutputError, UserError
+from medsr.io.common import cast_like
 from medsr.volume import Volume
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")
@@ -74,8 +75,6 @@ def write_video(vol: Volume, path: str | os.PathLike, *, fps: float | None = Non
                 dtype: str | None = None) -> None:
     """Write the k slices of ``vol`` as the frames of a video at ``fps`` (default: the
     source's, else 25). Values are rounded and clipped to uint8."""
-    from medsr.colour import cast_like
-
     path = Path(path)
     iio = _iio()
     if dtype not in (None, "uint8"):
