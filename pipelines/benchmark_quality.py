@@ -115,9 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="x4 cases only")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--weights", type=Path, help="a folder of default weights to test "
+                    "instead of medsr/weights (same file names)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args(argv)
+    if args.weights:
+        from medsr import pretrained
+
+        pretrained.WEIGHTS_DIR = args.weights.resolve()
     use_all_cores()
     device = select_device("auto")
     methods = args.methods.split(",")

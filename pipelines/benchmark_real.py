@@ -9,7 +9,8 @@ real scan's own noise stays in the reference and in the simulated LR.
 Degradations: ``gaussian`` (Gaussian profile, FWHM = k voxels) and ``box`` (rect profile,
 thickness = spacing), area sampling, along the two fine axes (``in-plane x2/x4``) or the
 coarse one (``one-axis x2/x4/x6``; the slab's 10 slices are too few, so its one-axis
-cases run along its second axis).
+cases run along its second axis). References wider than 192 voxels in-plane (the CT)
+are cropped to their central 192 x 192 (the whole head height), to keep the run short.
 
 Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
 ``medsr infer`` does with no flags: the shipped default model chosen by the factors),
@@ -22,7 +23,8 @@ is clipped at 0 where the input is non-negative, as ``medsr infer`` does.
 Metrics: PSNR and SSIM over the whole volume (3D) and the mean over slices across the
 last axis (2D), data range = reference max - min (``medsr.metrics``).
 
-    python pipelines/benchmark_real.py [--weights DIR] [--selfsup 60] [--cases in-plane-x2]
+    python pipelines/benchmark_real.py [--weights DIR] [--compare OLD_DIR] [--selfsup 60]
+        [--cases in-plane-x2] [--subjects itk_t1]
     python pipelines/benchmark_quality.py real ...       # the same
 Writes docs/benchmarks/quality_real.{json,md} (``--json`` / ``--markdown`` elsewhere).
 """
@@ -44,6 +46,7 @@ PROFILES = {"gaussian": "gaussian", "box": "rect"}
 CASES = {"in-plane-x2": (2, "in"), "in-plane-x4": (4, "in"), "one-axis-x2": (2, "one"),
          "one-axis-x4": (4, "one"), "one-axis-x6": (6, "one")}
 METHODS = ("nearest", "cubic", "lanczos", "ibp", "default", "default+proj", "selfsup")
+MAX_INPLANE = 192  # larger references (the CT) are cropped to their central 192 x 192
 
 
 def reference(row: dict):
@@ -53,14 +56,19 @@ def reference(row: dict):
     v = io.read(ROOT / row["file"])
     data = np.asarray(v.data, dtype=np.float32)
     thick = 2 if data.shape[2] >= 48 else 1
-    crop = [n - n % (12 if a == thick else 4) for a, n in enumerate(data.shape)]
-    return v.with_data(np.ascontiguousarray(data[:crop[0], :crop[1], :crop[2]])), thick
+    size = [min(n, MAX_INPLANE) if a != thick else n for a, n in enumerate(data.shape)]
+    size = [n - n % (12 if a == thick else 4 if a < 2 else 1) for a, n in enumerate(size)]
+    start = [(n - m) // 2 for n, m in zip(data.shape, size)]
+    A = v.affine.copy()
+    A[:3, 3] = A[:3, :3] @ np.asarray(start, dtype=float) + A[:3, 3]
+    box = tuple(slice(a, a + m) for a, m in zip(start, size))
+    return type(v)(np.ascontiguousarray(data[box]), A, {"format": "nifti"}), thick
 
 
 def factors_of(case: str, thick: int) -> tuple[int, int, int]:
     k, kind = CASES[case]
     if kind == "in":
-        return (k, k, 1) if thick == 2 else (k, 1, k)
+        return (k, k, 1)
     f = [1, 1, 1]
     f[thick] = k
     return tuple(f)
@@ -75,8 +83,19 @@ def degrade(hr, factors, profile: str):
     return degrade_volume(hr, d)
 
 
-def run(method: str, lr, factors, profile: str, device, budget: float):
-    """(SR array or None when the method does not apply, seconds)."""
+def run(method: str, lr, factors, profile: str, device, budget: float,
+        weights: dict | None = None):
+    """(SR array or None when the method does not apply, seconds); ``weights`` maps a
+    method prefix ("old ") to the folder of default weights it uses."""
+    from medsr import pretrained
+
+    for prefix, folder in sorted((weights or {}).items(), key=lambda kv: -len(kv[0])):
+        if method.startswith(prefix):
+            method = method[len(prefix):]
+            pretrained.WEIGHTS_DIR = folder
+            break
+    else:
+        pretrained.WEIGHTS_DIR = (weights or {}).get("", pretrained.WEIGHTS_DIR)
     from medsr.infer import (
         clip_overshoot,
         model_passes,
@@ -87,7 +106,7 @@ def run(method: str, lr, factors, profile: str, device, budget: float):
     )
 
     one_axis = sum(k > 1 for k in factors) == 1
-    if method in ("default+proj", "selfsup") and not one_axis:
+    if method.endswith(("default+proj", "selfsup")) and not one_axis:
         return None, 0.0
     plan = plan_grid(lr, scale=factors)
     t0 = time.perf_counter()
@@ -131,12 +150,14 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
             + " | default - cubic: PSNR 3D / slices, SSIM 3D |")
     lines = [head, "|" + "---|" * (len(methods) + 4)]
     keys = list(dict.fromkeys((r["subject"], r["case"], r["profile"]) for r in rows))
-    gains = []
+    gains, gains_old = [], []
     for key in keys:
         by = {r["method"]: r for r in rows if (r["subject"], r["case"], r["profile"]) == key}
         cells = [f"{by[m]['psnr']:.2f} / {by[m]['ssim']:.3f}" if m in by else "-"
                  for m in methods]
         gain = ""
+        if "old default" in by and "cubic" in by:
+            gains_old.append(by["old default"]["psnr"] - by["cubic"]["psnr"])
         if "default" in by and "cubic" in by:
             d, c = by["default"], by["cubic"]
             g = (d["psnr"] - c["psnr"], d["psnr_slices"] - c["psnr_slices"],
@@ -155,6 +176,9 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
                      f"dB, min {g[:, 0].min():+.2f}, max {g[:, 0].max():+.2f} (slice-wise mean "
                      f"{g[:, 1].mean():+.2f}); SSIM above cubic in {(g[:, 2] > 0).sum()} of "
                      f"{len(g)} cases (mean {g[:, 2].mean():+.4f}).")
+    if gains_old:
+        lines.append(f"Old default vs cubic: PSNR gain mean {np.mean(gains_old):+.2f} dB, "
+                     f"min {np.min(gains_old):+.2f}, max {np.max(gains_old):+.2f}.")
     return "\n".join(lines) + "\n"
 
 
@@ -168,23 +192,29 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, help="a folder of default weights to test "
                     "instead of medsr/weights (same file names)")
+    ap.add_argument("--compare", type=Path, help="a folder of other (e.g. the previous) "
+                    "default weights: adds 'old default' and 'old default+proj' rows")
     ap.add_argument("--selfsup", type=float, default=0.0,
                     help="add --self-supervised with this budget in seconds (60; slow)")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--subjects", help="comma-separated held-out names (default: all)")
     ap.add_argument("--methods", default=",".join(m for m in METHODS if m != "selfsup"))
+    ap.add_argument("--append", action="store_true",
+                    help="add these rows to those already in --json (e.g. a later case)")
     ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/quality_real.json")
     ap.add_argument("--markdown", type=Path, default=ROOT / "docs/benchmarks/quality_real.md")
     args = ap.parse_args(argv)
-    if args.weights:
-        pretrained.WEIGHTS_DIR = args.weights.resolve()
+    weights = {"": (args.weights or pretrained.WEIGHTS_DIR).resolve()}
     methods = args.methods.split(",") + (["selfsup"] if args.selfsup > 0 else [])
+    if args.compare:
+        weights["old "] = args.compare.resolve()
+        methods += [f"old {m}" for m in methods if m.startswith("default")]
     use_all_cores()
     device = select_device("cpu")
     rows_in = real_data.heldout()
     if args.subjects:
         rows_in = [r for r in rows_in if r["name"] in args.subjects.split(",")]
-    rows = []
+    rows = json.loads(args.json.read_text())["rows"] if args.append else []
     for row in rows_in:
         ref, thick = reference(row)
         for case in args.cases.split(","):
@@ -192,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             for profile in PROFILES:
                 lr = degrade(ref, factors, profile)
                 for method in methods:
-                    sr, secs = run(method, lr, factors, profile, device, args.selfsup)
+                    sr, secs = run(method, lr, factors, profile, device, args.selfsup,
+                                   weights)
                     if sr is None:
                         continue
                     assert sr.shape == ref.data.shape, (sr.shape, ref.data.shape)
@@ -203,9 +234,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{row['name']:11s} {case:12s} {profile:8s} {method:13s} PSNR "
                           f"{r['psnr']:6.2f} ({r['psnr_slices']:6.2f}) SSIM {r['ssim']:.4f} "
                           f"({r['ssim_slices']:.4f}) {secs:6.1f} s", flush=True)
+    order = {c: i for i, c in enumerate(CASES)}
+    rows.sort(key=lambda r: ([x["name"] for x in real_data.heldout()].index(r["subject"]),
+                             order[r["case"]]))
+    methods = list(dict.fromkeys(m for m in METHODS + tuple(methods)
+                                 for r in rows if r["method"] == m))
     table = markdown(rows, methods)
     print(table)
     args.json.write_text(json.dumps({"weights": str(args.weights or "medsr/weights"),
+                                     "compare": str(args.compare) if args.compare else None,
                                      "rows": rows}, indent=1) + "\n")
     args.markdown.write_text(table)
     return 0

@@ -1,16 +1,24 @@
 """Train the default models that ship in medsr/weights, reproducibly, on offline data.
 
-Data: the MNI152 T1 template (1 mm, inside nilearn), intensities x 1000. Only its
-anterior block (y < 110 voxels) is used for training and validation; the posterior block
-(y >= 123) is held out for pipelines/benchmark_quality.py.
+Data: the training volumes of pipelines/real_data.py's manifest (runs/data/real/train,
+built first when missing; docs/data.md): scans of real people (pycortex's T1, heudiconv's
+diffusion b0 x2 and b1500), Colin27, the INIA19 macaque template and the anterior block
+(y < 110 voxels) of the MNI152 T1 template (its posterior block, y >= 123, is held out
+for pipelines/benchmark_quality.py; the held-out real subjects are benchmarked by
+pipelines/benchmark_real.py).
 
 Each model is a `medsr train` run of a config in configs/default/ (blind degradation:
-randomised slice profile, width, image- vs k-space sampling and noise). Runs are
+randomised slice profile, width, image- vs k-space sampling; noise-faithful targets:
+the noise-free sources get Rician noise on the HR patch before degrading, real scans keep
+their own, `degradation.target_noise`; a little extra LR noise). Runs are
 deterministic on CPU for a given thread count (1 per job here), so rerunning this script
 regenerates the weights bit for bit on the same software stack. The best checkpoint (by
 validation PSNR) is copied to medsr/weights/ with its JSON and a model card.
 
     python pipelines/train_default.py [--jobs 2] [--only thick_slice_x4,in_plane_x2]
+        [--init runs/previous]    # fine-tune from earlier defaults (what ships now, see
+                                  # each model card for the commit they come from)
+        [--weights DIR]           # write there instead of medsr/weights
         [--set train.steps=300]   # a quick, weaker rerun
 """
 
@@ -25,35 +33,40 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "default"
 WEIGHTS = ROOT / "medsr" / "weights"
+PREVIOUS = "b976409"  # the commit whose medsr/weights the shipped defaults were fine-tuned from
 MODELS = ["thick_slice_x4", "in_plane_x2", "thick_slice_x2", "in_plane_x4", "thick_slice_x6",
           "thick_slice_x3", "thick_slice_x5"]
 
 
-def make_training_data(out_dir: Path) -> Path:
-    """The anterior block of MNI152 as one NIfTI (the only data the models see)."""
-    from medsr import io
-    from medsr.data.sources import load_mni152
+def make_training_data(out_dir: Path | None = None) -> Path:
+    """The folder of the real-data manifest's training volumes (the only data the models
+    see), built by pipelines/real_data.py when missing; ``out_dir`` is ignored (kept for
+    callers of the template-only version)."""
+    sys.path.insert(0, str(ROOT / "pipelines"))
+    import real_data
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "mni152_anterior.nii.gz"
-    if not path.exists():
-        v = load_mni152(resolution=1)
-        data = np.ascontiguousarray(v.data[:, :110, :] * 1000.0, dtype=np.float32)
-        io.write(v.with_data(data), path, dtype="float32")
-    return out_dir
+    files = real_data.training_files()
+    folders = {f.parent for f in files}
+    if len(folders) != 1 or not all(f.exists() for f in files):
+        raise SystemExit(f"the training volumes {files} are not one folder of files")
+    extra = set(folders.pop().glob("*.nii*")) - set(files)
+    if extra:
+        raise SystemExit(f"{files[0].parent} holds files the manifest does not list: {extra}")
+    return files[0].parent
 
 
-def train_one(name: str, data_dir: Path, runs: Path, sets: list[str]) -> tuple[str, float, Path]:
+def train_one(name: str, data_dir: Path, runs: Path, sets: list[str],
+              init: Path | None = None) -> tuple[str, float, Path]:
     run_dir = runs / name
     if run_dir.exists():
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "medsr", "train", str(CONFIGS / f"{name}.yaml"),
            "--run-dir", str(run_dir), "--set", f"data.path={data_dir}", "--no-progress"]
+    if init is not None:  # fine-tune: start from a previous default of the same name
+        cmd += ["--set", f"model.init={init / (name + '.safetensors')}"]
     for s in sets:
         cmd += ["--set", s]
     t0 = time.perf_counter()
@@ -62,8 +75,8 @@ def train_one(name: str, data_dir: Path, runs: Path, sets: list[str]) -> tuple[s
     return name, time.perf_counter() - t0, run_dir
 
 
-def collect_run(name: str, data_dir: Path, runs: Path, sets: list[str]
-                ) -> tuple[str, float, Path]:
+def collect_run(name: str, data_dir: Path, runs: Path, sets: list[str],
+                init: Path | None = None) -> tuple[str, float, Path]:
     """A finished run; its training time from the run's own files (manifest -> best)."""
     run_dir = runs / name
     best = run_dir / "checkpoints" / "best.safetensors"
@@ -84,30 +97,48 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
         [f" gamma x ** g, log g uniform in {smp['gamma']};" if smp.get("gamma") else "",
          f" a random smooth look-up table (contrasts may reorder) for {smp['remap']:.0%} of "
          "patches" if smp.get("remap") else ""]).rstrip(";") or " none"
+    init = ("fine-tuned from the previous default of the same name (medsr/weights at "
+            f"commit {PREVIOUS}, trained on the MNI152 template only), "
+            if cfg["model"].get("init") else "")
+    tn = cfg["degradation"].get("target_noise") or {"kind": "none"}
+    target_noise = ("none (targets as the sources are)" if tn["kind"] == "none" else
+                    f"{tn['kind']} noise of sigma {tn['sigma']} (normalised units) added to "
+                    f"the HR patch before degrading, for sources matching {tn['match']} "
+                    "(templates, averages and pycortex's flattened white matter); the real "
+                    "scans keep their own noise, so the networks do not learn to denoise")
+    regen = (f"`mkdir -p runs/previous && git show {PREVIOUS}:medsr/weights/{name}"
+             f".safetensors > runs/previous/{name}.safetensors` (and its `.json`), then "
+             f"`python pipelines/train_default.py --only {name} --init runs/previous`"
+             if init else f"`python pipelines/train_default.py --only {name}`")
     use = ("one coarse axis: applied on both planes that contain it, fused"
            if info["scale"][0] == 1 else "in-plane, slice by slice")
     return f"""# medsr default model `{name.replace('_', '-')}`
 
 - **Network**: `{info['architecture']}` {json.dumps(info['hparams'])}, 2D, scale
   {info['scale']} per patch axis ({use}).
-- **Data**: MNI152 T1 template (ICBM 2009a sym, 1 mm, shipped in nilearn), intensities
-  x 1000, anterior block only (y < 110 voxels); slices from orientations
-  {cfg['sampling']['axes']}; robust percentile normalisation
-  {cfg['data']['normalise']}. The posterior block (y >= 123) is held out for
-  `pipelines/benchmark_quality.py`.
+- **Data** (`pipelines/real_data.py`, table in docs/data.md): scans of real people:
+  pycortex's adult T1 (1 mm), heudiconv's diffusion b0 x2 and b1500 of one adult
+  (1.5 mm); Colin27 (one adult, average of 27 scans, 1 mm); the INIA19 macaque template
+  (0.5 mm); the MNI152 T1 template's anterior block (y < 110 voxels, 1 mm); slices from
+  orientations {cfg['sampling']['axes']}; robust percentile normalisation
+  {cfg['data']['normalise']}. Held out (never trained on): a head CT, the ITK T1 and
+  dipy's b0 (`pipelines/benchmark_real.py`), and the MNI152 posterior block
+  (`pipelines/benchmark_quality.py`).
+- **Noise-faithful targets**: {target_noise}.
 - **Intensity augmentation of the HR patch** (before the degradation):{augment}.
 - **Degradation (blind, randomised per patch)**: preset `{cfg['degradation']['preset']}`
   with {json.dumps(cfg['degradation']['params'])}.
-- **Training**: {cfg['train']['steps']} steps, batch {cfg['sampling']['batch_size']},
+- **Training**: {init}{cfg['train']['steps']} steps, batch {cfg['sampling']['batch_size']},
   patches {cfg['sampling']['patch_size']}, {cfg['optim']['name']} lr {cfg['optim']['lr']}
   ({cfg['schedule']['name']}), L1 loss, seed {cfg['seed']}, 1 CPU thread:
-  {seconds / 60:.1f} minutes on this project's 2-core machine (with another job running).
+  {seconds / 60:.1f} minutes on this project's shared 2-core machine (other jobs running).
 - **Validation** (held-back patches of the training block, last evaluation): {val}.
-- **Regenerate**: `python pipelines/train_default.py --only {name}`.
-- **Known limits**: one template (an average brain, smoother than a single scan), T1
-  contrast (the intensity augmentation stands in for others); trained on magnitude
-  images normalised to [0, 1] by percentiles; other anatomies, contrasts and modalities
-  (CT) work but gain less. Use
+- **Regenerate**: {regen}.
+- **Known limits**: few subjects (three real adults, two averages, one macaque
+  template), brain MRI only (T1, diffusion; the intensity augmentation stands in for
+  other contrasts); no CT in training (the held-out CT measures the transfer); trained
+  on magnitude images normalised to [0, 1] by percentiles; the output keeps the input's
+  noise (it does not denoise). Use
   `medsr infer --self-supervised` for scans unlike the training data.
 """
 
@@ -118,26 +149,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated model names")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "default")
     ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--weights", type=Path, default=WEIGHTS,
+                    help="where the weights, JSON and cards go (default medsr/weights)")
+    ap.add_argument("--init", type=Path,
+                    help="fine-tune: a folder of previous default weights (same file names) "
+                    "to start each model from")
     ap.add_argument("--collect-only", action="store_true",
                     help="do not train: copy finished runs from --runs into medsr/weights")
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else MODELS
     args.runs.mkdir(parents=True, exist_ok=True)
     data_dir = make_training_data(args.runs / "data")
-    WEIGHTS.mkdir(exist_ok=True)
+    out = args.weights
+    out.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(collect_run if args.collect_only else train_one, n, data_dir,
-                               args.runs, args.sets) for n in names]
+                               args.runs, args.sets, args.init) for n in names]
         for fut in futures:
             name, secs, run_dir = fut.result()
             src = run_dir / "checkpoints" / "best.safetensors"
-            shutil.copyfile(src, WEIGHTS / f"{name}.safetensors")
+            shutil.copyfile(src, out / f"{name}.safetensors")
             info = json.loads(src.with_suffix(".json").read_text())
             info["name"] = name.replace("_", "-")
             info["training_seconds"] = round(secs, 1)
-            (WEIGHTS / f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-            (WEIGHTS / f"{name}.md").write_text(model_card(name, info, secs, run_dir))
-            print(f"{name}: {secs / 60:.1f} min -> {WEIGHTS / (name + '.safetensors')}",
+            (out / f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+            (out / f"{name}.md").write_text(model_card(name, info, secs, run_dir))
+            print(f"{name}: {secs / 60:.1f} min -> {out / (name + '.safetensors')}",
                   flush=True)
     return 0
 
