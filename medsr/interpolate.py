@@ -41,16 +41,19 @@ widened kernel leaves a small (~1-5% of a step) error, as in PIL.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from medsr.errors import UserError
 from medsr.geometry import as_factors, output_shape, source_coordinates
 from medsr.volume import Volume
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 METHODS = ("nearest", "linear", "cubic", "catmull-rom", "mitchell", "lanczos")
 
@@ -137,6 +140,8 @@ def weight_matrix(n_in: int, n_out: int, k: float, method: str,
     ``cubic`` upsampling uses the cardinal cubic spline (B-spline prefilter and
     evaluation in one kernel), cut where its weights fall below ``dtype``'s resolution.
     """
+    import scipy.sparse as sp  # here: the CLI's parser imports this module (medsr --help)
+
     method = _check_method(method)
     x = source_coordinates(n_in, n_out, k)
     rows = np.arange(n_out)
@@ -313,8 +318,12 @@ _OPERATOR_FN: list = []
 
 def _operator_fn():
     """:func:`_torch_operators`, excluded from ``torch.compile`` graphs (torch imported
-    lazily)."""
+    lazily). Until ``torch._dynamo`` is loaded nothing can be compiling (``torch.compile``
+    imports it), and ``torch.compiler.disable`` would import it (seconds): the plain
+    function then."""
     if not _OPERATOR_FN:
+        if "torch._dynamo" not in sys.modules:
+            return _torch_operators
         import torch
 
         disable = getattr(getattr(torch, "compiler", None), "disable", None)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from medsr.cli.args import int_in_range
 from medsr.errors import UserError
+from medsr.extras import available, install_hint, require
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,6 +72,10 @@ def _run_model(args: argparse.Namespace) -> int:
     if args.reference or args.test:
         raise UserError("--reference/--test compare files; --run/--model evaluate a model: "
                         "use one mode")
+    if not args.no_figures:
+        require("figures", "medsr eval --run/--model (its figures; --no-figures skips them)")
+    if any(str(d).startswith("mni152:") for d in args.data or []):
+        require("train", "medsr eval --data mni152:...")
     try:
         from medsr.engine.evaluate import evaluate_model_cli
     except ImportError as exc:
@@ -138,6 +144,12 @@ def run(args: argparse.Namespace) -> int:
         if path:
             check_output(path, args.overwrite, _inputs(args))
     figure = _figure_path(args)
+    if figure and args.figure:
+        require("figures", "medsr eval --figure")
+    elif figure and not available("figures"):  # the implicit figure beside --json/--csv
+        print(f"medsr: note: no figure: matplotlib is not installed ({install_hint('figures')})",
+              file=sys.stderr)
+        figure = None
     if figure:
         check_output(figure, args.overwrite)
     from medsr.evaluation import evaluate_files

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from medsr.errors import UserError
+from medsr.extras import require
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require("train", "medsr train")
     from medsr.engine.config import load_config
     from medsr.engine.manifest import read_manifest
     from medsr.engine.train import train

@@ -19,6 +19,7 @@ from torch import nn
 
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d, apply_3d
+from medsr.intensity import input_range
 
 
 def use_all_cores() -> None:
@@ -131,7 +132,6 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
     default to a device-specific choice; ``blend`` is the tile blending
     (:func:`medsr.inference.tiling.tiled_forward`).
     """
-    from medsr.data.normalise import input_range
     from medsr.inference.accelerate import autocast
 
     dev = torch.device(device)

@@ -1,7 +1,8 @@
 """Robust intensity normalisation as a small value object, remembered so it can be undone.
 
-The percentiles are computed by :func:`medsr.data.normalise.robust_range`, the same
-function training uses, so a network sees the same intensity scale at inference.
+The percentiles are computed by :func:`medsr.intensity.robust_range`, the same ranges
+training uses (:mod:`medsr.data.normalise`), so a network sees the same intensity scale at
+inference.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medsr.data.normalise import robust_range
+from medsr.intensity import robust_range
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.layers.factories import Conv, Norm
 from torch import nn
 
 from medsr.errors import UserError
 
 KernelSize = int | Sequence[int]
+
+# torch.nn's layers by spatial_dims (what MONAI's Conv/Norm factories return; importing
+# any of MONAI imports all of it, its networks included, which medsr infer does not need).
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+CONV_TRANSPOSE = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+NORM = {"batch": {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d},
+        "instance": {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}}
+
+
+def layer(table: dict, spatial_dims: int) -> type[nn.Module]:
+    """``table[spatial_dims]``, or a UserError naming the dimensions that exist."""
+    try:
+        return table[int(spatial_dims)]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"spatial_dims must be one of {sorted(table)}, "
+                        f"got {spatial_dims!r}") from None
 
 
 def _same_padding(kernel_size: KernelSize, spatial_dims: int, dilation: int = 1):
@@ -28,7 +43,7 @@ def _same_padding(kernel_size: KernelSize, spatial_dims: int, dilation: int = 1)
 def conv(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: KernelSize = 3,
          stride: int = 1, groups: int = 1, bias: bool = True, dilation: int = 1) -> nn.Module:
     """A 2D/3D convolution with 'same' padding for odd kernels."""
-    return Conv[Conv.CONV, spatial_dims](
+    return layer(CONV, spatial_dims)(
         in_channels, out_channels, kernel_size, stride=stride, groups=groups, bias=bias,
         dilation=dilation, padding=_same_padding(kernel_size, spatial_dims, dilation))
 
@@ -37,10 +52,9 @@ def norm(kind: str | None, spatial_dims: int, channels: int) -> nn.Module:
     """``None`` (identity), ``"batch"`` or ``"instance"`` normalisation."""
     if kind in (None, "none"):
         return nn.Identity()
-    table = {"batch": Norm.BATCH, "instance": Norm.INSTANCE}
-    if kind not in table:
+    if kind not in NORM:
         raise UserError(f"unknown norm {kind!r}; choose from none, batch, instance")
-    return Norm[table[kind], spatial_dims](channels)
+    return layer(NORM[kind], spatial_dims)(channels)
 
 
 def act(kind: str | None, channels: int = 1) -> nn.Module:

@@ -24,12 +24,11 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.networks.layers.factories import Conv
 from torch import nn
 
 from medsr.errors import UserError
+from medsr.models.blocks import CONV_TRANSPOSE, conv, layer
 from medsr.models.blocks import act as make_act
-from medsr.models.blocks import conv
 
 Factors = Sequence[int]
 
@@ -88,6 +87,8 @@ class PixelShuffleND(nn.Module):
 def icnr_(weight: torch.Tensor, factors: Factors, init=nn.init.kaiming_normal_) -> torch.Tensor:
     """ICNR: initialise one sub-kernel per output channel and repeat it for every sub-pixel
     offset, so conv + shuffle starts as conv + nearest-neighbour upsampling."""
+    if weight.is_meta:  # nothing to initialise (and torch's meta normal_ imports torch._dynamo)
+        return weight
     r = math.prod(int(k) for k in factors)
     out_ch = weight.shape[0]
     sub = torch.empty((out_ch // r, *weight.shape[1:]), dtype=weight.dtype, device=weight.device)
@@ -128,7 +129,7 @@ class TransposedConvUpsample(nn.Module):
         super().__init__()
         geo = [transposed_geometry(int(f), kernel_size) for f in factors]
         k, p, op = (tuple(g[i] for g in geo) for i in range(3))
-        self.deconv = Conv[Conv.CONVTRANS, spatial_dims](
+        self.deconv = layer(CONV_TRANSPOSE, spatial_dims)(
             in_channels, out_channels, k, stride=tuple(int(f) for f in factors), padding=p,
             output_padding=op, bias=bias)
         self.act = make_act(act, out_channels)

@@ -6,28 +6,34 @@ from both in-plane orientations (and under the task's flips) and the results ave
 docs/self-supervised.md.
 """
 
-from medsr.selfsup.api import (
-    FEW_STEPS,
-    Fitted,
-    apply,
-    apply_saved,
-    auto_start,
-    fit,
-    flip_sets,
-    super_resolve_self_supervised,
-)
-from medsr.selfsup.axes import (
-    ThroughPlane,
-    detect_through_plane,
-    profile_kernel,
-    scan_profile,
-    slice_thickness,
-)
-from medsr.selfsup.network import load_fitted, save_fitted
-from medsr.selfsup.pairs import PairSampler, degrade_lines
-from medsr.selfsup.trainer import TrainReport, train
+from __future__ import annotations
 
-__all__ = ["FEW_STEPS", "Fitted", "PairSampler", "ThroughPlane", "TrainReport", "apply",
-           "apply_saved", "auto_start", "degrade_lines", "detect_through_plane", "fit", "flip_sets",
-           "load_fitted", "profile_kernel", "save_fitted", "scan_profile", "slice_thickness",
-           "super_resolve_self_supervised", "train"]
+import importlib
+from typing import Any
+
+# name -> submodule. Imported on first use (PEP 562), so that ``medsr infer``, which needs
+# only :mod:`medsr.selfsup.profile_estimate`, does not import the fitting machinery
+# (networks, checkpoints, training data).
+_WHERE = {
+    **dict.fromkeys(("FEW_STEPS", "Fitted", "apply", "apply_saved", "auto_start", "fit",
+                     "flip_sets", "super_resolve_self_supervised"), "api"),
+    **dict.fromkeys(("ThroughPlane", "detect_through_plane", "profile_kernel", "scan_profile",
+                     "slice_thickness"), "axes"),
+    **dict.fromkeys(("load_fitted", "save_fitted"), "network"),
+    **dict.fromkeys(("PairSampler", "degrade_lines"), "pairs"),
+    **dict.fromkeys(("TrainReport", "train"), "trainer"),
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
