@@ -70,21 +70,10 @@ ONLY = {
     },
 }
 
-_DEGRADE = ("medsr/degrade/__init__.py:10 imports medsr.degrade.blur (monai.transforms at "
-            "blur.py:15, torch at :13) eagerly; reached from medsr/infer.py's plain-infer "
-            "slice-profile estimate (`from medsr.selfsup.profile_estimate import thick_axis`) "
-            "through medsr/selfsup/profile_estimate.py:37 `from medsr.degrade.profiles import "
-            "...`. Fix: a lazy (PEP 562) medsr/degrade/__init__.py")
 _NIBABEL = ("nibabel/nifti1.py:43 `optional_package('pydicom')` imports pydicom whenever it "
             "is installed (third party; PIL follows)")
 # (command, module) -> why it is still imported
 BLOCKED = {
-    **{("infer_cubic", m): _DEGRADE
-       for m in ("monai", "monai.networks.nets", "torch", "matplotlib", "sklearn", "pandas",
-                 "skimage", "tensorboard")},
-    **{("infer_model", m): _DEGRADE
-       for m in ("monai", "monai.networks.nets", "matplotlib", "sklearn", "pandas",
-                 "skimage", "tensorboard")},
     ("infer_cubic", "pydicom"): _NIBABEL,
     ("infer_model", "pydicom"): _NIBABEL,
     ("eval", "pydicom"): _NIBABEL,

@@ -7,15 +7,34 @@
     >>> d.last_params                               # everything needed to replay the call
 """
 
-from medsr.degrade.blur import SliceProfileBlur
-from medsr.degrade.compose import Degradation, degrade_volume
-from medsr.degrade.dictionary import Degradationd, Downsampled, RandNoised, SliceProfileBlurd
-from medsr.degrade.downsample import Downsample, lr_affine, lr_shape
-from medsr.degrade.noise import RandNoise
-from medsr.degrade.presets import available_presets, load_preset
+from __future__ import annotations
 
-__all__ = [
-    "Degradation", "Degradationd", "Downsample", "Downsampled", "RandNoise", "RandNoised",
-    "SliceProfileBlur", "SliceProfileBlurd", "available_presets", "degrade_volume",
-    "load_preset", "lr_affine", "lr_shape",
-]
+import importlib
+from typing import Any
+
+# name -> submodule, imported on first use (PEP 562): ``medsr infer`` needs only the
+# slice-profile kernels (:mod:`medsr.degrade.profiles`, numpy/scipy), not the MONAI
+# transforms (torch, monai.transforms) that the other submodules build on.
+_WHERE = {
+    "SliceProfileBlur": "blur",
+    **dict.fromkeys(("Degradation", "degrade_volume"), "compose"),
+    **dict.fromkeys(("Degradationd", "Downsampled", "RandNoised", "SliceProfileBlurd"),
+                    "dictionary"),
+    **dict.fromkeys(("Downsample", "lr_affine", "lr_shape"), "downsample"),
+    "RandNoise": "noise",
+    **dict.fromkeys(("available_presets", "load_preset"), "presets"),
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
