@@ -108,7 +108,9 @@ def test_train_checkpoint_predict_eval(tmp_path, capsys):
     lr0 = d(hr[None], spacing=(1.0, 1.0, 2.0))[0]
     cubic = resize(lr0, (2, 2, 1), method="cubic", shape_out=hr.shape)
     c = (slice(2, -2),) * 3
-    expected = peak_signal_noise_ratio(hr[c], cubic[c], data_range=float(hr.max() - hr.min()))
+    # data range of the scored (cropped) reference, as medsr eval --reference/--test
+    expected = peak_signal_noise_ratio(hr[c], cubic[c],
+                                       data_range=float(hr[c].max() - hr[c].min()))
     got = next(float(r["psnr"]) for r in rows if r["volume"] == "vol0.nii.gz"
                and r["method"] == "cubic")
     assert got == pytest.approx(expected, abs=1e-3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 import numpy as np
 import pytest
@@ -123,6 +124,10 @@ def test_metrics_mirror_to_tensorboard_and_purge_on_resume(tmp_path):
     for step in (1, 2, 3):
         log.write({"step": step, "loss": 1.0 / step, "val_psnr": 20.0 + step})
     log.close()
+    # TensorBoard reads event files in name order: <seconds>.<host>.<pid>.<writer count>.
+    # A real resume is a later process; two writers of one process in the same second
+    # would sort by the count as text ("10" < "9"), so the resume starts a second later.
+    time.sleep(1.1)
     log = MetricsLog(tmp_path / "metrics.csv", ["step", "loss", "val_psnr"])
     log.start(2)  # resumed after step 2: step 3 is redone with another value
     log.write({"step": 3, "loss": 0.125, "val_psnr": None})
