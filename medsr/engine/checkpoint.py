@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,45 @@ def _kind(path: Path) -> str:
     raise UserError(f"{path} is not a checkpoint (neither safetensors nor a torch file)")
 
 
+# Metadata are a few kilobytes of shallow JSON; anything far bigger or deeper is hostile
+# (a 10000-level nesting would overflow the parser's recursion).
+MAX_METADATA_CHARS = 1_000_000
+MAX_METADATA_DEPTH = 32
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d > MAX_METADATA_DEPTH:
+                break
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _parse_metadata(path: Path, text: Any) -> Any:
+    """The medsr metadata JSON of ``path``, refused (one line) when corrupted, huge or deep."""
+    if isinstance(text, dict):
+        parsed: Any = text
+    else:
+        if not isinstance(text, str) or len(text) > MAX_METADATA_CHARS:
+            raise UserError(f"checkpoint metadata in {path} are invalid: not a JSON text of "
+                            f"at most {MAX_METADATA_CHARS:,} characters")
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"checkpoint {path} has corrupted medsr metadata") from exc
+        except RecursionError:
+            parsed = None
+    if parsed is None or _depth(parsed) > MAX_METADATA_DEPTH:
+        raise UserError(f"checkpoint metadata in {path} are invalid: nested more than "
+                        f"{MAX_METADATA_DEPTH} levels deep")
+    return parsed
+
+
 def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor],
                                                          dict[str, Any]]:
     """(state_dict, or {} without ``tensors``; info) of a medsr safetensors checkpoint."""
@@ -86,10 +126,7 @@ def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor
     if "medsr" not in meta:
         raise UserError(f"{path} is a safetensors file but not a medsr checkpoint "
                         "(no medsr metadata)")
-    try:
-        info = json.loads(meta["medsr"])
-    except json.JSONDecodeError as exc:
-        raise UserError(f"checkpoint {path} has corrupted medsr metadata") from exc
+    info = _parse_metadata(path, meta["medsr"])
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise UserError(f"{path} is not a medsr checkpoint of format {FORMAT}")
     return state, info
@@ -116,13 +153,19 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if _kind(path) == "safetensors":
         return _read_safetensors(path, tensors=True)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        # torch warns about pickle details (protocol, ...) before refusing: the one line
+        # medsr prints is the whole story
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise UserError(f"refusing {path}: not a plain-weights torch file (loading it would "
                         "unpickle arbitrary objects, or it is corrupted)") from exc
     info: dict[str, Any] = {}
     if isinstance(obj, dict) and isinstance(obj.get("medsr"), (str, dict)):
-        info = obj["medsr"] if isinstance(obj["medsr"], dict) else json.loads(obj["medsr"])
+        info = _parse_metadata(path, obj["medsr"])
+        if not isinstance(info, dict):
+            raise UserError(f"checkpoint metadata in {path} are invalid: not a mapping")
     for key in ("state_dict", "model", "params", "params_ema"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -184,6 +227,75 @@ def check_info(info: dict[str, Any]) -> None:
         raise _bad("hparams must be a mapping")
     for name, v in info["hparams"].items():
         _check_hparam(str(name), v)
+    _check_inference_fields(info)
+
+
+NORMALISATION_METHODS = ("percentile",)
+SAMPLING_MODES = ("2d", "2.5d", "3d")
+MAX_CONTEXT = 64  # as the training config allows (sampling.context)
+
+
+def _short(v: Any) -> str:
+    return repr(str(v)[:60])
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_inference_fields(info: dict[str, Any]) -> None:
+    """The optional fields inference reads (normalisation, sampling, name): types, finite
+    numbers, ranges, known choices; each problem is one line."""
+    arch = info["architecture"]
+    if len(arch) > 100 or not arch.isprintable():
+        raise _bad(f"architecture must be a short printable name, got {_short(arch)}")
+    name = info.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 100
+                             or not name.isprintable()):
+        raise _bad(f"name must be a short printable text, got {_short(name)}")
+    norm = info.get("normalisation")
+    if norm is not None:
+        if not isinstance(norm, dict):
+            raise _bad(f"normalisation must be a mapping, got {_short(norm)}")
+        method = norm.get("method", "percentile")
+        if method not in NORMALISATION_METHODS:
+            raise _bad(f"normalisation method must be one of "
+                       f"{', '.join(NORMALISATION_METHODS)}, got {_short(method)}")
+        lower, upper = norm.get("lower", 0.5), norm.get("upper", 99.5)
+        for key, v in (("lower", lower), ("upper", upper)):
+            if not _is_number(v) or not 0 <= v <= 100:
+                raise _bad(f"normalisation {key} must be a percentile from 0 to 100, got "
+                           f"{_short(v)}")
+        if not lower < upper:
+            raise _bad(f"normalisation lower ({lower}) must be below upper ({upper})")
+    samp = info.get("sampling")
+    if samp is not None:
+        if not isinstance(samp, dict):
+            raise _bad(f"sampling must be a mapping, got {_short(samp)}")
+        mode = samp.get("mode")
+        if mode is not None:
+            if mode not in SAMPLING_MODES:
+                raise _bad(f"sampling mode must be one of {', '.join(SAMPLING_MODES)}, got "
+                           f"{_short(mode)}")
+            if (mode == "3d") != (info["spatial_dims"] == 3):
+                raise _bad(f"sampling mode {mode} does not fit spatial_dims "
+                           f"{info['spatial_dims']}")
+        axes = samp.get("axes")
+        if axes is not None and (
+                not isinstance(axes, list) or not 1 <= len(axes) <= 3
+                or any(isinstance(a, bool) or a not in (0, 1, 2) for a in axes)):
+            raise _bad(f"sampling axes must list axes 0, 1 or 2, got {_short(axes)}")
+        context = samp.get("context")
+        if context is not None:
+            if (not isinstance(context, int) or isinstance(context, bool)
+                    or not 0 <= context <= MAX_CONTEXT):
+                raise _bad(f"sampling context must be a whole number from 0 to "
+                           f"{MAX_CONTEXT}, got {_short(context)}")
+            if mode == "2.5d" and info["in_channels"] != (2 * context + 1) * info[
+                    "out_channels"]:
+                raise _bad(f"sampling context {context} (2.5d) does not fit "
+                           f"{info['in_channels']} input and {info['out_channels']} output "
+                           "channels")
 
 
 def build_model(info: dict[str, Any], max_parameters: int | None = None) -> nn.Module:
