@@ -17,7 +17,10 @@ Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (w
 ``default+proj`` (one-axis only: the default projected onto the LR slices under the
 true profile, ``--slice-profile gaussian|rect``, see medsr.infer.project_onto_slices),
 and with ``--selfsup S`` ``selfsup`` (one-axis only: ``--self-supervised`` with a budget
-of S seconds, told the profile; 60 s in the issue, 300 s optional and slow). Every output
+of S seconds, told the profile; 60 s in the issue, 300 s optional and slow; it upsamples
+to isotropic voxels, so where the reference's thick axis is coarser than its in-plane
+spacing (the CT, the ITK T1) its output is resampled to the reference grid by Lanczos).
+Every output
 is clipped at 0 where the input is non-negative, as ``medsr infer`` does.
 
 Metrics: PSNR and SSIM over the whole volume (3D) and the mean over slices across the
@@ -120,6 +123,13 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
 
         out, _ = super_resolve_self_supervised(lr, budget_s=budget, profile=PROFILES[profile],
                                                device=device, progress=False)
+        if out.data.shape != tuple(plan.shape_out):  # it went to isotropic voxels
+            from medsr.interpolate import resize
+
+
+            ratio = np.asarray(plan.shape_out, float) / np.asarray(out.data.shape, float)
+            out = out.with_data(resize(out.data, ratio, method="lanczos",
+                                       shape_out=plan.shape_out))
     else:
         out = super_resolve(lr, plan, method=method)
     out, _ = clip_overshoot(lr, out)
