@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from medsr import colour, geometry, io, microscopy, modes, pretrained
-from medsr.errors import UserError
+from medsr.errors import InputError, UserError
 from medsr.geometry import DEFAULT_MAX_OUTPUT_VOXELS, OutputGrid, plan_grid, plan_isotropic
 from medsr.interpolate import METHODS as INTERPOLATION_METHODS
 from medsr.interpolate import resize
@@ -469,6 +469,9 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
                   anonymize: bool, keep_overshoot: bool = False) -> InferResult:
     """Write ``out`` in the format ``out_path`` names (video by its suffix) and report;
     a non-negative input's output is clipped at 0 unless ``keep_overshoot``."""
+    if np.issubdtype(out.data.dtype, np.inexact) and not np.all(np.isfinite(out.data)):
+        raise InputError(f"{input_path}: {method} produced non-finite values (the input's "
+                         "range overflows the arithmetic); rescale the image")
     if not keep_overshoot:
         out, note = clip_overshoot(vol, out)
         if note:

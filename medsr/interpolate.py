@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medsr.errors import UserError
+from medsr.errors import InputError, UserError
 from medsr.geometry import as_factors, output_shape, source_coordinates
 from medsr.volume import Volume
 
@@ -236,13 +236,22 @@ def resize(data: np.ndarray, factors, method: str = "cubic",
     data = np.asarray(data)
     dtype = np.float64 if data.dtype == np.float64 else np.float32
     f, so = _plan(data.shape, factors, shape_out)
-    out = data.astype(dtype, copy=False)
+    f32max = float(np.finfo(np.float32).max)
+    big = dtype == np.float32 and data.size and np.issubdtype(data.dtype, np.floating) and \
+        max(abs(float(data.max())), abs(float(data.min()))) > f32max / 1024
+    out = data.astype(np.float64 if big else dtype, copy=False)
     for ax, (k, n_out) in enumerate(zip(f, so)):
         n_in = out.shape[ax]
         if k == 1.0 and n_out == n_in:
             continue
         W = weight_matrix(n_in, n_out, float(k), method, np.dtype(dtype).name)
         out = _apply_axis(out, W, ax)
+    if big:  # values near float32's limit: computed in float64, must fit float32 again
+        peak = float(np.max(np.abs(out))) if np.all(np.isfinite(out)) else float("inf")
+        if peak > f32max:
+            raise InputError(f"values up to {peak:.3g} overflow float32 after {method} "
+                             f"interpolation (limit {f32max:.3g}); rescale the image")
+        out = out.astype(np.float32)
     if out is data:
         out = data.copy()
     return out

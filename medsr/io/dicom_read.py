@@ -163,18 +163,46 @@ def _float(value: Any) -> float | None:
     return None if a is None else float(a[0])
 
 
-def _slope_intercept(ds: Dataset) -> tuple[float, float]:
+def _absent(value: Any) -> bool:
+    if value is None:
+        return True
+    value = getattr(value, "value", value)  # a DataElement
+    return value is None or (hasattr(value, "__len__") and len(value) == 0)
+
+
+def _valid(ds: Dataset, keyword: str, n: int, where: Any,
+           positive: bool = False) -> np.ndarray | None:
+    """``keyword`` as ``n`` finite floats, None when absent; present but invalid (NaN,
+    infinite, wrong count, not positive where it must be) is an InputError naming it."""
+    value = ds.get(keyword)
+    if _absent(value):
+        return None
+    arr = _floats(value, n)
+    if arr is None or (positive and np.any(arr <= 0)):
+        raise InputError(f"{where}: invalid {keyword} {_shown(value)} (must be {n} finite"
+                         f"{' positive' if positive else ''} number{'s' if n > 1 else ''})")
+    return arr
+
+
+def _shown(value: Any) -> str:
+    text = str(getattr(value, "value", value))
+    return text[:80]
+
+
+def _slope_intercept(ds: Dataset, where: Any = "?") -> tuple[float, float]:
+    _valid(ds, "RescaleSlope", 1, where)
+    _valid(ds, "RescaleIntercept", 1, where)
     slope = _float(ds.get("RescaleSlope"))
     inter = _float(ds.get("RescaleIntercept"))
     return (1.0 if slope is None or slope == 0 else slope), (0.0 if inter is None else inter)
 
 
 def _single_frame(ds: Dataset, path: Path) -> _Frame:
-    slope, inter = _slope_intercept(ds)
+    slope, inter = _slope_intercept(ds, path)
     return _Frame(
-        position=_floats(ds.get("ImagePositionPatient"), 3),
-        orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+        position=_valid(ds, "ImagePositionPatient", 3, path),
+        orientation=_valid(ds, "ImageOrientationPatient", 6, path),
+        pixel_spacing=_valid(ds, "PixelSpacing", 2, path, positive=True),
         slope=slope, intercept=inter,
         thickness=_float(ds.get("SliceThickness")),
         spacing_between=_float(ds.get("SpacingBetweenSlices")),
@@ -208,8 +236,8 @@ def _multi_frames(ds: Dataset, path: Path) -> list[_Frame]:
     if per_frame is not None and len(per_frame) != n:
         raise InputError(f"{path}: {len(per_frame)} per-frame functional groups for "
                          f"{n} frames")
-    top_slope, top_inter = _slope_intercept(ds)
-    top_pos = _floats(ds.get("ImagePositionPatient"), 3)
+    top_slope, top_inter = _slope_intercept(ds, path)
+    top_pos = _valid(ds, "ImagePositionPatient", 3, path)
     frames = []
     sop = (str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
     for f in range(n):
@@ -218,17 +246,18 @@ def _multi_frames(ds: Dataset, path: Path) -> list[_Frame]:
         ori_item = _fg_item(ds, pf, "PlaneOrientationSequence")
         pm_item = _fg_item(ds, pf, "PixelMeasuresSequence")
         pv_item = _fg_item(ds, pf, "PixelValueTransformationSequence")
-        position = _floats(pos_item.get("ImagePositionPatient"), 3) if pos_item else None
-        orientation = (_floats(ori_item.get("ImageOrientationPatient"), 6) if ori_item
-                       else _floats(ds.get("ImageOrientationPatient"), 6))
+        where = f"{path} frame {f + 1}"
+        position = _valid(pos_item, "ImagePositionPatient", 3, where) if pos_item else None
+        orientation = _valid(ori_item if ori_item else ds, "ImageOrientationPatient", 6,
+                             where)
         pm = pm_item if pm_item is not None else ds
-        slope, inter = _slope_intercept(pv_item) if pv_item is not None else (top_slope,
-                                                                              top_inter)
+        slope, inter = (_slope_intercept(pv_item, where) if pv_item is not None
+                        else (top_slope, top_inter))
         if position is None and top_pos is not None and n == 1:
             position = top_pos
         frames.append(_Frame(
             position=position, orientation=orientation,
-            pixel_spacing=_floats(pm.get("PixelSpacing"), 2),
+            pixel_spacing=_valid(pm, "PixelSpacing", 2, where, positive=True),
             slope=slope, intercept=inter,
             thickness=_float(pm.get("SliceThickness")),
             spacing_between=_float(pm.get("SpacingBetweenSlices",
@@ -255,14 +284,16 @@ def _describe(ds: Dataset) -> str:
             f"(series number {ds.get('SeriesNumber', '?')})")
 
 
+def _is_frame_of_many(fr: _Frame, frames: list[_Frame]) -> bool:
+    return sum(1 for other in frames if other.file == fr.file) > 1
+
+
 def _geometry(frames: list[_Frame], what: str) -> tuple[list[int], np.ndarray, bool]:
     """Order of the frames along the normal and the LPS affine. Returns (order, A_lps,
     has_geometry)."""
     f0 = frames[0]
-    ps = f0.pixel_spacing
-    if ps is None or np.any(ps <= 0):
-        if ps is not None:
-            warnings.warn(f"{what}: invalid PixelSpacing; using 1 mm", stacklevel=3)
+    ps = f0.pixel_spacing  # present ones were checked finite and positive when read
+    if ps is None:
         ps = np.array([1.0, 1.0])
     for fr in frames[1:]:
         if fr.pixel_spacing is not None and not np.allclose(fr.pixel_spacing, ps, rtol=1e-4):
@@ -270,6 +301,15 @@ def _geometry(frames: list[_Frame], what: str) -> tuple[list[int], np.ndarray, b
                              f"({ps.tolist()} and {fr.pixel_spacing.tolist()})")
     has_geometry = all(fr.position is not None and fr.orientation is not None
                        for fr in frames)
+    partial = [fr for fr in frames if fr.position is None or fr.orientation is None]
+    if not has_geometry and len(partial) < len(frames):
+        fr = partial[0]
+        name = fr.file.name + (f" frame {fr.index + 1}" if _is_frame_of_many(fr, frames)
+                               else "")
+        lacks = "ImagePositionPatient" if fr.position is None else "ImageOrientationPatient"
+        raise InputError(f"{what}: slice {name} has no {lacks} while "
+                         f"{len(frames) - len(partial)} other slice(s) have one; its place "
+                         "in the volume is unknown")
     if not has_geometry:
         if len(frames) > 1:
             warnings.warn(f"{what}: no ImagePositionPatient/ImageOrientationPatient; "

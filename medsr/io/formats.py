@@ -95,8 +95,12 @@ def frame_files(directory: str | os.PathLike) -> list[Path]:
     with different extensions in one folder are an error (.jpg and .jpeg count as one).
     """
     d = Path(directory)
-    files = [p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
-             and p.suffix.lower() in FRAME_SUFFIXES]
+    entries = [p for p in d.iterdir() if not p.name.startswith(".")]
+    for p in entries:  # a FIFO would block, a device never ends: refuse, do not skip
+        if p.is_fifo() or p.is_socket() or p.is_block_device() or p.is_char_device():
+            raise InputError(f"{p}: not a regular file (a FIFO, socket or device) in the "
+                             f"input directory {d}; remove it")
+    files = [p for p in entries if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
     kinds = {_JPEG_FAMILY.get(p.suffix.lower(), p.suffix.lower()) for p in files}
     if len(kinds) > 1:
         raise InputError(f"{d} mixes image types ({', '.join(sorted(kinds))}); "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from medsr.errors import InputError, OutputError, UserError
 from medsr.io.common import cast_to_dtype
@@ -66,11 +66,24 @@ def declared_pixels(path: str | os.PathLike) -> int:
         raise InputError(f"{path}: not a readable image ({str(exc).splitlines()[0]})") from exc
 
 
+_SUFFIX_CONTENT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
+
+
+def _check_content(path: Path, found: str | None) -> None:
+    """A picture's content must match its suffix, as for .tif/.nii (formats.detect_format)."""
+    want = _SUFFIX_CONTENT.get(path.suffix.lower())
+    if want is not None and found != want:
+        raise InputError(f"{path}: named {path.suffix} but holds {found or 'unknown'} data; "
+                         "rename it to match its content")
+
+
 def _picture(path: Path, checked: bool = False) -> np.ndarray:
     """One picture as (rows, cols) or (rows, cols, C); InputError if unreadable.
 
     ``checked``: the caller checked the declared size, so Pillow's own limit is lifted.
     """
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # set by another library: medsr wants it off
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             arr = tifffile.imread(path)
@@ -79,6 +92,11 @@ def _picture(path: Path, checked: bool = False) -> np.ndarray:
                                  f"{arr.shape}")
             return arr
         with _pillow_limit(checked), Image.open(path) as img:
+            _check_content(path, img.format)
+            if img.format == "PNG":  # chunk CRCs and IEND: a cut file is refused, not padded
+                with Image.open(path) as whole:
+                    whole.verify()
+            img.load()  # the full decode (ImageFile.LOAD_TRUNCATED_IMAGES stays off)
             img = ImageOps.exif_transpose(img)
             if img.mode == "1":
                 img = img.convert("L")

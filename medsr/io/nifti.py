@@ -117,6 +117,11 @@ def _check_nifti_header(path: Path, hdr: nib.Nifti1Header) -> None:
         raise InputError(f"{path}: unknown NIfTI datatype code {code}") from None
     if disk.kind == "V" and not disk.names:
         raise InputError(f"{path}: unknown NIfTI datatype code {code}")
+    bitpix = int(hdr["bitpix"])
+    if bitpix != disk.itemsize * 8:
+        raise InputError(f"{path}: corrupt NIfTI header (datatype {code} "
+                         f"({_dtype_name(disk)}) has {disk.itemsize * 8} bits per voxel, "
+                         f"bitpix says {bitpix})")
     offset = float(hdr["vox_offset"])
     if not (np.isfinite(offset) and 0 <= offset < 2**40):
         raise InputError(f"{path}: corrupt NIfTI header (vox_offset = {offset:g})")

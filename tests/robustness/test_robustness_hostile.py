@@ -295,7 +295,7 @@ FILE_CASES = [
     ("png holding TIFF", "x.png", lambda: _imagej_tiff(1.0), [], BAD, "holds TIFF"),
     ("nii holding PNG", "x.nii", lambda: _real_picture("PNG"), [], BAD, "holds PNG"),
     ("tif holding JPEG", "x.tiff", lambda: _real_picture("JPEG"), [], BAD, "holds PNG"),
-    ("jpg holding PNG is fine", "x.jpg", lambda: _real_picture("PNG"), [], OK, None),
+    ("jpg holding PNG", "x.jpg", lambda: _real_picture("PNG"), [], BAD, "holds PNG"),
     ("PNG bomb 60000^2", "x.png", lambda: _png(60000, 60000), [], BAD, "--max-output-voxels"),
     ("PNG 2^31 wide", "x.png", lambda: _png(2**31 - 1, 2), [], BAD, None),
     ("PNG zero size", "x.png", lambda: _png(0, 0), [], BAD, None),
