@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medsr.errors import UserError
+from medsr.errors import UserError, one_line
 
 SUMMARY_FIELDS = ("input", "output", "status", "error", "seconds", "shape_in", "shape_out",
                   "spacing_in", "spacing_out", "method", "model")
@@ -131,7 +131,7 @@ def process_cohort(inputs: Sequence[Path], outputs: Sequence[Path],
         except UserError as exc:
             msg = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
             row.update(status="failed", error=msg)
-            log(f"medsr: error: {msg}")
+            log(f"medsr: error: {one_line(msg)}")
         except Exception as exc:  # a bug, not a user error: keep going, keep the trace
             row.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
             log(f"medsr: internal error on {src}:\n{traceback.format_exc()}")

@@ -22,7 +22,7 @@ import sys
 import warnings
 
 from medsr import __version__
-from medsr.errors import UserError
+from medsr.errors import UserError, one_line
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("medsr.cli.infer", "super-resolve scans (NIfTI, DICOM, TIFF, images, frames)"),
@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block): ``medsr infer: error: ...``."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"medsr: error: {exc}", file=sys.stderr)
+        print(f"medsr: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except MemoryError:
         print("medsr: error: out of memory; make the job smaller (e.g. lower "
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        print(f"medsr: error: {_os_error_line(exc)}", file=sys.stderr)
+        print(f"medsr: error: {one_line(_os_error_line(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("medsr: interrupted", file=sys.stderr)

@@ -39,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", metavar="FILE", help="write one record per volume plus a summary")
     g.add_argument("--csv", metavar="FILE", help="write one row per volume plus mean and std")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace existing --json/--csv/--figure files")
+                   help="replace existing --json/--csv/--figure files (or the --out "
+                        "folder a previous medsr eval wrote)")
     g.add_argument("--label", nargs="+", metavar="NAME",
                    help="the method of each --test file, one per file (default: from the file "
                         "names); the tables give one mean row per method")

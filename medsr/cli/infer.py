@@ -188,27 +188,58 @@ def _run_cohort(args: argparse.Namespace) -> int:
     out_dir = Path(args.output) if args.output else None
     from medsr.io.common import check_output, check_output_dir
 
+    if out_dir is not None:
+        check_output_dir(out_dir, inputs)  # not inside an input folder, not an input
+    outputs = cohort.output_paths(inputs, out_dir)
+    summary = Path(args.summary) if args.summary else (out_dir or Path(".")) / \
+        "medsr_summary.csv"
+    _check_summary(summary, inputs, args.list_file, outputs)
     if args.summary:  # rewritten every run, but never over an input or a user's folder
         check_output(args.summary, True, inputs)
     if out_dir is not None:
-        check_output_dir(out_dir, inputs)  # not inside an input folder, not an input
         out_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(out_dir, os.W_OK):
             raise UserError(f"output directory {out_dir} is not writable")
-    outputs = cohort.output_paths(inputs, out_dir)
     rank, world = cohort.init_distributed()
     rows = cohort.process_cohort(inputs, outputs, partial(_infer_one, _options(args)),
                                  skip_existing=args.skip_existing, rank=rank, world_size=world)
     rows = cohort.gather_rows(rows, inputs)
     failed = sum(r["status"] == "failed" for r in rows)
     if rank == 0:
-        summary = Path(args.summary) if args.summary else (out_dir or Path(".")) / \
-            "medsr_summary.csv"
         cohort.write_summary(rows, summary)
         print(f"{len(rows)} scans: {len(rows) - failed} ok or skipped, {failed} failed; "
               f"summary in {summary}", file=sys.stderr)
     cohort.finish_distributed()
     return 1 if failed else 0
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one file, however spelt (``./``, ``..``, symlinks, hard links)."""
+    if os.path.abspath(a) == os.path.abspath(b) or os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_summary(summary: Path, inputs: list[Path], list_file: str | None,
+                   outputs: list[Path]) -> None:
+    """The summary CSV replaces none of the run's inputs, its --list file or its outputs."""
+    if list_file is not None and _same_path(summary, Path(list_file)):
+        raise UserError(f"the summary {summary} is the cohort list {list_file}; "
+                        "choose another --summary")
+    for p in inputs:
+        if _same_path(summary, p):
+            raise UserError(f"the summary {summary} is the input {p}; "
+                            "choose another --summary")
+    spelt = {Path(os.path.abspath(summary)), Path(os.path.realpath(summary))}
+    for o in outputs:
+        within = any(Path(f(o)) in s.parents for s in spelt
+                     for f in (os.path.abspath, os.path.realpath))
+        if within or _same_path(summary, o):
+            raise UserError(f"the summary {summary} would replace {o}, an output of this run; "
+                            "choose another --summary")
 
 
 _FLAG_OPTIONS = ("method", "self_supervised", "scale", "spacing", "tta", "budget_s",

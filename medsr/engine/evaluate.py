@@ -255,6 +255,24 @@ def _expand(paths: list[str]) -> list[str]:
     return out
 
 
+def _check_out(out: Path, overwrite: bool, inputs: list) -> None:
+    """``--out`` follows every output's rules (:func:`check_output`): not an input, not in
+    or holding one; an existing folder only with ``overwrite`` and only if medsr wrote it
+    (an empty one is taken as it is)."""
+    from medsr.io.common import check_output
+
+    inputs = [p for p in inputs if not str(p).startswith("mni152:")]
+    exists = os.path.lexists(out)
+    if exists and (out.is_symlink() or not out.is_dir()):
+        raise UserError(f"--out {out} exists and is not a folder; choose another --out")
+    empty = exists and not any(True for _ in out.iterdir())
+    try:
+        check_output(out, overwrite or empty, inputs)
+    except UserError as exc:  # its advice names infer's -o
+        msg = str(exc).replace("another -o", "another --out").replace("with -o", "with --out")
+        raise type(exc)(msg) from None
+
+
 def evaluate_model_cli(args: argparse.Namespace) -> int:
     """``medsr eval --run DIR | --model PATH --data ...``: tables + figures; exit code."""
     from medsr.devices import select_device
@@ -276,19 +294,25 @@ def evaluate_model_cli(args: argparse.Namespace) -> int:
         raise UserError(f"no volumes match --data {' '.join(args.data)}")
     out = Path(args.out) if getattr(args, "out", None) else (
         Path(args.run) / "eval" if args.run else Path("medsr-eval"))
-    device = select_device(getattr(args, "device", "auto"))
     masks = getattr(args, "mask", None)
     masks = [masks] if isinstance(masks, str) else masks
-    result = evaluate_model(ckpt, data, getattr(args, "degradation", None),
-                            lr_data=_expand(args.lr_data) if getattr(args, "lr_data", None)
-                            else None,
-                            masks=masks, crop=int(getattr(args, "crop", 0) or 0),
-                            axis=getattr(args, "axis", None), seed=int(getattr(args, "seed", 0)),
-                            device=str(device), tta=bool(getattr(args, "tta", False)),
-                            figures_dir=None if getattr(
-                                args, "no_figures", False) else out / "figures")
-    result["checkpoint"] = str(ckpt)
-    paths = write_tables(result, out)
+    lr_data = _expand(args.lr_data) if getattr(args, "lr_data", None) else None
+    _check_out(out, bool(getattr(args, "overwrite", False)),
+               [ckpt, *args.data, *data, *(args.lr_data or []), *(lr_data or []),
+                *(masks or [])])
+    device = select_device(getattr(args, "device", "auto"))
+    with atomic_path(out) as tmp:  # the folder appears whole, or not at all
+        result = evaluate_model(ckpt, data, getattr(args, "degradation", None),
+                                lr_data=lr_data,
+                                masks=masks, crop=int(getattr(args, "crop", 0) or 0),
+                                axis=getattr(args, "axis", None),
+                                seed=int(getattr(args, "seed", 0)),
+                                device=str(device), tta=bool(getattr(args, "tta", False)),
+                                figures_dir=None if getattr(
+                                    args, "no_figures", False) else tmp / "figures")
+        result["checkpoint"] = str(ckpt)
+        written = write_tables(result, tmp)
+    paths = {k: out / p.name for k, p in written.items()}
     print(markdown(result), end="")
     print(f"tables: {paths['csv']}, {paths['md']}, {paths['json']}")
     return 0
