@@ -129,3 +129,36 @@ def output_dtype(text: str) -> str:
         raise argparse.ArgumentTypeError(f"unsupported dtype {text!r}; choose one of "
                                          f"{', '.join(OUTPUT_DTYPES)}")
     return name
+
+
+def width_list(hi: float):
+    """An argparse type: a profile width, one number in (0, hi] or a comma list of 2 or 3 in
+    [0, hi] (0: no blur along that axis), not all zero."""
+    def parse(text: str) -> list[float]:
+        items = text.replace("x", ",").split(",")
+        if not 1 <= len(items) <= 3 or any(not i.strip() for i in items):
+            raise argparse.ArgumentTypeError(
+                f"expected one number or a comma list of 2 or 3, got {text!r}")
+        values = [_number(i.strip(), text) for i in items]
+        if not all(math.isfinite(v) and 0 <= v <= hi for v in values) or max(values) <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected a positive width up to {hi:g} (per axis: 0 to {hi:g}, not all 0; "
+                f"no blur: --profile none), got {text!r}")
+        return values
+    parse.__name__ = "width"
+    return parse
+
+
+def nonneg_list(hi: float):
+    """An argparse type: one or more comma-separated finite numbers in [0, hi]."""
+    def parse(text: str) -> list[float]:
+        items = text.split(",")
+        if any(not i.strip() for i in items):
+            raise argparse.ArgumentTypeError(f"expected a number or a comma list, got {text!r}")
+        values = [_number(i.strip(), text) for i in items]
+        if not all(math.isfinite(v) and 0 <= v <= hi for v in values):
+            raise argparse.ArgumentTypeError(
+                f"expected finite numbers from 0 to {hi:g}, got {text!r}")
+        return values
+    parse.__name__ = "number list"
+    return parse

@@ -9,8 +9,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from medsr.cli.args import float_list, scalar_or_list
+from medsr.cli.args import (
+    float_in_range,
+    float_list,
+    int_in_range,
+    output_dtype,
+    scalar_or_list,
+    width_list,
+)
 from medsr.errors import UserError
+
+# Mirrors medsr.degrade.compose (not imported here: the parser must stay light).
+MAX_FACTOR = 1000
+MAX_WIDTH = 1.0e4
+MAX_SIGMA = 1.0e30  # noise std / gain in intensity units (relative: see compose)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,9 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="HR -> LR factor, one (every axis longer than 1 voxel) or per axis")
     p.add_argument("--profile", choices=("gaussian", "rect", "none"),
                    help="slice profile / PSF")
-    p.add_argument("--fwhm", type=float_list, metavar="F|F1,F2,F3",
+    p.add_argument("--fwhm", type=width_list(MAX_WIDTH), metavar="F|F1,F2,F3",
                    help="Gaussian FWHM per axis (default: k, i.e. thickness = spacing)")
-    p.add_argument("--thickness", type=float_list, metavar="T|T1,T2,T3",
+    p.add_argument("--thickness", type=width_list(MAX_WIDTH), metavar="T|T1,T2,T3",
                    help="rect slice thickness per axis (gap if < spacing, overlap if >)")
     p.add_argument("--units", choices=("voxel", "mm", "lr"),
                    help="units of --fwhm/--thickness: HR voxels, mm, or multiples of the LR "
@@ -39,15 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", choices=("none", "gaussian", "rician", "poisson-gaussian"))
     p.add_argument("--sigma", type=float_list, metavar="S|S1,S2,...",
                    help="noise std (per channel): intensity units unless relative")
-    p.add_argument("--gain", type=float, help="Poisson-Gaussian: intensity units per photon")
+    p.add_argument("--gain", type=float_in_range(0.0, MAX_SIGMA, positive=True),
+                   help="Poisson-Gaussian: intensity units per photon")
     rel = p.add_mutually_exclusive_group()
     rel.add_argument("--relative", dest="relative", action="store_true", default=None,
                      help="sigma and gain are fractions of the 1-99 percentile range")
     rel.add_argument("--absolute", dest="relative", action="store_false",
                      help="sigma and gain are in intensity units")
-    p.add_argument("--jpeg-quality", type=int, help="JPEG round trip (1-100) after the noise")
-    p.add_argument("--seed", type=int, help="random seed (default: drawn and recorded)")
-    p.add_argument("--dtype", help="output dtype (default: the input's)")
+    p.add_argument("--jpeg-quality", type=int_in_range(1, 100),
+                   help="JPEG round trip (1-100) after the noise")
+    p.add_argument("--seed", type=int_in_range(0, 2**32 - 1),
+                   help="random seed (default: drawn and recorded)")
+    p.add_argument("--dtype", type=output_dtype, help="output dtype (default: the input's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 

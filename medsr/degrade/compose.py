@@ -20,8 +20,8 @@ from monai.transforms import Randomizable, Transform
 from medsr.degrade import _array
 from medsr.degrade.blur import UNITS, blur, blur_widths
 from medsr.degrade.downsample import MODES, WINDOWS, downsample, lr_affine, resolve_factors
-from medsr.degrade.noise import NOISES, absolute_levels, add_noise
-from medsr.degrade.profiles import PROFILES
+from medsr.degrade.noise import MAX_PHOTONS, NOISES, absolute_levels, add_noise
+from medsr.degrade.profiles import PROFILES, load_kernel
 from medsr.degrade.randomize import sample
 from medsr.errors import UserError
 from medsr.volume import Volume
@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
 }
 MAX_FACTOR = 1000      # a larger HR -> LR factor leaves no voxel of any real image
 MAX_WIDTH = 1.0e4      # a wider profile (voxels, mm or LR spacings) is a typo, not physics
+MAX_SIGMA = 1.0e30     # noise std / gain in intensity units (float32 stays finite)
+MAX_RELATIVE_SIGMA = 10.0  # relative: 10 x the 1-99 percentile range already drowns the image
 META_KEYS = ("kind", "name", "description", "resolved", "medsr_version", "seed")
 
 
@@ -142,12 +144,15 @@ def _check(p: dict[str, Any]) -> None:
                for v in vals):
             raise UserError(f"{name} must be a number in [0, {MAX_WIDTH:g}], got {p[name]}")
     sig = p["sigma"] if np.ndim(p["sigma"]) else [p["sigma"]]
-    if any(float(s) < 0 for s in sig):
-        raise UserError(f"noise sigma must be >= 0, got {p['sigma']}")
+    hi = MAX_RELATIVE_SIGMA if p["relative"] else MAX_SIGMA
+    if not all(math.isfinite(float(s)) and 0 <= float(s) <= hi for s in sig):
+        raise UserError(f"noise sigma must be a number in [0, {hi:g}]"
+                        f"{' (relative)' if p['relative'] else ''}, got {p['sigma']}")
     if p["gain"] is not None:
         g = p["gain"] if np.ndim(p["gain"]) else [p["gain"]]
-        if any(float(v) <= 0 for v in g):
-            raise UserError(f"Poisson gain must be > 0, got {p['gain']}")
+        if not all(math.isfinite(float(v)) and 0 < float(v) <= hi for v in g):
+            raise UserError(f"Poisson gain must be a number in (0, {hi:g}]"
+                            f"{' (relative)' if p['relative'] else ''}, got {p['gain']}")
     q = p["jpeg_quality"]
     if q is not None and not 1 <= int(q) <= 100:
         raise UserError(f"JPEG quality must be in 1..100, got {q}")
@@ -185,6 +190,8 @@ class Degradation(Randomizable, Transform):
         spec.update(_jsonable(params))
         self.spec = spec
         _check(sample(spec, np.random.RandomState(0)))  # fail at construction, not mid-epoch
+        if spec["profile"] == "kernel" and isinstance(spec["kernel"], str):
+            load_kernel(spec["kernel"])  # a bad kernel file fails here too
         self.last_params: dict[str, Any] = {}
         self._params: dict[str, Any] | None = None
 
@@ -230,6 +237,11 @@ class Degradation(Randomizable, Transform):
         elif p["profile"] == "none":
             widths = [0.0] * nd
         sigma_abs, gain_abs = absolute_levels(x, p["sigma"], p["gain"], p["relative"])
+        if p["noise"] == "poisson-gaussian" and x.numel():  # refuse before any warning
+            peak = float(torch.clamp(x, min=0).amax())
+            if not peak / min(gain_abs) <= MAX_PHOTONS:
+                raise UserError(f"Poisson gain {min(gain_abs):g} is too small for intensities "
+                                f"up to {peak:g} (over {MAX_PHOTONS:g} photons per voxel)")
 
         y = blur(x, p["profile"], widths, p["kernel"])
         y = downsample(y, factors, p["downsample"], p["window"], p["window_alpha"],

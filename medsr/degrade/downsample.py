@@ -192,6 +192,9 @@ def downsample(x: torch.Tensor, factors: Sequence[float], mode: str = "area",
                window: str | None = None, alpha: float = 0.5,
                zero_filled: bool = False) -> torch.Tensor:
     """down_k of channel-first ``x`` (axes with k == 1 untouched)."""
+    for ax, k in enumerate(factors):  # refuse an impossible factor before any warning
+        if k != 1.0 and not zero_filled:
+            lr_grid(int(x.shape[ax + 1]), float(k))
     for ax, k in enumerate(factors):
         n = x.shape[ax + 1]
         if k == 1.0 and not (zero_filled and mode == "kspace"):

@@ -41,6 +41,9 @@ def _per_channel(value: Any, c: int, name: str) -> list[float]:
     return vals
 
 
+MAX_PHOTONS = 1.0e15  # numpy's Poisson sampler refuses lam near 1e19
+
+
 def absolute_levels(x: torch.Tensor, sigma: Any, gain: Any, relative: bool
                     ) -> tuple[list[float], list[float]]:
     """Per-channel absolute (sigma, gain) in intensity units."""
@@ -79,6 +82,10 @@ def add_noise(x: torch.Tensor, kind: str, sigma: Sequence[float], gain: Sequence
             out.append(torch.as_tensor(t(ch)))
         else:
             lam = np.clip(ch.cpu().numpy(), 0, None) / gain[i]
+            if lam.size and not float(lam.max()) <= MAX_PHOTONS:
+                raise UserError(f"Poisson gain {gain[i]:g} is too small for intensities up "
+                                f"to {float(lam.max()) * gain[i]:g} (over {MAX_PHOTONS:g} "
+                                "photons per voxel)")
             counts = rs.poisson(lam).astype(np.float64) * gain[i]
             counts += rs.normal(0.0, sigma[i], size=counts.shape) if sigma[i] > 0 else 0.0
             out.append(torch.as_tensor(counts, dtype=x.dtype, device=x.device))

@@ -67,14 +67,23 @@ def load_kernel(path: str | Path) -> np.ndarray:
     if not p.is_file():
         raise UserError(f"kernel file {p} does not exist")
     try:
-        k = np.load(p, allow_pickle=False).astype(np.float64)
-    except (ValueError, OSError) as exc:
+        raw = np.load(p, allow_pickle=False)
+        kind = raw.dtype.kind if isinstance(raw, np.ndarray) else "?"
+        if kind not in "biuf":
+            what = "complex" if kind == "c" else "not an array of real numbers"
+            raise UserError(f"kernel {p} is {what}; give a real-valued .npy array")
+        k = raw.astype(np.float64)
+    except (ValueError, OSError, EOFError) as exc:
         raise UserError(f"cannot read kernel {p} as a .npy array: {exc}") from exc
     if k.size == 0 or not np.all(np.isfinite(k)):
         raise UserError(f"kernel {p} is empty or not finite")
+    if not 1 <= k.ndim <= 3:
+        raise UserError(f"kernel {p} has {k.ndim} dimensions; give a 1-D profile or a "
+                        "2-D/3-D PSF")
     s = k.sum()
-    if abs(s) < 1e-12:
-        raise UserError(f"kernel {p} sums to zero; cannot normalise it")
+    if not s > 1e-12 * np.abs(k).sum():
+        raise UserError(f"kernel {p} sums to {s:g}; a slice profile / PSF must sum to a "
+                        "positive value")
     return k / s
 
 
