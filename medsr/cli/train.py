@@ -24,16 +24,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require("train", "medsr train")
-    from medsr.engine.config import load_config
+    from medsr.engine.config import defaults, load_config, merge
     from medsr.engine.manifest import read_manifest
     from medsr.engine.train import train
 
     argv = ["medsr", *sys.argv[1:]] if sys.argv and sys.argv[0] else None
+    for flag, value in (("--run-dir", args.run_dir), ("--resume", args.resume)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} must name a directory, got an empty path")
     if args.resume:
         run_dir = Path(args.resume)
         if args.run_dir and Path(args.run_dir).resolve() != run_dir.resolve():
             raise UserError("--resume DIR continues DIR; do not also give another --run-dir")
         base = read_manifest(run_dir)["config"]
+        try:  # the manifest's config checked as a config file is (keys, types, values)
+            base = merge(defaults(), base)
+        except UserError as exc:
+            raise UserError(f"the config in {run_dir / 'manifest.json'} is invalid: "
+                            f"{exc}") from exc
         cfg = load_config(None, args.sets, base=base)
         if args.config:
             cfg_file = load_config(args.config, args.sets)

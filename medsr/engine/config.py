@@ -16,6 +16,7 @@ import copy
 import math
 import os
 import reprlib
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -295,8 +296,15 @@ def read_yaml(path: str | os.PathLike) -> dict:
     """
     p = Path(path)
     try:
-        with open(p, "rb") as f:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; refused below (not regular)
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                kind = "a directory" if p.is_dir() else "not a regular file"
+                raise UserError(f"config {p} is {kind}; give a YAML file")
             raw = f.read(MAX_CONFIG_BYTES + 1)
+    except IsADirectoryError as exc:
+        raise UserError(f"config {p} is a directory; give a YAML file") from exc
     except OSError as exc:
         raise UserError(f"cannot read config {p}: {exc.strerror or exc}") from exc
     if len(raw) > MAX_CONFIG_BYTES:
@@ -524,9 +532,12 @@ def validate(cfg: dict) -> None:
 
     for key in ("steps", "log_every", "val_every", "ckpt_every"):
         _num(cfg, f"train.{key}", integer=True, ge=1)
+        _num(cfg, f"train.{key}", integer=True, le=MAX_STEPS)
     _num(cfg, "train.grad_clip", ge=0)
     _num(cfg, "train.ema", ge=0, lt=1)
 
+
+MAX_STEPS = 1_000_000_000  # train.steps and the *_every intervals (a run must end)
 
 TARGET_NOISES = ("none", "gaussian", "rician")
 LOSS_TERMS = ("l1", "l2", "charbonnier", "gradient", "ssim", "tv", "perceptual", "texture",

@@ -124,8 +124,19 @@ def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     path = Path(run_dir) / "manifest.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if path.exists() and not path.is_file():
+            raise UserError(f"{path} is not a regular file")
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise UserError(f"{run_dir} is not a medsr run directory (no manifest.json)") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"cannot read {path}: not UTF-8 text (byte {exc.start})") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise UserError(f"cannot read {path}: {text}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a medsr manifest: a JSON object was expected, "
+                        f"got {type(data).__name__}")
+    if not isinstance(data.get("config"), dict):
+        raise UserError(f"{path} is not a medsr manifest: no 'config' mapping")
+    return data

@@ -138,12 +138,73 @@ def create_model(cfg: dict, in_ch: int, out_ch: int) -> nn.Module:
     name = cfg["model"]["name"]
     if name not in models.available():
         raise UserError(f"unknown model {name!r}; available: {', '.join(models.available())}")
+    hparams = cfg["model"]["hparams"]
+    _check_model_hparams(name, hparams)
+    kwargs = {"spatial_dims": spec.spatial_dims, "scale": spec.scale, "in_channels": in_ch,
+              "out_channels": out_ch, **hparams}
     try:
-        return models.create(name, spatial_dims=spec.spatial_dims, scale=spec.scale,
-                             in_channels=in_ch, out_channels=out_ch, **cfg["model"]["hparams"])
-    except (TypeError, ValueError, RuntimeError) as exc:
+        # sizes first, on the meta device (nothing allocated): a huge width or depth is one
+        # line, not the OOM killer
+        with torch.device("meta"):
+            probe = models.create(name, **kwargs)
+        n = sum(p.numel() for p in probe.parameters())
+        del probe
+        if n > MAX_MODEL_PARAMETERS:
+            raise UserError(f"model {name!r} with model.hparams {_short_hp(hparams)} would "
+                            f"have {n:.3g} parameters (more than {MAX_MODEL_PARAMETERS:.0e})")
+        return models.create(name, **kwargs)
+    except UserError as exc:
+        if "model.hparams" in str(exc) or not hparams:
+            raise
         raise UserError(_one_line(f"model {name!r} cannot be built with model.hparams "
-                                  f"{cfg['model']['hparams']}: {exc}")) from exc
+                                  f"{_short_hp(hparams)}: {exc}")) from exc
+    except Exception as exc:  # noqa: BLE001 - any failure of a user's hparams is one line
+        raise UserError(_one_line(f"model {name!r} cannot be built with model.hparams "
+                                  f"{_short_hp(hparams)}: {exc}")) from exc
+
+
+MAX_MODEL_PARAMETERS = 1_000_000_000
+
+
+def _short_hp(hparams: dict) -> str:
+    return _one_line(str(hparams), 120)
+
+
+def _check_model_hparams(name: str, hparams: dict) -> None:
+    """Whole-number hparams (sizes, counts) in 1..MAX_HPARAM_INT (0 where 0 is the default)."""
+    import inspect
+
+    from medsr import models
+    from medsr.engine.checkpoint import MAX_HPARAM_INT
+
+    params = inspect.signature(models.NETWORKS[name].__init__).parameters
+    for key, value in hparams.items():
+        default = params[key].default if key in params else None
+        for x in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(x, bool) or not isinstance(x, int):
+                continue
+            if x > MAX_HPARAM_INT or x < 0 or (x == 0 and default != 0):
+                raise UserError(f"model {name!r} cannot be built with model.hparams "
+                                f"{key} = {_one_line(str(value), 60)}: whole numbers here are "
+                                f"sizes or counts, 1..{MAX_HPARAM_INT}")
+
+
+def probe_model(model: nn.Module, cfg: dict, in_ch: int, device: torch.device) -> None:
+    """One forward pass on a zero LR patch (no gradients), before anything is written: a
+    network that builds but cannot run (a zero width, ...) is a one-line UserError."""
+    spec = sampling_spec(cfg)
+    shape = (1, in_ch, *(p // k for p, k in zip(spec.patch, spec.scale)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape, device=device))
+    except Exception as exc:  # noqa: BLE001 - a lazy check (interpolation, ...) included
+        raise UserError(_one_line(f"model {cfg['model']['name']!r} with model.hparams "
+                                  f"{_short_hp(cfg['model']['hparams'])} cannot run on a "
+                                  f"{list(shape[2:])} patch: {exc}")) from exc
+    finally:
+        model.train(was_training)
 
 
 def _one_line(exc: BaseException | str, limit: int = 300) -> str:
@@ -373,6 +434,7 @@ def _train(cfg: dict, run_dir: Path, device: torch.device, *, resume: bool,
         except RuntimeError as exc:
             raise UserError(f"model.init {cfg['model']['init']} does not fit "
                             f"{cfg['model']['name']}: {str(exc).splitlines()[0]}") from exc
+    probe_model(model, cfg, in_ch, device)
     info = model_info(cfg, model, in_ch, out_ch, degradation)
     loss_fn = build_loss(cfg["loss"]).to(device)
     optimizer = build_optimizer(model.parameters(), cfg["optim"])
