@@ -179,7 +179,9 @@ def _check_model_hparams(name: str, hparams: dict) -> None:
 
     params = inspect.signature(models.NETWORKS[name].__init__).parameters
     for key, value in hparams.items():
-        default = params[key].default if key in params else None
+        if key not in params:  # models.create names the unknown hyperparameter
+            continue
+        default = params[key].default
         for x in value if isinstance(value, list | tuple) else [value]:
             if isinstance(x, bool) or not isinstance(x, int):
                 continue
