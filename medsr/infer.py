@@ -69,8 +69,13 @@ def super_resolve(vol: Volume, plan: OutputGrid, method: str = "cubic",
                   **options: Any) -> Volume:
     """Apply a classical method (interpolation or IBP) on the planned grid."""
     if method in INTERPOLATION_METHODS:
-        data = resize(vol.data.astype(np.float32, copy=False), plan.factors, method=method,
-                      shape_out=plan.shape_out)
+        data = vol.data
+        # float64 values beyond float32's range stay float64 (resize computes in float64;
+        # a non-finite result is refused before writing), others go to float32 as always
+        if data.dtype != np.float64 or not data.size or \
+                float(np.max(np.abs(data))) <= float(np.finfo(np.float32).max) / 1024:
+            data = data.astype(np.float32, copy=False)
+        data = resize(data, plan.factors, method=method, shape_out=plan.shape_out)
     elif method == "ibp":
         data = _ibp(vol, plan, **options)
     else:

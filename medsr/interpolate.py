@@ -240,17 +240,22 @@ def resize(data: np.ndarray, factors, method: str = "cubic",
     big = dtype == np.float32 and data.size and np.issubdtype(data.dtype, np.floating) and \
         max(abs(float(data.max())), abs(float(data.min()))) > f32max / 1024
     out = data.astype(np.float64 if big else dtype, copy=False)
-    for ax, (k, n_out) in enumerate(zip(f, so)):
-        n_in = out.shape[ax]
-        if k == 1.0 and n_out == n_in:
-            continue
-        W = weight_matrix(n_in, n_out, float(k), method, np.dtype(dtype).name)
-        out = _apply_axis(out, W, ax)
+    # overflow shows up as non-finite values, which the caller refuses in one line (no
+    # numpy warning lines before it)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for ax, (k, n_out) in enumerate(zip(f, so)):
+            n_in = out.shape[ax]
+            if k == 1.0 and n_out == n_in:
+                continue
+            W = weight_matrix(n_in, n_out, float(k), method, np.dtype(dtype).name)
+            out = _apply_axis(out, W, ax)
     if big:  # values near float32's limit: computed in float64, must fit float32 again
         peak = float(np.max(np.abs(out))) if np.all(np.isfinite(out)) else float("inf")
         if peak > f32max:
-            raise InputError(f"values up to {peak:.3g} overflow float32 after {method} "
-                             f"interpolation (limit {f32max:.3g}); rescale the image")
+            size = "values beyond float64's range" if peak == float("inf") else \
+                f"values up to {peak:.3g}"
+            raise InputError(f"{size} overflow float32 after {method} interpolation "
+                             f"(limit {f32max:.3g}); rescale the image")
         out = out.astype(np.float32)
     if out is data:
         out = data.copy()

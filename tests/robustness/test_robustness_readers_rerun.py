@@ -78,6 +78,26 @@ def test_float32_near_max_never_gives_non_finite_output(cli, tmp_path, method, p
         assert not (tmp_path / "o.nii.gz").exists()
 
 
+@pytest.mark.parametrize("method", ["linear", "cubic", "lanczos"])
+@pytest.mark.parametrize("peak", [1.7e308, 1e300])
+def test_float64_beyond_float32_never_gives_non_finite_output(cli, tmp_path, method, peak):
+    """float64 values beyond float32's range are computed in float64: a finite result is
+    written (as float64), an overflowing one is one line, never a numpy warning first."""
+    (tmp_path / "in").mkdir()
+    data = np.full((8, 8, 4), peak)
+    data[::2] = -peak
+    src = h.nifti(tmp_path / "in" / "big64.nii", data)
+    proc = cli.run_one(["infer", src, "-o", tmp_path / "o.nii.gz", "--method", method,
+                        "--scale", "2"], tmp_path)
+    assert "Traceback" not in proc.stderr and "overflow encountered" not in proc.stderr, \
+        proc.stderr
+    if proc.returncode == 0:
+        assert np.all(np.isfinite(np.asanyarray(nib.load(tmp_path / "o.nii.gz").dataobj)))
+    else:
+        h.assert_one_line_error(proc, "non-finite|overflow")
+        assert not (tmp_path / "o.nii.gz").exists()
+
+
 def test_moderate_float32_values_still_work(cli, tmp_path):
     (tmp_path / "in").mkdir()
     data = h.small_volume().astype(np.float32) * np.float32(1e30)
