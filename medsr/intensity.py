@@ -1,8 +1,8 @@
 """Robust intensity ranges: the percentiles every network's input is normalised by.
 
 numpy and scipy only, so that inference need not import training (:mod:`medsr.data`,
-whose package imports MONAI's datasets). Training's :mod:`medsr.data.normalise` computes
-the same ranges (``tests/test_startup_imports.py`` checks that the two agree).
+whose package imports MONAI's datasets). Training's :mod:`medsr.data.normalise` uses
+these same functions.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ and the mark then goes.
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -143,21 +142,6 @@ def test_the_network_path_still_loads_the_network(runs) -> None:
     """The deny-lists are not vacuous: the default network really ran."""
     assert "medsr.models.vdsr" in runs["infer_model"]["modules"]
     assert "medsr.models.vdsr" not in runs["infer_cubic"]["modules"]
-
-
-def test_intensity_ranges_agree_with_training() -> None:
-    """medsr.intensity (inference) and medsr.data.normalise (training) give the same ranges."""
-    from medsr import intensity
-
-    # importlib: the package medsr.data exports a function named normalise too
-    normalise = importlib.import_module("medsr.data.normalise")
-    x = np.random.default_rng(1).normal(100, 30, (12, 13, 9)).astype(np.float32)
-    x[0, 0, 0] = np.nan
-    mask = x > 90
-    assert intensity.robust_range(x) == normalise.robust_range(x)
-    assert intensity.robust_range(x, 2, 98, mask) == normalise.robust_range(x, 2, 98, mask)
-    assert intensity.input_range(x) == normalise.input_range(x)
-    assert intensity.background_level(x, 1.0, 2.0) == normalise.background_level(x, 1.0, 2.0)
 
 
 # --------------------------------------------------------------------- missing extras
