@@ -228,10 +228,41 @@ def _first(seq: Any) -> Dataset | None:
         return None
 
 
+#: more frames than any acquisition has: a header declaring more is refused before any
+#: per-frame work (a declared 2**31 frames would otherwise loop for hours)
+MAX_FRAMES = 1_000_000
+
+
+def _frame_count(ds: Dataset, path: Path) -> int:
+    """NumberOfFrames, checked: 1..MAX_FRAMES, and for native (uncompressed) pixel data no
+    more frames than the file's pixel bytes hold (read from the element's length, no
+    decoding)."""
+    try:
+        n = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: NumberOfFrames is not a whole number") from exc
+    if not 1 <= n <= MAX_FRAMES:
+        raise InputError(f"{path}: NumberOfFrames {n} is out of range (1 to {MAX_FRAMES:,})")
+    try:
+        elem = ds.get_item("PixelData") if "PixelData" in ds else None
+        length = getattr(elem, "length", None)
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+    except (TypeError, ValueError):
+        return n  # the pixel module's own checks report it
+    if length is not None and 0 < length < 0xFFFFFFFF and bits >= 8:
+        need = rows * cols * spp * (bits // 8) * n
+        if need > length:
+            raise InputError(f"{path}: NumberOfFrames {n:,} needs {need:,} bytes of pixel "
+                             f"data; the file holds {length:,} (corrupt header)")
+    return n
+
+
 def _multi_frames(ds: Dataset, path: Path) -> list[_Frame]:
     """Frames of a multi-frame object, geometry from the functional groups (enhanced) or
     from the top-level Image Plane attributes (classic multi-frame)."""
-    n = int(ds.get("NumberOfFrames", 1) or 1)
+    n = _frame_count(ds, path)
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     if per_frame is not None and len(per_frame) != n:
         raise InputError(f"{path}: {len(per_frame)} per-frame functional groups for "

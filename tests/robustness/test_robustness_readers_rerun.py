@@ -195,6 +195,22 @@ def test_dicom_bad_slice_attribute(cli, tmp_path, name, change, match):
     _run(cli, tmp_path, root, "o.nii.gz", match=match)
 
 
+FRAME_CASES = [  # one file: refused before any per-frame work (2**31 looped for hours)
+    (2**31 - 1, r"NumberOfFrames 2147483647 is out of range"),
+    (100000, r"NumberOfFrames 100,000 needs .* bytes of pixel data"),
+]
+
+
+@pytest.mark.parametrize("frames,match", FRAME_CASES, ids=[str(c[0]) for c in FRAME_CASES])
+def test_dicom_file_declaring_too_many_frames(cli, tmp_path, frames, match):
+    import pydicom
+
+    root = _series(tmp_path, lambda ds: setattr(ds, "NumberOfFrames", frames))
+    target = next(p for p in sorted(root.rglob("*")) if p.is_file()
+                  and "NumberOfFrames" in pydicom.dcmread(p, stop_before_pixels=True))
+    _run(cli, tmp_path, target, "o.nii.gz", match=match)
+
+
 # ------------------------------------------------------------------ 4. pictures
 
 def _picture(fmt: str, shape=(40, 36)) -> bytes:
