@@ -98,8 +98,8 @@ OUTPUTS = {
     "medsr eval --run runs/x --data data/test": ["runs/x/eval/eval.csv"],
     "medsr eval --model best.safetensors --data a.nii.gz b.nii.gz --mask brain.nii.gz --crop 4":
         ["medsr-eval/eval.csv"],
-    "medsr eval --model best.safetensors --data hr/*.nii.gz --lr-data lr/*.nii.gz":
-        ["medsr-eval/eval.csv"],
+    "medsr eval --model best.safetensors --data hr/*.nii.gz --lr-data lr/*.nii.gz "
+    "--out eval-paired": ["eval-paired/eval.csv"],
 }
 
 
