@@ -45,15 +45,20 @@ def expand_inputs(inputs: Sequence[str], list_file: str | None = None) -> list[P
         path = Path(list_file)
         if not path.is_file():
             raise UserError(f"cohort list {path} does not exist")
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "input" not in reader.fieldnames:
-                raise UserError(f"cohort list {path} needs a header row with an 'input' column")
-            for row in reader:
-                value = (row.get("input") or "").strip()
-                if value:
-                    p = Path(value)
-                    items.append(str(p if p.is_absolute() else path.parent / p))
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                if not reader.fieldnames or "input" not in reader.fieldnames:
+                    raise UserError(f"cohort list {path} needs a header row with an 'input' "
+                                    "column")
+                for row in reader:
+                    value = (row.get("input") or "").strip()
+                    if value:
+                        p = Path(value)
+                        items.append(str(p if p.is_absolute() else path.parent / p))
+        except (UnicodeDecodeError, csv.Error, ValueError) as exc:
+            raise UserError(f"cohort list {path} is not a UTF-8 CSV file ({type(exc).__name__})"
+                            ) from exc
     seen: set[str] = set()
     out: list[Path] = []
     for it in items:

@@ -240,6 +240,11 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
     else:
         out_path = io.default_output_path(input_path, fmt)
     check_output(out_path, overwrite, inputs=[input_path])  # fail before any expensive work
+    if save_model:  # the fit's checkpoint and its JSON follow the same rules as -o
+        fit = Path(save_model)
+        fit = fit if fit.suffix == ".safetensors" else fit.with_name(fit.name + ".safetensors")
+        for path in (fit, fit.with_suffix(".json")):
+            check_output(path, overwrite, inputs=[input_path, out_path])
     vol = io.read(input_path, volume=volume_index, series=series,
                   input_spacing=input_spacing, max_voxels=max_output_voxels)
     if dtype is not None and not video and io.output_format(out_path, fmt) == "dicom":

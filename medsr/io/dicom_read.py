@@ -171,16 +171,18 @@ def _absent(value: Any) -> bool:
 
 
 def _valid(ds: Dataset, keyword: str, n: int, where: Any,
-           positive: bool = False) -> np.ndarray | None:
+           positive: bool = False, bound: float = 1e6) -> np.ndarray | None:
     """``keyword`` as ``n`` finite floats, None when absent; present but invalid (NaN,
-    infinite, wrong count, not positive where it must be) is an InputError naming it."""
+    infinite, wrong count, not positive where it must be, beyond ``bound`` in magnitude or,
+    if positive, below 1/``bound``: 1e6 mm is a kilometre) is an InputError naming it."""
     value = ds.get(keyword)
     if _absent(value):
         return None
     arr = _floats(value, n)
-    if arr is None or (positive and np.any(arr <= 0)):
+    if arr is None or (positive and np.any(arr < 1.0 / bound)) or np.any(np.abs(arr) > bound):
         raise InputError(f"{where}: invalid {keyword} {_shown(value)} (must be {n} finite"
-                         f"{' positive' if positive else ''} number{'s' if n > 1 else ''})")
+                         f"{' positive' if positive else ''} number{'s' if n > 1 else ''}"
+                         f" of magnitude {'1e-6 to ' if positive else 'up to '}{bound:g})")
     return arr
 
 
@@ -190,8 +192,9 @@ def _shown(value: Any) -> str:
 
 
 def _slope_intercept(ds: Dataset, where: Any = "?") -> tuple[float, float]:
-    _valid(ds, "RescaleSlope", 1, where)
-    _valid(ds, "RescaleIntercept", 1, where)
+    # up to 1e30: a 16-bit value times the slope still fits float32
+    _valid(ds, "RescaleSlope", 1, where, bound=1e30)
+    _valid(ds, "RescaleIntercept", 1, where, bound=1e30)
     slope = _float(ds.get("RescaleSlope"))
     inter = _float(ds.get("RescaleIntercept"))
     return (1.0 if slope is None or slope == 0 else slope), (0.0 if inter is None else inter)

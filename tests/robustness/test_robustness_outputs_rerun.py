@@ -127,3 +127,23 @@ def test_error_naming_a_path_with_control_characters_is_one_line(scans, capsys, 
     assert err.startswith("medsr: error: ")
     assert repr(name)[1:-1].split("name")[0] in err or "\\" in err
     assert not (scans / "out.nii.gz").exists()
+
+
+def test_binary_cohort_list_is_one_line(tmp_path):
+    h.nifti(tmp_path / "a.nii.gz", h.small_volume())
+    (tmp_path / "l.csv").write_bytes(bytes(range(256)) * 8)
+    before = h.fingerprint(tmp_path)
+    proc = h.medsr("infer", "--list", "l.csv", "-o", "od", "--method", "linear", "--scale",
+                   "2", cwd=tmp_path)
+    h.assert_one_line_error(proc, "not a UTF-8 CSV")
+    assert h.fingerprint(tmp_path) == before
+
+
+def test_save_model_never_replaces_a_file_without_overwrite(tmp_path):
+    h.nifti(tmp_path / "a.nii.gz", h.small_volume())
+    (tmp_path / "m.safetensors").write_bytes(b"the user's own file")
+    before = h.fingerprint(tmp_path)
+    proc = h.medsr("infer", "a.nii.gz", "-o", "o.nii.gz", "--self-supervised", "--steps", "1",
+                   "--save-model", "m.safetensors", cwd=tmp_path)
+    h.assert_one_line_error(proc, "m.safetensors exists; pass --overwrite")
+    assert h.fingerprint(tmp_path) == before

@@ -186,6 +186,11 @@ DICOM_CASES = [
     ("RescaleSlope NaN", _set_raw("RescaleSlope", "DS", "nan"), "RescaleSlope"),
     ("RescaleSlope inf", _set_raw("RescaleSlope", "DS", "inf"), "RescaleSlope"),
     ("RescaleIntercept inf", _set_raw("RescaleIntercept", "DS", "-inf"), "RescaleIntercept"),
+    # finite but absurd: beyond a kilometre, or a slope that overflows float32
+    ("position 1e300", _set_raw("ImagePositionPatient", "DS", "0\\0\\1e300"),
+     "invalid ImagePositionPatient .* up to 1e"),
+    ("PixelSpacing 1e9", _set_raw("PixelSpacing", "DS", "1e9\\1"), "invalid PixelSpacing"),
+    ("RescaleSlope 1e300", _set_raw("RescaleSlope", "DS", "1e300"), "invalid RescaleSlope"),
 ]
 
 
