@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -372,14 +370,12 @@ def test_non_integer_factor_lands_on_the_centre_preserving_grid():
 def test_budget_is_honoured_and_steps_reported():
     vol = _volume((1.0, 1.0, 4.0), (48, 44, 12))
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # one-off import, per process
-    t = time.perf_counter()
     out, rep = super_resolve_self_supervised(vol, budget_s=4.0, device="cpu", progress=False,
                                              network=TINY)
-    wall = time.perf_counter() - t
     assert rep["train"]["steps"] > 10 and rep["train"]["stopped_by"] in ("budget", "steps")
     # training used the time the budget left it (less the inference reserve)
     assert rep["train"]["seconds"] > 0.5 * rep["train_s_allowed"] > 0.5
-    assert rep["seconds"] <= wall
+    assert rep["seconds"] >= rep["train"]["seconds"]  # the run's time includes training
     assert rep["through_plane"]["axis"] == 2 and rep["through_plane"]["k"] == 4
     assert rep["slice_thickness_source"] == "spacing" and rep["init"] == "scratch"
     assert out.spatial_shape == (48, 44, 48)

@@ -8,8 +8,7 @@ docs/self-supervised.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from medsr._lazy import lazy_exports
 
 # name -> submodule. Imported on first use (PEP 562), so that ``medsr infer``, which needs
 # only :mod:`medsr.selfsup.profile_estimate`, does not import the fitting machinery
@@ -27,13 +26,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)

@@ -26,21 +26,6 @@ def cli():
         yield runner
 
 
-@pytest.fixture(scope="module")
-def checkpoint_parts():
-    """(state dict as numpy, info) of the tiny 2D x2 network of the hostile battery."""
-    import torch
-
-    from medsr.models.registry import create
-
-    torch.manual_seed(0)
-    net = create("srcnn", spatial_dims=2, scale=2, channels=[4, 2])
-    state = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
-    hp = {k: v for k, v in net.hparams.items()
-          if k not in ("spatial_dims", "scale", "in_channels", "out_channels")}
-    info = {"format": "medsr-checkpoint-1", "architecture": "srcnn", "hparams": hp,
-            "scale": [2, 2], "spatial_dims": 2, "in_channels": 1, "out_channels": 1}
-    return state, info
 
 
 INFER = ["infer", "{in}/a.nii.gz", "-o", "{out}/o.nii.gz", "--model", "{in}/m.safetensors",

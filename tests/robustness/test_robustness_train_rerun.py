@@ -19,17 +19,9 @@ import numpy as np
 import pytest
 import robust_helpers as h
 import yaml
+from test_robustness_train_start import BASE  # the same small valid config
 
 from medsr.cli import main
-
-BASE: dict = {
-    "seed": 0, "device": "cpu", "num_threads": 1,
-    "data": {"source": "folder", "path": None, "cache": False},
-    "sampling": {"mode": "2d", "axes": [2], "patch_size": [16, 16], "batch_size": 2,
-                 "val_patches": 2, "min_foreground": 0.0},
-    "model": {"name": "srcnn", "scale": [2, 2]},
-    "train": {"steps": 1, "log_every": 1, "val_every": 1, "ckpt_every": 1, "amp": False},
-}
 
 
 @pytest.fixture(scope="module")
