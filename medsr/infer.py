@@ -8,6 +8,7 @@ Every step is a library call so a Python user gets exactly what ``medsr infer`` 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -245,15 +246,17 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
         fit = fit if fit.suffix == ".safetensors" else fit.with_name(fit.name + ".safetensors")
         for path in (fit, fit.with_suffix(".json")):
             check_output(path, overwrite, inputs=[input_path, out_path])
+    t_read = time.perf_counter()
     vol = io.read(input_path, volume=volume_index, series=series,
                   input_spacing=input_spacing, max_voxels=max_output_voxels)
+    read_s = time.perf_counter() - t_read
     if dtype is not None and not video and io.output_format(out_path, fmt) == "dicom":
         from medsr.io.dicom_write import dicom_dtype
 
         dicom_dtype(dtype)  # a --dtype DICOM cannot store fails before any work
     if self_supervised:
         return _noted(flag_notes, _infer_self_supervised(
-            vol, input_path, out_path, t0, tta=tta, budget_start=budget_start,
+            vol, input_path, out_path, t0, read_s, tta=tta, budget_start=budget_start,
             device=device, budget_s=budget_s, slice_thickness=slice_thickness,
             slice_profile=slice_profile, save_model=save_model, seed=seed, steps=steps,
             progress=progress, overwrite=overwrite, dtype=dtype, anonymize=anonymize,
@@ -560,7 +563,8 @@ def self_supervised_budget(budget_s: float, spent_s: float, read_s: float,
     return budget_s - spent_s - WRITE_PER_READ * read_s * max(1.0, factor)
 
 
-def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float, *,
+def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float,
+                           read_s: float, *,
                            device: str, budget_s: float | None, tta: bool,
                            budget_start: float | None, slice_thickness: float | None,
                            slice_profile: str | Path | None, save_model: str | Path | None,
@@ -574,12 +578,9 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
     ``auto_profile``: the slice profile of the training pairs is estimated from the scan
     (used when confident; otherwise Gaussian, as with no estimate)."""
     from medsr.selfsup import FEW_STEPS, super_resolve_self_supervised
+    from medsr.selfsup.api import BudgetTooShort
 
     budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s
-    now = time.perf_counter()
-    sp = np.sort(np.asarray(vol.spacing, dtype=float))
-    inner = self_supervised_budget(budget_s, now - (t0 if budget_start is None else budget_start),
-                                   now - t0, float(sp[-1] / max(sp[0], 1e-12)))
     name, kernel = read_slice_profile(slice_profile)
     profile_note, estimated_mm = None, False
     if auto_profile:
@@ -594,12 +595,24 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
             profile_note = (f"slice profile: {est.describe()}: assumed Gaussian (FWHM = "
                             "thickness) as without an estimate (--slice-profile "
                             "gaussian|rect|FILE.npy sets it)")
-    out, report = super_resolve_self_supervised(
-        vol, budget_s=max(inner, 1e-3), slice_thickness=slice_thickness, slice_profile=kernel,
-        profile=name, seed=0 if seed is None else seed, steps=steps, device=device,
-        tta=True if tta else None,
-        save_model=Path(save_model) if save_model else None,
-        progress=bool(progress) if progress is not None else None)
+    now = time.perf_counter()  # the budget counts the imports and the estimate above
+    sp = np.sort(np.asarray(vol.spacing, dtype=float))
+    spent = now - (t0 if budget_start is None else budget_start)
+    inner = self_supervised_budget(budget_s, spent, read_s, float(sp[-1] / max(sp[0], 1e-12)))
+    if inner <= 0:
+        raise UserError(f"the {budget_s:g} s budget is too short: starting and reading the "
+                        f"scan took {spent:.1f} s and writing the output will take about "
+                        f"{budget_s - spent - inner:.1f} s, leaving no time to train; give at "
+                        f"least --budget {math.ceil(4 * (budget_s - inner))}s")
+    try:
+        out, report = super_resolve_self_supervised(
+            vol, budget_s=inner, slice_thickness=slice_thickness, slice_profile=kernel,
+            profile=name, seed=0 if seed is None else seed, steps=steps, device=device,
+            tta=True if tta else None,
+            save_model=Path(save_model) if save_model else None,
+            progress=bool(progress) if progress is not None else None)
+    except BudgetTooShort as short:  # said of the command's budget, not the inner one
+        raise short.around(budget_s, spent, budget_s - spent - inner) from None
     tr = report.get("train", {})
     notes = [f"self-supervised: {tr.get('steps', '?')} training steps in "
              f"{tr.get('seconds', 0.0):.0f} s (stopped by {tr.get('stopped_by') or '?'}; "

@@ -145,11 +145,14 @@ def test_self_supervised_from_the_command_line(tmp_path, capsys):
     assert np.abs(reacquired - other).max() <= 1.0
     assert main(["infer", str(src), "-o", str(tmp_path / "y.nii.gz"), "--model", str(fit),
                  "--scale", "2"]) == 2
-    # a budget that set-up and inference nearly use up is said to be too short
+    # a budget that set-up and inference alone do not fit in is refused, not overrun: one
+    # line naming a budget that would do, and no output
     capsys.readouterr()
     assert main(["infer", str(src), "-o", str(tmp_path / "short.nii.gz"), "--self-supervised",
-                 "--budget", "0.2s"]) == 0
-    assert "a longer --budget trains more" in capsys.readouterr().err
+                 "--budget", "0.01s"]) == 2
+    err = capsys.readouterr().err
+    assert "budget is too short" in err and "give at least --budget" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "short.nii.gz").exists()
     # the self-supervised options are refused, not ignored, without --self-supervised
     capsys.readouterr()
     for extra in (["--slice-thickness", "5"], ["--save-model", str(tmp_path / "f2")],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -29,7 +32,7 @@ from medsr.selfsup import (
     slice_thickness,
     super_resolve_self_supervised,
 )
-from medsr.selfsup.api import mix_prior
+from medsr.selfsup.api import INFERENCE_MARGIN, BudgetTooShort, mix_prior
 from medsr.selfsup.consistency import project
 from medsr.selfsup.network import build
 from medsr.volume import Volume
@@ -382,11 +385,28 @@ def test_budget_is_honoured_and_steps_reported():
     np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 1, 4)))
 
 
-def test_a_spent_budget_still_trains_one_step_and_says_the_budget_stopped_it():
+def test_a_budget_without_time_to_train_is_refused_not_overrun():
     vol = _volume((1.0, 1.0, 4.0), (24, 20, 6))
-    out, rep = super_resolve_self_supervised(vol, budget_s=1e-3, device="cpu",
-                                             progress=False, network=TINY)
-    assert rep["train"]["steps"] == 1 and rep["train"]["stopped_by"] == "budget"
+    t = time.perf_counter()
+    with pytest.raises(BudgetTooShort, match=r"0.001 s budget is too short.*--budget \d+s"):
+        super_resolve_self_supervised(vol, budget_s=1e-3, device="cpu", progress=False,
+                                      network=TINY)
+    assert time.perf_counter() - t < 5.0  # refused at set-up, before any training
+    # the budget it names leaves training a quarter: set-up, the inference reserve and
+    # the command's own reading and writing included
+    short = BudgetTooShort(60.0, 5.0, 40.0, 4).around(60.0, 2.0, 1.0)
+    need = 2.0 + 1.0 + 5.0 + 0.5 + INFERENCE_MARGIN * 40.0
+    suggested = int(re.search(r"--budget (\d+)s", str(short)).group(1))
+    assert 0.75 * suggested >= need > 0.75 * (suggested - 1)
+    assert "4 test-time flips" in str(short) and "writing will take about 1.0 s" in str(short)
+
+
+def test_a_short_budget_that_leaves_training_time_trains_at_least_one_step():
+    vol = _volume((1.0, 1.0, 4.0), (24, 20, 6))
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # one-off import, per process
+    out, rep = super_resolve_self_supervised(vol, budget_s=1.5, device="cpu",
+                                             progress=False, network=TINY, tta=False)
+    assert rep["train"]["steps"] >= 1 and rep["train"]["stopped_by"] == "budget"
     assert out.spatial_shape == (24, 20, 24)
 
 

@@ -10,6 +10,7 @@ network, and held back from the training time.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -100,6 +101,39 @@ def flip_sets(tp: ThroughPlane, shape: tuple[int, ...]) -> list[tuple[int, ...]]
     return [(), (tp.axis,), fine, (*fine, tp.axis)]
 
 
+class BudgetTooShort(UserError):
+    """A budget that set-up and inference alone do not fit in (refused, not overrun)."""
+
+    def __init__(self, budget_s: float, setup_s: float, inference_s: float | None,
+                 flips: int = 1, spent_s: float = 0.0, write_s: float = 0.0) -> None:
+        self.budget_s, self.setup_s, self.inference_s = budget_s, setup_s, inference_s
+        self.flips, self.spent_s, self.write_s = flips, spent_s, write_s
+        super().__init__(self.message())
+
+    def around(self, budget_s: float, spent_s: float, write_s: float) -> BudgetTooShort:
+        """The same refusal for a command whose ``budget_s`` also pays for what came
+        before this call (``spent_s``: starting, reading) and writing after it."""
+        return BudgetTooShort(budget_s, self.setup_s, self.inference_s, self.flips,
+                              spent_s, write_s)
+
+    def message(self) -> str:
+        known = self.inference_s is not None
+        need = (self.spent_s + self.write_s + self.setup_s + 0.5
+                + (INFERENCE_MARGIN * self.inference_s if known else self.setup_s))
+        parts = [f"starting and reading took {self.spent_s:.1f} s, writing will take about "
+                 f"{self.write_s:.1f} s"] if self.spent_s or self.write_s else []
+        parts.append(f"set-up {self.setup_s:.1f} s" if known else
+                     f"set-up used the rest ({self.setup_s:.1f} s) before it was done")
+        if known:
+            flips = f" with {self.flips} test-time flips" if self.flips > 1 else ""
+            parts.append(f"applying the network about {self.inference_s:.1f} s{flips}")
+        # suggest a budget that leaves training a quarter of it
+        return (f"the {self.budget_s:g} s budget is too short for this scan on this "
+                f"machine: {', '.join(parts)}, leaving no time to train; give at least "
+                f"--budget {math.ceil(need / 0.75)}s (minutes for a result better than the "
+                "shipped default)")
+
+
 def _training_array(vol: Volume) -> np.ndarray:
     data = np.asarray(vol.data, dtype=np.float32)
     return data.mean(axis=3) if data.ndim == 4 else data
@@ -172,8 +206,10 @@ class _Setup:
 def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.ndarray | None,
              profile: str, seed: int, device: torch.device, init: str, patch: int,
              network: dict[str, Any] | None, thick_companion: bool = True,
-             gradient_weighted: bool = True) -> _Setup:
-    """Everything training needs: the task, the profile, the pair sampler, the network."""
+             gradient_weighted: bool = True,
+             in_budget: Callable[[], None] = lambda: None) -> _Setup:
+    """Everything training needs: the task, the profile, the pair sampler, the network
+    (``in_budget`` is called between the stages: it raises when the time is up)."""
     tp, kernel, thickness, source = scan_profile(vol, profile, slice_thickness, slice_profile)
     # the first optimiser in a process imports torch._dynamo (seconds): pay it here, in the
     # set-up the budget accounts for, not in the first timed training step
@@ -183,6 +219,7 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
     sampler = PairSampler(norm.apply(data), tp.inplane_axes, tp.axis, kernel, tp.k, patch,
                           gradient_weighted=gradient_weighted,
                           thick_companion=thick_companion)
+    in_budget()
     _seed(seed, device)
     evidence: dict[str, Any] = {}
     if network:
@@ -328,7 +365,9 @@ def super_resolve_self_supervised(
     ``profile``, "gaussian" with FWHM = thickness or "rect" of width = thickness).
     ``steps`` fixes the number of training steps (the budget still caps it); ``network``
     (``{"architecture": name, **hparams}``) replaces the default network (from scratch).
-    At least one training step is always taken, even if the budget is already spent.
+    A budget that set-up and inference alone do not fit in is refused (a UserError that
+    names the budget needed) rather than overrun; one that leaves any time to training
+    takes at least one step.
     ``loss``: "mse" or "l1"; ``tta``: average the four flips of :func:`flip_sets` at
     inference (None: when their estimated time fits in ``TTA_MAX_SHARE`` of the budget,
     and always with ``steps``, so that nothing then depends on the clock);
@@ -348,13 +387,19 @@ def super_resolve_self_supervised(
         raise UserError(f"cannot save the model: directory {Path(save_model).parent} "
                         "does not exist")
     dev = select_device(device)
+
+    def in_budget() -> None:  # between set-up stages: refuse as soon as the budget is gone
+        if time.perf_counter() - t0 >= budget_s:
+            raise BudgetTooShort(budget_s, time.perf_counter() - t0, None)
+
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
                   network=network, thick_companion=thick_companion,
-                  gradient_weighted=gradient_weighted)
+                  gradient_weighted=gradient_weighted, in_budget=in_budget)
     model, tp = st.model, st.tp
     fine_tuned = st.started != "scratch"
     prior = {n: v.detach().clone() for n, v in model.state_dict().items()} if fine_tuned else {}
+    in_budget()
     est_infer = _estimate_inference(model, st.data, tp, dev) * vol.channels
     n_flips = len(flip_sets(tp, st.data.shape))
     if tta is None:  # with fixed steps nothing may depend on the clock: flips always
@@ -364,6 +409,8 @@ def super_resolve_self_supervised(
     setup = time.perf_counter() - t0
     reserve = INFERENCE_MARGIN * est_infer + 0.5
     train_s = budget_s - setup - reserve
+    if train_s <= 0:  # set-up and inference alone do not fit: refuse, do not overrun
+        raise BudgetTooShort(budget_s, setup, est_infer, n_flips if tta else 1)
     _seed(seed, dev)
     mode = progress_mode(progress)  # a bar on a terminal, log lines in a batch job's log
     with _progress_bar(mode == "bar") as bar:
