@@ -25,6 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from medsr.errors import UserError, one_line
+from medsr.io import default_output_path, detect_format
+from medsr.io.common import atomic_path, check_output, check_output_dir
+from medsr.io.video import is_video
+from medsr.options import InferOptions
+from medsr.pipeline import infer_file, modes
 
 SUMMARY_FIELDS = ("input", "output", "status", "error", "seconds", "shape_in", "shape_out",
                   "spacing_in", "spacing_out", "method", "model")
@@ -76,9 +81,6 @@ def output_paths(inputs: Sequence[Path], out_dir: Path | None) -> list[Path]:
 
     A video file keeps its container (``clip.mp4`` -> ``clip_sr.mp4``), as ``medsr infer``
     does for a single video."""
-    from medsr.io import default_output_path, detect_format
-    from medsr.io.video import is_video
-
     outs = []
     for p in inputs:
         try:
@@ -197,8 +199,6 @@ def merge_skipped(rows: Sequence[dict[str, str]], earlier: Sequence[dict[str, st
 def write_summary(rows: Sequence[dict[str, str]], path: Path, merge: bool = True) -> Path:
     """The summary CSV, written atomically; with ``merge`` a skipped scan keeps the row an
     earlier run wrote to ``path`` (:func:`merge_skipped`)."""
-    from medsr.io.common import atomic_path
-
     if merge:
         rows = merge_skipped(rows, read_summary(path))
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
@@ -206,6 +206,72 @@ def write_summary(rows: Sequence[dict[str, str]], path: Path, merge: bool = True
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def run_cohort(inputs: Sequence[str], list_file: str | None, output: str | None,
+               options: InferOptions, *, summary: str | None = None,
+               skip_existing: bool = False) -> int:
+    """``medsr infer`` over many inputs (paths, globs, a ``--list`` CSV) with ``options``:
+    flags, outputs and the summary checked before any scan runs; exit code 1 when any
+    scan failed."""
+    modes.check(options)  # refuse flags that do not combine before any scan runs
+    paths = expand_inputs(inputs, list_file)
+    out_dir = Path(output) if output else None
+    if out_dir is not None:
+        check_output_dir(out_dir, paths)  # not inside an input folder, not an input
+    outputs = output_paths(paths, out_dir)
+    summary_path = Path(summary) if summary else (out_dir or Path(".")) / "medsr_summary.csv"
+    check_summary(summary_path, paths, list_file, outputs)
+    if summary:  # rewritten every run, but never over an input or a user's folder
+        check_output(summary, True, paths)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise UserError(f"output directory {out_dir} is not writable")
+    rank, world = init_distributed()
+
+    def infer_one(src: Path, dst: Path) -> Any:
+        return infer_file(src, dst, options)
+
+    rows = process_cohort(paths, outputs, infer_one, skip_existing=skip_existing, rank=rank,
+                          world_size=world)
+    rows = gather_rows(rows, paths)
+    failed = sum(r["status"] == "failed" for r in rows)
+    if rank == 0:
+        write_summary(rows, summary_path)
+        print(f"{len(rows)} scans: {len(rows) - failed} ok or skipped, {failed} failed; "
+              f"summary in {summary_path}", file=sys.stderr)
+    finish_distributed()
+    return 1 if failed else 0
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` name one file, however spelt (``./``, ``..``, symlinks, hard links)."""
+    if os.path.abspath(a) == os.path.abspath(b) or os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_summary(summary: Path, inputs: list[Path], list_file: str | None,
+                  outputs: list[Path]) -> None:
+    """The summary CSV replaces none of the run's inputs, its --list file or its outputs."""
+    if list_file is not None and _same_path(summary, Path(list_file)):
+        raise UserError(f"the summary {summary} is the cohort list {list_file}; "
+                        "choose another --summary")
+    for p in inputs:
+        if _same_path(summary, p):
+            raise UserError(f"the summary {summary} is the input {p}; "
+                            "choose another --summary")
+    spelt = {Path(os.path.abspath(summary)), Path(os.path.realpath(summary))}
+    for o in outputs:
+        within = any(Path(f(o)) in s.parents for s in spelt
+                     for f in (os.path.abspath, os.path.realpath))
+        if within or _same_path(summary, o):
+            raise UserError(f"the summary {summary} would replace {o}, an output of this run; "
+                            "choose another --summary")
 
 
 def init_distributed() -> tuple[int, int]:

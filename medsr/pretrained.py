@@ -12,11 +12,11 @@ Kinds:
     in-plane       2D network with scale (k, k): two axes, applied slice by slice;
     frames         2D network on the luma of pictures / frames / video, x k in-plane
                    (``frames-x4-mf``: multi-frame, neighbouring frames as channels,
-                   :mod:`medsr.multiframe`, installed by ``train_frames.py
+                   :mod:`medsr.inference.multiframe`, installed by ``train_frames.py
                    --multi-frame``, not shipped; used only when named);
     microscopy     2D network with scale (1, k) for the z axis of TIFF stacks.
 Only the first two kinds are chosen automatically for scans; the others are picked by
-:mod:`medsr.microscopy` for their own inputs.
+:mod:`medsr.adapters.microscopy` for their own inputs.
 """
 
 from __future__ import annotations

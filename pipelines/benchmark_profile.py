@@ -43,7 +43,7 @@ from benchmark_selfsup import (  # noqa: E402
 )
 
 from medsr.geometry import plan_grid  # noqa: E402
-from medsr.infer import project_onto_slices  # noqa: E402
+from medsr.pipeline.projection import project_onto_slices  # noqa: E402
 from medsr.selfsup.profile_estimate import estimate_profile  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"

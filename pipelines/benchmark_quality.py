@@ -40,8 +40,10 @@ from medsr import metrics
 from medsr.data.sources import load_mni152
 from medsr.degrade import Degradation, degrade_volume
 from medsr.devices import select_device
-from medsr.infer import model_passes, plan_grid, super_resolve, super_resolve_model
+from medsr.geometry import plan_grid
+from medsr.inference.classical import super_resolve
 from medsr.inference.model_sr import use_all_cores
+from medsr.inference.resolvers import model_passes, super_resolve_model
 from medsr.volume import Volume
 
 PROFILES = {

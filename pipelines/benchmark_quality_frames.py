@@ -5,7 +5,7 @@ Frames: the 40 held-out ``lfw_subset`` faces (cropped to 24 x 24) and the held-o
 LR = antialiased bicubic x4 (MATLAB imresize, the SR literature's benchmark), rounded
 to 8 bit; case ``bicubic+noise`` adds Gaussian noise of 1% of the range before rounding.
 Methods: bicubic (Catmull-Rom), lanczos (Lanczos-3), medsr (``frames-x4`` on Y, bicubic
-chroma: :func:`medsr.colour.super_resolve_colour`). PSNR/SSIM on Y (BT.601, 8-bit
+chroma: :func:`medsr.adapters.colour.super_resolve_colour`). PSNR/SSIM on Y (BT.601, 8-bit
 units, data range 255) and PSNR on RGB, with a 4-pixel border shaved (literature
 convention). Faces are averaged over the 40.
 
@@ -25,14 +25,14 @@ Multi-frame: ``chelsea`` and ``coffee`` as 9-frame stacks under synthetic camera
 degraded by the camera model ``frames-x4-mf`` was trained for: 4 x 4 pixel means
 (``downsample: area``, aliased), 8-bit. Methods: bicubic, medsr (``frames-x4``, one
 frame at a time, trained for bicubic LR), medsr-mf (``frames-x4-mf``, frames t-2..t+2 as
-channels, :mod:`medsr.multiframe`) and medsr-mf-centre (the same network with every
+channels, :mod:`medsr.inference.multiframe`) and medsr-mf-centre (the same network with every
 neighbour replaced by the centre frame: what its neighbours add). Scores averaged over
 the 9 frames. Skipped when ``frames-x4-mf`` is not installed.
 
 Microscopy: the held-out rows 440..659 of scikit-image ``cell`` (220 x 548) taken as one
 YZ plane of a stack (Z = columns); LR = the ``microscopy-axial`` degradation at z x4
 (Gaussian axial PSF FWHM 4 voxels, decimation, Poisson-Gaussian noise, seed 0). Methods
-as above through :func:`medsr.microscopy.super_resolve_stack` (1/99.8 percentile
+as above through :func:`medsr.adapters.microscopy.super_resolve_stack` (1/99.8 percentile
 normalisation); PSNR/SSIM against the HR plane (range 255), 8 z-pixels shaved at both
 ends.
 
@@ -55,16 +55,24 @@ from skimage.metrics import structural_similarity as sk_ssim
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frames_data  # noqa: E402
 
-from medsr.colour import luma, super_resolve_colour  # noqa: E402
+from medsr.adapters import kind_of, super_resolve_colour, super_resolve_stack  # noqa: E402
+from medsr.adapters.colour import luma  # noqa: E402
 from medsr.degrade import Degradation, degrade_volume, load_preset  # noqa: E402
 from medsr.geometry import plan_grid  # noqa: E402
-from medsr.infer import make_sr  # noqa: E402
+from medsr.inference.resolvers import choose_resolver, default_model_for  # noqa: E402
 from medsr.io.common import cast_like  # noqa: E402
-from medsr.microscopy import default_model_for, super_resolve_stack  # noqa: E402
+from medsr.options import RunOptions  # noqa: E402
 from medsr.volume import Volume  # noqa: E402
 
 METHODS = ("bicubic", "lanczos", "medsr")
 SHAVE = 4
+
+
+def make_sr(method: str, model: str | None, plan, vol: Volume, device: str = "cpu"):
+    """(the single-channel super-resolver medsr infer would use, its name)."""
+    res = choose_resolver(vol, plan, RunOptions(method=method, model=model, device=device),
+                          kind=kind_of(vol))
+    return res, res.method
 
 
 def _sr(method: str, vol: Volume, plan, model: str | None):
@@ -108,7 +116,7 @@ def _score_image(img: np.ndarray, noise: float, seed: int, model: str | None
     hr = img[:h, :w]
     lr = _lr_frames(hr, noise, seed=seed)
     plan = plan_grid(lr, scale=(4, 4, 1))
-    net = model or default_model_for(lr, plan)
+    net = model or default_model_for(kind_of(lr), plan)
     per = {}
     for m in METHODS:
         t = time.perf_counter()
@@ -196,7 +204,7 @@ def microscopy_case() -> dict[str, dict[str, float]]:
     lr = degrade_volume(hr, d)
     lr = lr.with_data(cast_like(lr.data, np.dtype("uint8")), format="tiff")
     plan = plan_grid(lr, scale=(1, 1, 4))
-    model = default_model_for(lr, plan)
+    model = default_model_for(kind_of(lr), plan)
     out = {}
     for m in METHODS:
         sr = super_resolve_stack(lr, plan, _sr(m, lr, plan, model)).data[:, 0, :]

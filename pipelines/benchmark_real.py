@@ -15,7 +15,7 @@ are cropped to their central 192 x 192 (the whole head height), to keep the run 
 Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
 ``medsr infer`` does with no flags: the shipped default model chosen by the factors),
 ``default+proj`` (one-axis only: the default projected onto the LR slices under the
-true profile, ``--slice-profile gaussian|rect``, see medsr.infer.project_onto_slices),
+true profile, ``--slice-profile gaussian|rect``, see medsr.pipeline.projection.project_onto_slices),
 and with ``--selfsup S`` ``selfsup`` (one-axis only: ``--self-supervised`` with a budget
 of S seconds, told the profile; 60 s in the issue, 300 s optional and slow; it upsamples
 to isotropic voxels, so where the reference's thick axis is coarser than its in-plane
@@ -99,14 +99,11 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
             break
     else:
         pretrained.WEIGHTS_DIR = (weights or {}).get("", pretrained.WEIGHTS_DIR)
-    from medsr.infer import (
-        clip_overshoot,
-        model_passes,
-        plan_grid,
-        project_onto_slices,
-        super_resolve,
-        super_resolve_model,
-    )
+    from medsr.geometry import plan_grid
+    from medsr.inference.classical import super_resolve
+    from medsr.inference.resolvers import model_passes, super_resolve_model
+    from medsr.pipeline.projection import project_onto_slices
+    from medsr.pipeline.result import clip_overshoot
 
     one_axis = sum(k > 1 for k in factors) == 1
     if method.endswith(("default+proj", "selfsup")) and not one_axis:

@@ -65,8 +65,8 @@ import numpy as np
 
 from medsr import metrics
 from medsr.geometry import plan_grid
-from medsr.infer import project_onto_slices
 from medsr.interpolate import resize
+from medsr.pipeline.projection import project_onto_slices
 from medsr.selfsup.consistency import project
 from medsr.volume import Volume
 
@@ -216,7 +216,7 @@ def run_cubic(lr: Volume, axis: int, k: int) -> np.ndarray:
 def run_default(lr: Volume, axis: int, k: int) -> tuple[np.ndarray, str]:
     """The shipped model ``medsr infer`` picks for this scan with no flags."""
     from medsr.devices import select_device
-    from medsr.infer import model_passes, super_resolve_model
+    from medsr.inference.resolvers import model_passes, super_resolve_model
 
     plan = plan_grid(lr)
     want = np.ones(3)

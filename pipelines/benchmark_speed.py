@@ -40,8 +40,9 @@ import torch
 from medsr import models
 from medsr.devices import select_device
 from medsr.geometry import plan_grid
-from medsr.infer import model_passes, super_resolve, super_resolve_model
+from medsr.inference.classical import super_resolve
 from medsr.inference.model_sr import run_settings, use_all_cores
+from medsr.inference.resolvers import model_passes, super_resolve_model
 from medsr.inference.tiling import conv_layers
 from medsr.volume import Volume
 

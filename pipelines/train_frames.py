@@ -10,7 +10,7 @@ antialiased bicubic x4, half of the patches clean and half with Gaussian noise (
 Config: configs/frames_x4.yaml.
 
 ``--multi-frame`` trains ``frames-x4-mf`` instead, the multi-frame variant (neighbouring
-frames as input channels, :mod:`medsr.multiframe`): the same pictures become synthetic
+frames as input channels, :mod:`medsr.inference.multiframe`): the same pictures become synthetic
 frame stacks under camera motion (whole-HR-pixel translations, so the x4 LR frames see
 different sub-pixel phases; ``frames_data.shifted_stack``), written as (Y, X, T) float32
 TIFFs into ``runs/data/frames_mf``, and sampled in 2.5D along the frame axis.
@@ -40,7 +40,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frames_data  # noqa: E402
 
-from medsr.colour import luma  # noqa: E402
+from medsr.adapters.colour import luma  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "frames_x4.yaml"
@@ -116,12 +116,12 @@ def frames_card(cfg: dict, summary: dict, minutes: float, n_files: int,
     head = ("""# frames-x4
 
 2D in-plane x4 super-resolution of frames and pictures, applied to luma (BT.601 Y);
-chroma is upsampled by bicubic (`medsr.colour.super_resolve_colour`).
+chroma is upsampled by bicubic (`medsr.adapters.colour.super_resolve_colour`).
 """ if not multi_frame else f"""# frames-x4-mf
 
 Multi-frame 2D in-plane x4 super-resolution of frame stacks and video, applied to luma
 (BT.601 Y): the network reads frames t-{r}..t+{r} as {2 * r + 1} input channels and
-predicts frame t (edge frames repeated at the ends of a stack; `medsr.multiframe`).
+predicts frame t (edge frames repeated at the ends of a stack; `medsr.inference.multiframe`).
 Chroma is upsampled by bicubic. Use it with `--model frames-x4-mf`; it is not the default.
 Trained on synthetic stacks: each training picture translated by whole HR pixels per
 frame (drift up to 0.5 px/frame + Gaussian shake of 1.2 px, {MF_FRAMES} frames, seed

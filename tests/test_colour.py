@@ -7,15 +7,16 @@ import pytest
 import skimage.color
 from PIL import Image
 
-from medsr.colour import (
+from medsr.adapters.colour import (
     luma,
     rgb_to_ycbcr,
     super_resolve_colour,
     ycbcr_to_rgb,
 )
 from medsr.geometry import plan_grid
-from medsr.infer import infer_frames, super_resolve
+from medsr.inference.classical import super_resolve
 from medsr.interpolate import resize
+from medsr.pipeline import infer_file
 from medsr.volume import Volume
 
 
@@ -98,7 +99,7 @@ def test_rgb_png_and_frames_folder_x4(tmp_path):
 
     img = skimage.data.astronaut()[100:130, 200:240]
     Image.fromarray(img).save(tmp_path / "a.png")
-    infer_frames(tmp_path / "a.png", tmp_path / "a_sr.png", method="catmull-rom")
+    infer_file(tmp_path / "a.png", tmp_path / "a_sr.png", method="catmull-rom")
     back = Image.open(tmp_path / "a_sr.png")
     assert back.mode == "RGB" and back.size == (160, 120)
     # the x4 picture shrunk back by area averaging is close to the input
@@ -112,7 +113,7 @@ def test_rgb_png_and_frames_folder_x4(tmp_path):
         arr = np.zeros((9, 11, 3), np.uint8) + np.array(c, np.uint8)
         arr[3:6, 4:7] = 255
         Image.fromarray(arr).save(frames / name)
-    infer_frames(frames, tmp_path / "frames_sr", method="catmull-rom")
+    infer_file(frames, tmp_path / "frames_sr", method="catmull-rom")
     names = sorted(p.name for p in (tmp_path / "frames_sr").glob("*.png"))  # + marker
     assert names == sorted(colours)
     for name, c in colours.items():
@@ -130,7 +131,7 @@ def test_video_round_trip_keeps_count_and_fps(tmp_path):
     frames = np.stack([np.kron(np.roll(base, i, axis=1), np.ones((4, 4, 1), np.uint8))
                        for i in range(5)], axis=2)  # (16, 24, 5, 3) blocky frames
     write_video(Volume(frames, np.eye(4), {"fps": 6.0}), tmp_path / "in.mp4")
-    infer_frames(tmp_path / "in.mp4", tmp_path / "out.mp4", scale=2, method="catmull-rom")
+    infer_file(tmp_path / "in.mp4", tmp_path / "out.mp4", scale=2, method="catmull-rom")
     out = read_video(tmp_path / "out.mp4")
     assert out.data.shape == (32, 48, 5, 3) and out.meta["fps"] == pytest.approx(6.0)
     for k in range(5):  # order kept: each output frame matches its own input frame best
@@ -151,8 +152,8 @@ def test_shipped_frames_model_on_rgb_png(tmp_path):
     hr = skimage.data.coffee()[100:148, 200:264]          # held out from training
     lr = hr.reshape(12, 4, 16, 4, 3).mean(axis=(1, 3)).round().astype(np.uint8)
     Image.fromarray(lr).save(tmp_path / "lr.png")
-    infer_frames(tmp_path / "lr.png", tmp_path / "net.png")   # auto: the shipped model
-    infer_frames(tmp_path / "lr.png", tmp_path / "cub.png", method="catmull-rom")
+    infer_file(tmp_path / "lr.png", tmp_path / "net.png")   # auto: the shipped model
+    infer_file(tmp_path / "lr.png", tmp_path / "cub.png", method="catmull-rom")
     net = np.asarray(Image.open(tmp_path / "net.png"))
     cub = np.asarray(Image.open(tmp_path / "cub.png"))
     assert net.shape == cub.shape == (48, 64, 3) and net.dtype == np.uint8

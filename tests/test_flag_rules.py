@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from medsr import modes
 from medsr.cli import main
-from medsr.infer import self_supervised_budget
+from medsr.pipeline import modes
+from medsr.pipeline.selfsup_run import self_supervised_budget
 from medsr.selfsup import FEW_STEPS, save_fitted
 from medsr.selfsup.network import build
 from medsr.selfsup.trainer import reserve_scale, steps_that_fit, train

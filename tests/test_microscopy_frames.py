@@ -8,9 +8,12 @@ import pytest
 import tifffile
 
 from medsr import io
+from medsr.adapters import kind_of
+from medsr.adapters.microscopy import percentile_normalise, super_resolve_stack
 from medsr.geometry import plan_grid, plan_isotropic
-from medsr.infer import isotropic_tiff
-from medsr.microscopy import default_model_for, percentile_normalise, super_resolve_stack
+from medsr.inference.classical import super_resolve
+from medsr.inference.resolvers import default_model_for
+from medsr.pipeline import infer_file
 from medsr.volume import Volume
 
 
@@ -33,7 +36,7 @@ def test_16bit_zyx_becomes_isotropic_with_right_spacing(tmp_path):
     arr = (1000 + 500 * z)[:, None, None] + np.zeros((8, 12, 10))
     arr[:, 5, 5] += 3000  # a bright line so the percentiles are not the ramp's ends
     _write_ij(tmp_path / "in.tif", arr.astype(np.uint16), "ZYX")
-    isotropic_tiff(tmp_path / "in.tif", tmp_path / "out.tif", method="catmull-rom")
+    infer_file(tmp_path / "in.tif", tmp_path / "out.tif", method="catmull-rom")
     out, axes, ij, dx = _read_back(tmp_path / "out.tif")
     assert axes == "ZYX" and out.shape == (32, 12, 10) and out.dtype == np.uint16
     assert ij["spacing"] == pytest.approx(0.2) and dx == pytest.approx(0.2, rel=1e-6)
@@ -51,7 +54,7 @@ def test_zcyx_channels_processed_independently(tmp_path, dtype, rng):
     arr[:, 0] = rng.random((6, 10, 9)) * top
     arr[:, 1] = rng.random((6, 10, 9)) * top * 0.01
     _write_ij(tmp_path / "in.tif", arr.astype(dtype), "ZCYX", dxy=0.1, dz=0.4)
-    isotropic_tiff(tmp_path / "in.tif", tmp_path / "out.tif", method="catmull-rom")
+    infer_file(tmp_path / "in.tif", tmp_path / "out.tif", method="catmull-rom")
     out, axes, ij, _ = _read_back(tmp_path / "out.tif")
     assert axes == "ZCYX" and out.shape == (24, 2, 10, 9) and out.dtype == np.dtype(dtype)
     assert ij["spacing"] == pytest.approx(0.1)
@@ -60,7 +63,7 @@ def test_zcyx_channels_processed_independently(tmp_path, dtype, rng):
     arr2 = arr.copy()
     arr2[:, 0] = rng.random((6, 10, 9)) * top
     _write_ij(tmp_path / "in2.tif", arr2.astype(dtype), "ZCYX", dxy=0.1, dz=0.4)
-    isotropic_tiff(tmp_path / "in2.tif", tmp_path / "out2.tif", method="catmull-rom")
+    infer_file(tmp_path / "in2.tif", tmp_path / "out2.tif", method="catmull-rom")
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out2.tif")[:, 1], out[:, 1])
 
 
@@ -68,7 +71,7 @@ def test_tzcyx_time_points_and_ome_spacing(tmp_path, rng):
     arr = (rng.random((2, 5, 2, 8, 7)) * 4000).astype(np.uint16)
     arr[1] = arr[1] // 4  # a dimmer time point: normalised separately, restored
     _write_ij(tmp_path / "t.tif", arr, "TZCYX", dxy=0.25, dz=0.75)
-    isotropic_tiff(tmp_path / "t.tif", tmp_path / "t_out.tif", method="catmull-rom")
+    infer_file(tmp_path / "t.tif", tmp_path / "t_out.tif", method="catmull-rom")
     out, axes, ij, _ = _read_back(tmp_path / "t_out.tif")
     assert axes == "TZCYX" and out.shape == (2, 15, 2, 8, 7) and out.dtype == np.uint16
     assert ij["spacing"] == pytest.approx(0.25)
@@ -82,7 +85,7 @@ def test_tzcyx_time_points_and_ome_spacing(tmp_path, rng):
     assert vol.meta["unit"] == "um"
     plan = plan_isotropic(vol)
     assert plan.shape_out == (6, 6, 8)
-    isotropic_tiff(tmp_path / "o.ome.tif", tmp_path / "o_out.ome.tif", method="linear")
+    infer_file(tmp_path / "o.ome.tif", tmp_path / "o_out.ome.tif", method="linear")
     with tifffile.TiffFile(tmp_path / "o_out.ome.tif") as tif:
         assert tif.series[0].shape == (8, 6, 6) and tif.series[0].dtype == np.float64
         assert 'PhysicalSizeZ="0.5"' in tif.ome_metadata
@@ -113,7 +116,6 @@ def test_percentile_normalisation_restored(rng):
 
     def ident(v, p):
         seen.append((float(np.percentile(v.data, 1.0)), float(np.percentile(v.data, 99.8))))
-        from medsr.infer import super_resolve
         return super_resolve(v, p, method="nearest")
 
     out = super_resolve_stack(vol, plan, ident)
@@ -127,8 +129,8 @@ def test_default_model_names_follow_the_plan():
     stack = Volume(np.zeros((8, 8, 4), np.uint16), np.diag([0.2, 0.2, 0.8, 1.0]),
                    {"format": "tiff"})
     frames = Volume(np.zeros((8, 8, 3, 3), np.uint8), np.eye(4), {"format": "frames"})
-    z4 = default_model_for(stack, plan_isotropic(stack))
-    f4 = default_model_for(frames, plan_grid(frames, scale=(4, 4, 1)))
+    z4 = default_model_for(kind_of(stack), plan_isotropic(stack))
+    f4 = default_model_for(kind_of(frames), plan_grid(frames, scale=(4, 4, 1)))
     have = {p.name for p in pretrained.shipped()}
     z_file = pretrained.WEIGHTS_DIR / "microscopy_z4.safetensors"
     f_file = pretrained.WEIGHTS_DIR / "frames_x4.safetensors"
@@ -136,8 +138,8 @@ def test_default_model_names_follow_the_plan():
                   if z_file.is_file() else None,)
     assert f4 in (("frames-x4" if "frames-x4" in have else str(f_file))
                   if f_file.is_file() else None,)
-    assert default_model_for(stack, plan_grid(stack, scale=(2, 2, 1))) is None
-    assert default_model_for(frames, plan_grid(frames, scale=(1, 1, 4))) is None
+    assert default_model_for(kind_of(stack), plan_grid(stack, scale=(2, 2, 1))) is None
+    assert default_model_for(kind_of(frames), plan_grid(frames, scale=(1, 1, 4))) is None
 
 
 def test_shipped_microscopy_model_end_to_end(tmp_path, rng):
@@ -150,7 +152,7 @@ def test_shipped_microscopy_model_end_to_end(tmp_path, rng):
     torch.set_num_threads(1)
     arr = (rng.random((5, 16, 14)) * 3000 + 100).astype(np.uint16)
     _write_ij(tmp_path / "s.tif", arr, "ZYX")
-    isotropic_tiff(tmp_path / "s.tif", tmp_path / "s_out.tif")  # auto: the shipped model
+    infer_file(tmp_path / "s.tif", tmp_path / "s_out.tif")  # auto: the shipped model
     out, axes, ij, _ = _read_back(tmp_path / "s_out.tif")
     assert out.shape == (20, 16, 14) and out.dtype == np.uint16
     assert ij["spacing"] == pytest.approx(0.2)
@@ -158,7 +160,6 @@ def test_shipped_microscopy_model_end_to_end(tmp_path, rng):
 
 
 def test_kind_of_tells_rgb_frames_from_channel_stacks(tmp_path, rng):
-    from medsr.microscopy import kind_of
 
     rgb = (rng.random((3, 8, 9, 3)) * 255).astype(np.uint8)       # multi-page RGB TIFF
     tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")

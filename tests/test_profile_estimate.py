@@ -70,13 +70,13 @@ def test_a_confident_estimate_turns_the_projection_on(tmp_path, tissue, capsys,
                                                       monkeypatch):
     """A confident estimate (here forced) projects the plain output onto the slices under
     the estimated profile; an unconfident one does not."""
-    import medsr.infer
+    import medsr.pipeline.projection
 
     src, lr = _thick_file(tmp_path, tissue)
     for confident in (True, False):
         est = ProfileEstimate("rect", 4.0, confident, 2, 4.0, 0.05, 3.0,
                               "" if confident else "forced")
-        monkeypatch.setattr(medsr.infer, "auto_slice_profile", lambda vol, e=est: e)
+        monkeypatch.setattr(medsr.pipeline.projection, "auto_slice_profile", lambda vol, e=est: e)
         out = tmp_path / f"{confident}.nii.gz"
         assert main(["infer", str(src), "-o", str(out), "--method", "cubic",
                      "--keep-overshoot"]) == 0

@@ -1,4 +1,5 @@
-"""``medsr infer``: super-resolve one scan or a cohort (thin wrapper over medsr.infer)."""
+"""``medsr infer``: parse, build the option objects once (:func:`build_options`), call
+:func:`medsr.pipeline.infer_file` (one input) or :func:`medsr.cohort.run_cohort`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import math
 import os
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
+from medsr import cohort
 from medsr.cli.args import (
     SPACING_RANGE,
     float_in_range,
@@ -20,8 +21,18 @@ from medsr.cli.args import (
     scalar_or_list,
 )
 from medsr.errors import UserError
-from medsr.infer import CLASSICAL_METHODS, DEFAULT_MAX_OUTPUT_VOXELS, infer_file
 from medsr.inference import BLENDS, PRECISIONS
+from medsr.inference.classical import CLASSICAL_METHODS
+from medsr.options import (
+    DEFAULT_MAX_OUTPUT_VOXELS,
+    GridRequest,
+    InferOptions,
+    ReadOptions,
+    RunOptions,
+    SelfSupOptions,
+    WriteOptions,
+)
+from medsr.pipeline import infer_file
 
 
 def _positive_int(text: str) -> int:
@@ -134,31 +145,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"refuse outputs larger than this (default {DEFAULT_MAX_OUTPUT_VOXELS:,})")
 
 
-def _options(args: argparse.Namespace) -> dict:
-    return dict(scale=scalar_or_list(args.scale), spacing=scalar_or_list(args.spacing),
-                method=args.method, model=args.model, device=args.device, tta=args.tta,
-                max_memory=args.max_memory * 1e9, overwrite=args.overwrite, dtype=args.dtype,
-                volume_index=args.volume, series=args.series, input_spacing=args.input_spacing,
-                max_output_voxels=args.max_output_voxels, anonymize=args.anonymize,
-                self_supervised=args.self_supervised, budget_s=args.budget,
-                slice_thickness=args.slice_thickness, slice_profile=args.slice_profile,
-                save_model=args.save_model, seed=args.seed, steps=args.steps,
-                tile=args.tile, batch=args.batch,
-                precision=args.precision, compile_model=args.compile_model, blend=args.blend,
-                keep_overshoot=args.keep_overshoot)
+def build_options(args: argparse.Namespace, budget_start: float | None = None
+                  ) -> InferOptions:
+    """The option objects of parsed ``medsr infer`` arguments."""
+    limit = args.max_output_voxels
+    return InferOptions(
+        read=ReadOptions(volume=args.volume, series=args.series,
+                         input_spacing=args.input_spacing, max_voxels=limit),
+        grid=GridRequest(scale=scalar_or_list(args.scale),
+                         spacing=scalar_or_list(args.spacing), max_output_voxels=limit),
+        run=RunOptions(method=args.method, model=args.model, device=args.device,
+                       tta=args.tta, max_memory=args.max_memory * 1e9, tile=args.tile,
+                       batch=args.batch, precision=args.precision,
+                       compile_model=args.compile_model, blend=args.blend,
+                       slice_profile=args.slice_profile,
+                       slice_thickness=args.slice_thickness,
+                       keep_overshoot=args.keep_overshoot),
+        selfsup=SelfSupOptions(enabled=args.self_supervised, budget_s=args.budget,
+                               steps=args.steps, seed=args.seed, save_model=args.save_model,
+                               budget_start=budget_start),
+        write=WriteOptions(overwrite=args.overwrite, dtype=args.dtype,
+                           anonymize=args.anonymize))
 
 
 def run(args: argparse.Namespace) -> int:
+    """``medsr infer``: one input, or a cohort (several inputs, a glob or ``--list``)."""
     if not args.inputs and not args.list_file:
         raise UserError("give an input (a file, a DICOM directory, a folder of frames) or --list")
-    cohort = (args.list_file is not None or len(args.inputs) > 1
-              or any(c in args.inputs[0] for c in "*?[") and not Path(args.inputs[0]).exists())
-    if not cohort:
-        result = infer_file(args.inputs[0], args.output, **_options(args),
-                            budget_start=_budget_start(args.from_process))
+    single = (args.list_file is None and len(args.inputs) == 1
+              and not (any(c in args.inputs[0] for c in "*?[")
+                       and not Path(args.inputs[0]).exists()))
+    if single:
+        options = build_options(args, _budget_start(args.from_process))
+        result = infer_file(args.inputs[0], args.output, options)
         print(result.summary(), file=sys.stderr)
         return 0
-    return _run_cohort(args)
+    return cohort.run_cohort(args.inputs, args.list_file, args.output, build_options(args),
+                             summary=args.summary, skip_existing=args.skip_existing)
 
 
 def _budget_start(from_process: bool) -> float | None:
@@ -176,76 +199,3 @@ def _budget_start(from_process: bool) -> float | None:
         return None
     age = uptime - ticks / os.sysconf("SC_CLK_TCK")
     return time.perf_counter() - age if 0 <= age < 600 else None
-
-
-def _run_cohort(args: argparse.Namespace) -> int:
-    from medsr import cohort
-    from medsr.infer import check_options
-
-    options = _options(args)  # refuse flags that do not combine before any scan runs
-    check_options(args.model, **{k: options[k] for k in _FLAG_OPTIONS})
-    inputs = cohort.expand_inputs(args.inputs, args.list_file)
-    out_dir = Path(args.output) if args.output else None
-    from medsr.io.common import check_output, check_output_dir
-
-    if out_dir is not None:
-        check_output_dir(out_dir, inputs)  # not inside an input folder, not an input
-    outputs = cohort.output_paths(inputs, out_dir)
-    summary = Path(args.summary) if args.summary else (out_dir or Path(".")) / \
-        "medsr_summary.csv"
-    _check_summary(summary, inputs, args.list_file, outputs)
-    if args.summary:  # rewritten every run, but never over an input or a user's folder
-        check_output(args.summary, True, inputs)
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(out_dir, os.W_OK):
-            raise UserError(f"output directory {out_dir} is not writable")
-    rank, world = cohort.init_distributed()
-    rows = cohort.process_cohort(inputs, outputs, partial(_infer_one, _options(args)),
-                                 skip_existing=args.skip_existing, rank=rank, world_size=world)
-    rows = cohort.gather_rows(rows, inputs)
-    failed = sum(r["status"] == "failed" for r in rows)
-    if rank == 0:
-        cohort.write_summary(rows, summary)
-        print(f"{len(rows)} scans: {len(rows) - failed} ok or skipped, {failed} failed; "
-              f"summary in {summary}", file=sys.stderr)
-    cohort.finish_distributed()
-    return 1 if failed else 0
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    """``a`` and ``b`` name one file, however spelt (``./``, ``..``, symlinks, hard links)."""
-    if os.path.abspath(a) == os.path.abspath(b) or os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
-def _check_summary(summary: Path, inputs: list[Path], list_file: str | None,
-                   outputs: list[Path]) -> None:
-    """The summary CSV replaces none of the run's inputs, its --list file or its outputs."""
-    if list_file is not None and _same_path(summary, Path(list_file)):
-        raise UserError(f"the summary {summary} is the cohort list {list_file}; "
-                        "choose another --summary")
-    for p in inputs:
-        if _same_path(summary, p):
-            raise UserError(f"the summary {summary} is the input {p}; "
-                            "choose another --summary")
-    spelt = {Path(os.path.abspath(summary)), Path(os.path.realpath(summary))}
-    for o in outputs:
-        within = any(Path(f(o)) in s.parents for s in spelt
-                     for f in (os.path.abspath, os.path.realpath))
-        if within or _same_path(summary, o):
-            raise UserError(f"the summary {summary} would replace {o}, an output of this run; "
-                            "choose another --summary")
-
-
-_FLAG_OPTIONS = ("method", "self_supervised", "scale", "spacing", "tta", "budget_s",
-                 "steps", "seed", "save_model", "slice_thickness", "slice_profile", "device",
-                 "max_memory", "tile", "batch", "precision", "compile_model", "blend")
-
-
-def _infer_one(options: dict, src: Path, dst: Path):
-    return infer_file(src, dst, **options)

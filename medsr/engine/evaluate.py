@@ -2,7 +2,7 @@
 baselines under one stated degradation, as CSV, Markdown and JSON tables plus figures.
 
 For every HR volume: LR = D(HR) (seeded; or a paired LR file), SR = model(LR) by the one
-runner of ``medsr infer`` (:func:`medsr.infer.super_resolve_volume`: tiled, fused over
+runner of ``medsr infer`` (:func:`medsr.pipeline.run.super_resolve_volume`: tiled, fused over
 planes, flips with ``tta``, exact grid, clipped), baselines = resize(LR) by nearest /
 linear / cubic / Lanczos onto the HR grid, and every result is scored against HR in the
 HR intensity units (data range = HR max - min, as ``medsr eval --reference --test``),
@@ -28,9 +28,10 @@ from medsr.engine.checkpoint import load_model
 from medsr.engine.predict import volume_factors
 from medsr.errors import UserError
 from medsr.geometry import downsampled_affine, plan_grid
-from medsr.infer import net_passes, super_resolve_volume
+from medsr.inference.resolvers import net_passes
 from medsr.interpolate import resize
 from medsr.io.common import atomic_path
+from medsr.pipeline.run import super_resolve_volume
 
 BASELINES = ("nearest", "linear", "cubic", "lanczos")
 METRICS = ("psnr", "ssim", "nrmse")

@@ -1,5 +1,5 @@
 """Apply a trained network to a whole volume: a thin call into the one runner,
-:func:`medsr.infer.super_resolve_volume` (what ``medsr infer --model`` runs).
+:func:`medsr.pipeline.run.super_resolve_volume` (what ``medsr infer --model`` runs).
 
 A 2D network's axes follow from :func:`volume_factors` (the slice normal ``axis``, default
 the first it was trained on); 3D networks see the whole volume.
@@ -15,7 +15,8 @@ from torch import nn
 
 from medsr.errors import UserError
 from medsr.geometry import plan_grid
-from medsr.infer import net_passes, super_resolve_volume
+from medsr.inference.resolvers import net_passes
+from medsr.pipeline.run import super_resolve_volume
 from medsr.volume import Volume
 
 
@@ -42,7 +43,7 @@ def predict_volume(model: nn.Module, volume: Volume | np.ndarray, info: dict[str
                    device: str | torch.device = "cpu", tta: bool = False) -> np.ndarray:
     """The super-resolved array, shape = input shape x :func:`volume_factors` (channels last
     kept), float32 in the input's intensity units: what ``medsr infer --model`` makes
-    (:func:`medsr.infer.super_resolve_volume`: tiled, fused over planes, exact grid,
+    (:func:`medsr.pipeline.run.super_resolve_volume`: tiled, fused over planes, exact grid,
     clipped at 0 for a non-negative input)."""
     vol = volume if isinstance(volume, Volume) else Volume(np.asarray(volume), np.eye(4), {})
     if vol.data.ndim not in (3, 4):

@@ -32,7 +32,7 @@ _ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHAS
 _ENV.pop("PYTHONWARNINGS", None)
 
 # Imported once by the driver so that no child pays for them.
-_PRELOAD = ("numpy", "torch", "nibabel", "tifffile", "PIL.Image", "medsr.cli", "medsr.infer",
+_PRELOAD = ("numpy", "torch", "nibabel", "tifffile", "PIL.Image", "medsr.cli", "medsr.pipeline",
             "medsr.io", "medsr.io.nifti", "medsr.io.tiff", "medsr.io.image2d", "medsr.io.dicom",
             "medsr.engine.checkpoint", "medsr.models", "medsr.evaluation", "medsr.pretrained",
             "medsr.models.complexity", "medsr.cli.infer", "medsr.cli.eval", "medsr.cli.models")

@@ -8,17 +8,17 @@ lie in [0, 1]. PSNR/SSIM "on the Y channel" use :func:`luma` of the 8-bit images
 :func:`super_resolve_colour` takes any luma super-resolver ``luma_sr(vol, plan)`` (a
 network, interpolation, IBP ...) and applies it to Y only; Cb/Cr and alpha are resampled
 with Catmull-Rom bicubic (:mod:`medsr.interpolate`). Grey volumes (no channel axis, or
-one channel) go to ``luma_sr`` unchanged; grey + alpha keeps grey as luma. The output
-dtype is the input dtype (integers rounded and clipped, :func:`medsr.io.common.cast_like`).
+one channel) go to ``luma_sr`` as they are (:func:`medsr.adapters.channels.per_channel`);
+grey + alpha keeps grey as luma. The output dtype is the input dtype (integers rounded
+and clipped, :func:`medsr.io.common.cast_like`).
 No I/O here: video and pictures are read and written by :mod:`medsr.io`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
+from medsr.adapters.channels import SR, per_channel
 from medsr.errors import UserError
 from medsr.geometry import OutputGrid
 from medsr.interpolate import resize
@@ -76,8 +76,7 @@ def is_colour(vol: Volume) -> bool:
     return vol.data.ndim == 4 and vol.data.shape[3] in (3, 4)
 
 
-def super_resolve_colour(vol: Volume, plan: OutputGrid,
-                         luma_sr: Callable[[Volume, OutputGrid], Volume]) -> Volume:
+def super_resolve_colour(vol: Volume, plan: OutputGrid, luma_sr: SR) -> Volume:
     """Super-resolve ``vol`` on ``plan``: Y by ``luma_sr``, Cb/Cr (and alpha) by bicubic;
     grey volumes go to ``luma_sr`` directly.
 
@@ -87,7 +86,7 @@ def super_resolve_colour(vol: Volume, plan: OutputGrid,
     dtype = np.dtype(vol.data.dtype)
     data = vol.data
     if data.ndim == 3 or data.shape[3] == 1:
-        out = luma_sr(vol, plan)
+        out = per_channel(vol, plan, luma_sr)
         return out.with_data(cast_like(out.data, dtype))
     n_c = data.shape[3]
     if n_c == 2:  # grey + alpha

@@ -1,5 +1,5 @@
 """Which ``medsr infer`` options combine: one table (:data:`RULES`), one function
-(:func:`check_options`).
+(:func:`check_options`); :func:`check` applies it to one run's option objects.
 
 ``medsr infer`` runs in one of four modes, set by the flags:
 
@@ -19,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from medsr import pretrained
 from medsr.errors import UserError
+from medsr.inference.resolvers import saved_fit
+from medsr.options import InferOptions
 
 MODES = ("network", "classical", "self-supervised", "saved-fit")
 OK, ERROR, NOTE = "ok", "error", "note"
@@ -157,3 +160,25 @@ def table() -> str:
                      "`--slice-profile`" for m, c in zip(MODES, cells)]
         lines.append(f"| `{opt}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def check(opts: InferOptions) -> tuple[str, list[str], Any]:
+    """(mode, notes, the model to load) for one run's options: the flag rules of
+    :func:`check_options`, then a shipped name resolved
+    (:func:`medsr.pretrained.resolve`), before any work."""
+    run, ss = opts.run, opts.selfsup
+    fitted = saved_fit(run.model)
+    mode, notes = check_options(
+        model=run.model, saved_fit=fitted is not None, method=run.method,
+        self_supervised=ss.enabled, scale=opts.grid.scale, spacing=opts.grid.spacing,
+        tta=run.tta, budget_s=ss.budget_s, steps=ss.steps, seed=ss.seed,
+        save_model=ss.save_model, slice_thickness=run.slice_thickness,
+        slice_profile=run.profile, device=run.device, max_memory=run.max_memory,
+        tile=run.tile, batch=run.batch, precision=run.precision,
+        compile_model=run.compile_model, blend=run.blend)
+    model = run.model
+    if model is not None and fitted is None:
+        model, note = pretrained.resolve(model)
+        if note:
+            notes.append(note)
+    return mode, notes, model

@@ -9,9 +9,9 @@ training sampler uses, :func:`medsr.data.sampling.draw`).
 
 :func:`multiframe_sr` applies such a model to one single-channel stack (luma, or grey),
 tiled with the receptive-field halo of :mod:`medsr.inference.tiling`, with the same input
-normalisation as single-frame inference; :func:`medsr.infer.super_resolve_volume` and
-:func:`medsr.infer.make_sr` pick it when the model says it is multi-frame, so
-:func:`medsr.infer.infer_frames` (colour via Y) serves both kinds.
+normalisation as single-frame inference; :func:`medsr.inference.resolvers.choose_resolver`
+picks it when the model says it is multi-frame, so ``medsr infer`` (colour via Y,
+:mod:`medsr.adapters.colour`) serves both kinds.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from torch import nn
 
 from medsr.errors import UserError
 from medsr.geometry import OutputGrid
+from medsr.inference.model_sr import FlipEnsemble
+from medsr.inference.tiling import receptive_halo, tile_for_memory, tiled_forward
+from medsr.intensity import input_range
+from medsr.interpolate import resize
 from medsr.volume import Volume
 
 
@@ -61,11 +65,6 @@ def multiframe_sr(vol: Volume, plan: OutputGrid, model: nn.Module, info: dict[st
     The network realises its integer factor; a non-integer plan factor is finished by
     Lanczos resampling, as for single-frame models.
     """
-    from medsr.data.normalise import input_range
-    from medsr.inference.model_sr import FlipEnsemble
-    from medsr.inference.tiling import receptive_halo, tile_for_memory, tiled_forward
-    from medsr.interpolate import resize
-
     r = frame_context(info)
     data = np.asarray(vol.data, dtype=np.float32)
     if data.ndim != 3:
