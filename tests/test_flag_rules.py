@@ -1,4 +1,4 @@
-"""Issue 20 items 4 and 5: which `medsr infer` options combine (medsr.modes, one rule for
+"""Issue 20 items 4 and 5: which `medsr infer` options combine (medsr.pipeline.modes, one rule for
 all), model names (medsr.pretrained.resolve), and honest self-supervised budgets (the
 trainer's planning on a fake clock; no wall-time assertions)."""
 
@@ -73,7 +73,7 @@ def test_every_option_has_an_example_and_the_docs_print_the_table():
         for mode, rule in row.items():
             assert mode in modes.MODES and (rule == modes.OK or rule[0] in
                                             (modes.ERROR, modes.NOTE)), (opt, mode)
-    assert modes.table() in DOCS.read_text(), "docs/inference.md: paste medsr.modes.table()"
+    assert modes.table() in DOCS.read_text(), "docs/inference.md: paste medsr.pipeline.modes.table()"
 
 
 @pytest.mark.parametrize(("opt", "mode", "rule"),

@@ -174,3 +174,64 @@ def test_background_level_ignores_ringing_but_keeps_ct_air():
     ct = np.full((40, 40, 10), -1000.0, np.float32) + rng.normal(0, 20, (40, 40, 10))
     ct[5:35, 5:35] = 40.0
     assert abs(background_level(ct) + 1000) < 30
+
+
+def _trained_checkpoint(tmp_path, model: str, sampling: str):
+    """A real checkpoint: `medsr train` on three small volumes, a few steps."""
+    from scipy.ndimage import gaussian_filter
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        v = gaussian_filter(rng.random((24, 24, 16)), 1.5) * 1000 + 100
+        nib.save(nib.Nifti1Image(v.astype(np.float32), np.eye(4)), data / f"v{i}.nii.gz")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("\n".join([
+        "seed: 0", "device: cpu", "num_threads: 1",
+        f"data: {{source: folder, path: '{data}', pattern: '*.nii.gz', val_fraction: 0.34}}",
+        f"sampling: {sampling}", "degradation: {preset: bicubic}", f"model: {model}",
+        "train: {steps: 3, val_every: 3, ckpt_every: 3, log_every: 3}"]) + "\n")
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    return tmp_path / "run" / "checkpoints" / "last.safetensors"
+
+
+@pytest.mark.parametrize("model,sampling,factors", [
+    ("{name: espcn, scale: [2, 2], hparams: {features: 8, features2: 4}}",
+     "{mode: 2d, axes: [2], patch_size: [16, 16], batch_size: 4, val_patches: 4, "
+     "min_foreground: 0.0}", (2, 2, 1)),
+    ("{name: espcn, scale: [1, 1, 2], hparams: {features: 4, features2: 4}}",
+     "{mode: 3d, patch_size: [12, 12, 8], batch_size: 2, val_patches: 2, "
+     "min_foreground: 0.0}", (1, 1, 2)),
+])
+def test_trained_model_plans_the_grid_of_an_isotropic_scan(tmp_path, capsys, model, sampling,
+                                                           factors):
+    """Issue 22 item 7: `medsr train` then `medsr infer iso.nii.gz --model last.safetensors`
+    (no --scale/--spacing) on an isotropic scan: the model's factors set the grid (an
+    in-plane x2 network: in-plane x2 only; a 3D (1, 1, 2) network: its factors), the
+    affine is A @ S, and the summary says where the grid came from."""
+    ckpt = _trained_checkpoint(tmp_path, model, sampling)
+    A = np.array([[0.0, -1.2, 0.1, 30.0], [1.2, 0.0, 0.0, -12.0], [0.0, -0.1, 1.2, 7.5],
+                  [0, 0, 0, 1]])  # oblique, isotropic 1.2 mm
+    src = tmp_path / "iso.nii.gz"
+    lr = (np.random.default_rng(1).random((14, 12, 10)) * 500 + 50).astype(np.float32)
+    nib.save(nib.Nifti1Image(lr, A), src)
+    out = tmp_path / "iso_sr.nii.gz"
+    capsys.readouterr()
+    assert main(["infer", str(src), "--model", str(ckpt), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    shown = ", ".join(str(k) for k in factors)
+    assert f"grid from the model's factors ({shown})" in err
+    img = nib.load(out)
+    k = np.array(factors, dtype=float)
+    assert img.shape == tuple(int(n * f) for n, f in zip(lr.shape, factors))
+    S = np.eye(4)
+    S[:3, :3] = np.diag(1 / k)
+    S[:3, 3] = (1 / k - 1) / 2
+    np.testing.assert_allclose(img.affine, A @ S, atol=1e-5)
+    # --scale still sets the grid (here 1.5 where the model gives 2: Lanczos finishes)
+    scale = [1.5 if f > 1 else 1.0 for f in factors]
+    assert main(["infer", str(src), "--model", str(ckpt), "-o", str(tmp_path / "x.nii.gz"),
+                 "--scale", ",".join(map(str, scale))]) == 0
+    assert nib.load(tmp_path / "x.nii.gz").shape == geometry.output_shape(lr.shape, scale)
+    assert "grid from the model's factors" not in capsys.readouterr().err

@@ -14,7 +14,7 @@ classical run imports no torch (tests/test_startup_imports.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,21 +101,23 @@ def load_named(model: str | Path, device: Any) -> tuple[Any, dict[str, Any], str
     return net, info, name or Path(str(model)).name, name is not None
 
 
-def model_grid_factors(vol: Volume, net: Any) -> tuple[float, float, float]:
-    """The factors a loaded network realises on ``vol`` in one pass: a 3D network its
-    scale; a one-axis 2D network (scale (1, k)) k along the thick axis (the coarsest;
-    axis 2 on an isotropic scan); an in-plane 2D network its scale on the other two."""
-    scale = [int(s) for s in net.scale]
-    if int(net.spatial_dims) == 3:
-        return tuple(float(s) for s in scale)  # type: ignore[return-value]
+def model_grid_factors(vol: Volume, scale: Sequence[int],
+                       spatial_dims: int) -> tuple[float, float, float]:
+    """The factors a network of this ``scale`` realises on ``vol`` in one pass: a 3D
+    network its scale; a one-axis 2D network (scale (1, k)) k along the thick axis (the
+    coarsest; axis 2 on an isotropic scan); an in-plane 2D network its scale on the
+    other two axes."""
+    s = [int(v) for v in scale]
+    if int(spatial_dims) == 3:
+        return tuple(float(v) for v in s)  # type: ignore[return-value]
     sp = np.asarray(vol.spacing, dtype=float)
     thick = int(np.argmax(sp)) if sp.max() > sp.min() * (1 + 1e-3) else 2
     f = [1.0, 1.0, 1.0]
-    if min(scale) == 1:
-        f[thick] = float(max(scale))
+    if min(s) == 1:
+        f[thick] = float(max(s))
     else:
         a, b = (ax for ax in range(3) if ax != thick)
-        f[a], f[b] = float(scale[0]), float(scale[1])
+        f[a], f[b] = float(s[0]), float(s[1])
     return tuple(f)  # type: ignore[return-value]
 
 
@@ -245,15 +247,23 @@ def _network(passes: list, dev: Any, run: RunOptions) -> Callable[..., Volume]:
     return net
 
 
-def plan_by_model(vol: Volume, model: str | Path, device: str,
-                  max_output_voxels: int) -> tuple[OutputGrid, list, str]:
+def plan_by_model(vol: Volume, model: str | Path, device: str, max_output_voxels: int
+                  ) -> tuple[OutputGrid, list, str]:
     """``--model`` without ``--scale``/``--spacing``: (the grid the model's own factors
-    make, the model's pass on it, a note saying so). The model is loaded once."""
+    make, the model's pass on it, a note saying so). A shipped name's factors are its
+    name's (``thick-slice-x3`` plans x3 even when x4 serves it); a checkpoint's are its
+    network's scale. The model is loaded once."""
     from medsr.devices import select_device
 
     net, info, name, shipped = load_named(model, select_device(device))
-    factors = model_grid_factors(vol, net)
+    named = pretrained.PRETRAINED.get(str(model))
+    if named is not None:  # one-axis kinds (1, k), in-plane kinds (k, k); all 2D
+        one_axis = named.kind in ("through-plane", "microscopy")
+        factors = model_grid_factors(vol, (1, named.factor) if one_axis else
+                                     (named.factor, named.factor), 2)
+    else:
+        factors = model_grid_factors(vol, net.scale, net.spatial_dims)
     grid = plan_grid(vol, scale=factors, max_output_voxels=max_output_voxels)
     shown = ", ".join(f"{f:g}" for f in factors)
     return (grid, net_passes(grid, net, info, name, shipped=shipped),
-            f"grid from the model's factors ({shown}): give --scale or --spacing for another")
+            f"grid from the model's factors ({shown}); --scale or --spacing sets another")

@@ -18,7 +18,7 @@ import numpy as np
 from medsr import io
 from medsr.adapters import DEFAULT_FRAMES_SCALE, kind_of
 from medsr.errors import UserError
-from medsr.geometry import OutputGrid, plan_grid
+from medsr.geometry import OutputGrid, default_factors, plan_grid
 from medsr.inference.resolvers import plan_by_model
 from medsr.io.common import check_output
 from medsr.io.video import is_video
@@ -65,20 +65,21 @@ def infer_file(input_path: str | Path, output: str | Path | None = None,
     elif mode == "saved-fit":
         result = run_saved_fit(vol, Path(str(model)), input_path, out_path, t0, options)
     else:
-        result = _run(vol, input_path, out_path, t0, replace(options.run, model=model),
-                      options)
+        result = _run(vol, input_path, out_path, t0, options, model)
     result.notes[:0] = notes
     return result
 
 
-def _run(vol: Volume, input_path: Path, out_path: Path, t0: float, run: RunOptions,
-         options: InferOptions) -> InferResult:
-    """Network or classical: plan, resolve, adapt, project, write."""
+def _run(vol: Volume, input_path: Path, out_path: Path, t0: float, options: InferOptions,
+         model: Any) -> InferResult:
+    """Network or classical: plan, resolve, adapt, project, write; ``model`` is
+    ``--model`` resolved (a name served by a larger shipped model is that one)."""
+    run = replace(options.run, model=model)
     kind = kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
     if run.profile is not None and kind is not None:
         raise UserError("--slice-profile projects a scan's output onto its slices; it does "
                         "not apply to pictures, frames or microscopy stacks")
-    grid, passes, notes = plan(vol, options.grid, run, kind)
+    grid, passes, notes = plan(vol, options.grid, options.run, kind)
     sr = super_resolve_volume(vol, grid, run, passes=passes, auto_profile=run.auto_profile,
                               label=input_path.name)
     result = write_result(vol, sr.volume, input_path, out_path, t0, method=sr.method,
@@ -92,11 +93,13 @@ def plan(vol: Volume, request: GridRequest, run: RunOptions,
          kind: str | None) -> tuple[OutputGrid, list | None, list[str]]:
     """(the output grid, the network passes when planning loaded them, notes).
 
-    ``--scale``/``--spacing`` set the grid; without them a named model's own factors do
-    (:func:`medsr.inference.resolvers.plan_by_model`), pictures, frames and video go x4
-    in-plane, and anything else follows :func:`medsr.geometry.plan_grid`'s default."""
+    ``--scale``/``--spacing`` set the grid. Without them, on an isotropic input (where
+    the default is x2 along every axis, which no 2D network realises) a named model's own
+    factors do (``run.model`` as given; :func:`medsr.inference.resolvers.plan_by_model`);
+    otherwise pictures, frames and video go x4 in-plane, and scans and stacks follow
+    :func:`medsr.geometry.plan_grid`'s default (the thick axis to the finest spacing)."""
     limit = request.max_output_voxels
-    if run.model is not None and not request.given:
+    if run.model is not None and not request.given and is_isotropic(vol):
         grid, passes, note = plan_by_model(vol, run.model, run.device, limit)
         return grid, passes, [note]
     scale = request.scale
@@ -107,6 +110,14 @@ def plan(vol: Volume, request: GridRequest, run: RunOptions,
             scale = (float(scale), float(scale), 1.0)
     return plan_grid(vol, scale=scale, spacing=request.spacing,
                      max_output_voxels=limit), None, []
+
+
+def is_isotropic(vol: Volume) -> bool:
+    """Whether :func:`medsr.geometry.default_factors` leaves no axis (of more than one
+    voxel) at its spacing, i.e. the input has no thick axis to make isotropic."""
+    present = np.array([n > 1 for n in vol.spatial_shape])
+    k = default_factors(vol.affine, vol.spatial_shape)
+    return not np.any(np.isclose(k, 1.0) & present)
 
 
 def _output_path(input_path: Path, output: str | Path | None,
