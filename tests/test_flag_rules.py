@@ -73,7 +73,7 @@ def test_every_option_has_an_example_and_the_docs_print_the_table():
         for mode, rule in row.items():
             assert mode in modes.MODES and (rule == modes.OK or rule[0] in
                                             (modes.ERROR, modes.NOTE)), (opt, mode)
-    assert modes.table() in DOCS.read_text(), "docs/inference.md: paste medsr.pipeline.modes.table()"
+    assert modes.table() in DOCS.read_text(), "docs/inference.md: paste modes.table()"
 
 
 @pytest.mark.parametrize(("opt", "mode", "rule"),

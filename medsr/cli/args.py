@@ -162,3 +162,30 @@ def nonneg_list(hi: float):
         return values
     parse.__name__ = "number list"
     return parse
+
+
+def positive_int(text: str) -> int:
+    """A whole number > 0 (an argparse type)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return v
+
+
+def duration(text: str) -> float:
+    """'300', '90s', '5m', '1h' -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    mult = units.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if mult else t) * (mult or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration like 300, 90s or 5m, "
+                                         f"got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"the budget must be a positive finite duration, "
+                                         f"got {text!r}")
+    return value

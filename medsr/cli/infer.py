@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -13,10 +12,12 @@ from pathlib import Path
 from medsr import cohort
 from medsr.cli.args import (
     SPACING_RANGE,
+    duration,
     float_in_range,
     int_in_range,
     int_list,
     output_dtype,
+    positive_int,
     positive_list,
     scalar_or_list,
 )
@@ -33,32 +34,6 @@ from medsr.options import (
     WriteOptions,
 )
 from medsr.pipeline import infer_file
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError("must be a positive integer")
-    return v
-
-
-def _duration(text: str) -> float:
-    """'300', '90s', '5m', '1h' -> seconds."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    t = text.strip().lower()
-    mult = units.get(t[-1:], None)
-    try:
-        value = float(t[:-1] if mult else t) * (mult or 1.0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a duration like 300, 90s or 5m, "
-                                         f"got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"the budget must be a positive finite duration, "
-                                         f"got {text!r}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="torch.compile the networks (tens of seconds up front; for long runs)")
     sp.add_argument("--tile", type=int_list, metavar="N|N1,N2[,N3]",
                     help="tile size in input voxels (default: chosen for the cache / GPU memory)")
-    sp.add_argument("--batch", type=_positive_int, metavar="N",
+    sp.add_argument("--batch", type=positive_int, metavar="N",
                     help="slices per network call (default: chosen like --tile)")
     sp.add_argument("--tile-blend", dest="blend", default="crop", choices=BLENDS,
                     help="crop: exact tiles (receptive field within the halo); gaussian: "
@@ -108,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ss = p.add_argument_group("self-supervised SR (a network trained on the scan itself)")
     ss.add_argument("--self-supervised", action="store_true",
                     help="train on the scan's own in-plane data, apply through-plane")
-    ss.add_argument("--budget", type=_duration, metavar="T",
+    ss.add_argument("--budget", type=duration, metavar="T",
                     help="time budget of the whole command, e.g. 300, 90s, 5m (default 5m)")
     ss.add_argument("--slice-thickness", type=float_in_range(*SPACING_RANGE), metavar="MM",
                     help="slice thickness (default: DICOM SliceThickness, else the spacing); "
@@ -123,7 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="save the fitted network to reuse on scans acquired the same way")
     ss.add_argument("--seed", type=int_in_range(0, 2**32 - 1),
                     help="seed (self-supervised training; default 0)")
-    ss.add_argument("--steps", type=_positive_int, metavar="N",
+    ss.add_argument("--steps", type=positive_int, metavar="N",
                     help="train exactly N steps instead of as many as the budget allows "
                          "(the budget still caps them): with --seed, runs are "
                          "bit-identical on the CPU")
@@ -141,7 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--anonymize", action="store_true",
                    help="apply the basic DICOM de-identification profile to DICOM output")
-    p.add_argument("--max-output-voxels", type=_positive_int, default=DEFAULT_MAX_OUTPUT_VOXELS,
+    p.add_argument("--max-output-voxels", type=positive_int, default=DEFAULT_MAX_OUTPUT_VOXELS,
                    help=f"refuse outputs larger than this (default {DEFAULT_MAX_OUTPUT_VOXELS:,})")
 
 
