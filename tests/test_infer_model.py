@@ -211,8 +211,10 @@ def test_trained_model_plans_the_grid_of_an_isotropic_scan(tmp_path, capsys, mod
     in-plane x2 network: in-plane x2 only; a 3D (1, 1, 2) network: its factors), the
     affine is A @ S, and the summary says where the grid came from."""
     ckpt = _trained_checkpoint(tmp_path, model, sampling)
-    A = np.array([[0.0, -1.2, 0.1, 30.0], [1.2, 0.0, 0.0, -12.0], [0.0, -0.1, 1.2, 7.5],
-                  [0, 0, 0, 1]])  # oblique, isotropic 1.2 mm
+    c, s = np.cos(0.3), np.sin(0.3)
+    A = np.eye(4)
+    A[:3, :3] = 1.2 * np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, -1.0]])
+    A[:3, 3] = [30.0, -12.0, 7.5]  # oblique and flipped, isotropic 1.2 mm
     src = tmp_path / "iso.nii.gz"
     lr = (np.random.default_rng(1).random((14, 12, 10)) * 500 + 50).astype(np.float32)
     nib.save(nib.Nifti1Image(lr, A), src)

@@ -111,7 +111,8 @@ def model_grid_factors(vol: Volume, scale: Sequence[int],
     if int(spatial_dims) == 3:
         return tuple(float(v) for v in s)  # type: ignore[return-value]
     sp = np.asarray(vol.spacing, dtype=float)
-    thick = int(np.argmax(sp)) if sp.max() > sp.min() * (1 + 1e-3) else 2
+    # anisotropic as medsr.geometry.default_factors has it (largest >= 1.2 x smallest)
+    thick = int(np.argmax(sp)) if sp.max() >= 1.2 * sp.min() else 2
     f = [1.0, 1.0, 1.0]
     if min(s) == 1:
         f[thick] = float(max(s))
