@@ -182,3 +182,10 @@ def check(opts: InferOptions) -> tuple[str, list[str], Any]:
         if note:
             notes.append(note)
     return mode, notes, model
+
+
+def check_flags(model: Any = None, **flags: Any) -> tuple[list[str], Any]:
+    """(notes, the model to load) for flat keywords (:meth:`InferOptions.from_kwargs`'
+    names): :func:`check` for callers that hold no option objects (the Python API)."""
+    _, notes, model = check(InferOptions.from_kwargs(model=model, **flags))
+    return notes, model
