@@ -238,3 +238,30 @@ def test_fixed_steps_stop_by_steps_and_a_spent_budget_by_the_budget():
     assert rep.steps == 12 and rep.stopped_by == "steps"
     rep, _ = _run(lambda n: 0.1, max_steps=1000)
     assert rep.steps < 1000 and rep.stopped_by == "budget"
+
+
+def test_the_cli_builds_frozen_validated_options_once():
+    """Issue 22 item 1: `medsr infer`'s arguments become one InferOptions (frozen, checked),
+    equal to the flat keywords of the Python call."""
+    import dataclasses
+
+    from medsr.cli import build_parser
+    from medsr.cli.infer import build_options
+    from medsr.errors import UserError
+    from medsr.options import GridRequest, InferOptions, RunOptions
+
+    args = build_parser().parse_args(["infer", "a.nii.gz", "--scale", "1,1,4", "--method",
+                                      "lanczos", "--tile", "64,64", "--volume", "1"])
+    opts = build_options(args)
+    assert opts == InferOptions.from_kwargs(scale=[1, 1, 4], method="lanczos", tile=[64, 64],
+                                            volume_index=1)
+    assert opts.grid.scale == (1.0, 1.0, 4.0) and opts.run.tile == (64, 64)
+    assert opts.read.volume == 1 and opts.run.auto_profile and opts.run.profile is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.run.method = "cubic"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="unknown option"):
+        InferOptions.from_kwargs(scael=2)
+    with pytest.raises(UserError, match="give --scale or --spacing, not both"):
+        GridRequest(scale=2, spacing=1)
+    with pytest.raises(UserError, match="--batch"):
+        RunOptions(batch=0)
