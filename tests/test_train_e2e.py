@@ -15,7 +15,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from medsr.cli import main
 from medsr.engine.checkpoint import load_model
-from medsr.engine.predict import predict_volume, volume_factors
+from medsr.evaluation.benchmark import predict_volume, volume_factors
 from medsr.geometry import upsampled_affine
 
 AFFINE = np.array([[-1.0, 0, 0, 20], [0, 1.0, 0, -10], [0, 0, 2.0, 5], [0, 0, 0, 1]])

@@ -1,14 +1,14 @@
-"""Per-volume metric tables for pairs of files (reference HR vs test SR), as ``medsr eval``
-prints and saves them. The CLI is a thin layer over :func:`evaluate_files`."""
+"""Files against files: per-volume PSNR / SSIM / NRMSE of test volumes (SR) against
+reference volumes (HR), paired by position, as ``medsr eval --reference ... --test ...``
+prints and saves them. :func:`evaluate_files` scores; :func:`compare_files` is the whole
+command (output checks, table, JSON / CSV, figure). Summaries and writers are those of
+:mod:`medsr.evaluation.report` (std = sample standard deviation, ddof=1)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from medsr import metrics
 from medsr.errors import UserError
+from medsr.evaluation import report
+from medsr.evaluation.figures import file_comparison_figure
+from medsr.evaluation.report import METRICS, STD_CONVENTION
+from medsr.extras import available, install_hint, require
+from medsr.io import read
+from medsr.io.common import check_output
 from medsr.volume import Volume
 
-METRICS = ("psnr", "ssim", "nrmse")
+__all__ = ["METRICS", "EvaluationResult", "compare_files", "corner_distance_mm",
+           "evaluate_files", "evaluate_volumes", "method_labels", "middle_slices"]
+
 AFFINE_TOLERANCE_MM = 1e-3
 PREVIEW_REFERENCES = 3  # references shown in the figure, each with its tests
 PREVIEW_TESTS = 5
@@ -45,112 +55,41 @@ class EvaluationResult:
 
     def methods(self) -> list[str]:
         """The groups, in first-seen order."""
-        return list(dict.fromkeys(r.get("method", "test") for r in self.records))
+        return report.methods(self.records)
 
     def summary(self, method: str | None = None) -> dict[str, Any]:
         """Mean and sample standard deviation (ddof=1; 0 for one volume) per metric, of
-        one group (``method``) or of all records."""
-        recs = [r for r in self.records if method is None or r.get("method", "test") == method]
-        out: dict[str, Any] = {"n": len(recs)}
-        for m in METRICS:
-            v = np.array([r[m] for r in recs], dtype=np.float64)
-            finite = np.isfinite(v).all()
-            mean = float(v.mean()) if v.size else math.nan
-            std = float(v.std(ddof=1)) if v.size > 1 and finite else (0.0 if v.size == 1 else
-                                                                      math.nan)
-            out[m] = {"mean": mean, "std": std}
-        return out
+        one group (``method``) or of all records (:func:`medsr.evaluation.report.summary`)."""
+        return report.summary(self.records, method)
 
     def group_summaries(self) -> dict[str, dict[str, Any]]:
         """:meth:`summary` of each group."""
-        return {m: self.summary(m) for m in self.methods()}
+        return report.group_summaries(self.records)
 
     def to_dict(self) -> dict[str, Any]:
         """``volumes``, ``groups`` (summary per method) and ``summary``: that of the one
         group, or None with several (a mean over different methods means nothing)."""
-        groups = self.group_summaries()
-        return {"volumes": self.records, "groups": groups,
-                "summary": next(iter(groups.values())) if len(groups) == 1 else None,
-                "settings": self.settings}
+        return report.comparison_dict(self.records, self.settings)
 
     def to_json(self) -> str:
         """JSON text; an infinite PSNR (identical images) is written as the string "inf",
         an undefined value as null (strict JSON has neither)."""
-        return json.dumps(_json_safe(self.to_dict()), indent=2) + "\n"
+        return report.comparison_json(self.records, self.settings)
 
     def to_csv(self) -> str:
         """Columns reference,test,method,psnr,ssim,nrmse,data_range; then a ``mean`` and a
         ``std`` row (in the reference column) per method."""
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        cols = ["reference", "test", "method", *METRICS, "data_range"]
-        w.writerow(cols)
-        for r in self.records:
-            w.writerow([r.get(c, "test") if c == "method" else r[c] for c in cols])
-        for method, s in self.group_summaries().items():
-            for stat in ("mean", "std"):
-                w.writerow([stat, "", method, *(s[m][stat] for m in METRICS), ""])
-        return buf.getvalue()
+        return report.comparison_csv(self.records)
 
-    def table(self):
+    def table(self) -> Table:
         """A rich Table: one row per volume, then mean and std."""
-        from rich.table import Table
-
-        methods = self.methods()
-        title = f"medsr eval ({len(self.records)} volumes"
-        t = Table(title=title + (f", {len(methods)} methods)" if len(methods) > 1 else ")"))
-        for name, just in (("reference", "left"), ("test", "left"), ("method", "left"),
-                           ("PSNR dB", "right"), ("SSIM", "right"), ("NRMSE", "right")):
-            t.add_column(name, justify=just)
-        for i, method in enumerate(methods):
-            if i:
-                t.add_section()
-            for r in self.records:
-                if r.get("method", "test") == method:
-                    t.add_row(_short(r["reference"], 28), _short(r["test"], 28), method,
-                              *(_fmt(r[m], m) for m in METRICS))
-            s = self.summary(method)
-            t.add_section()
-            for stat in ("mean", "std"):
-                t.add_row(stat, "", method, *(_fmt(s[m][stat], m) for m in METRICS))
-        return t
+        return report.comparison_table(self.records)
 
     def figure(self, out_png: PathLike) -> Path:
         """A PNG: PSNR and SSIM per volume and method, and for the first references the
         middle slice of the reference, each test and |test - reference|."""
-        from medsr.engine.figures import file_comparison_figure
-
         return file_comparison_figure(self.records, self.previews, out_png,
                                       title=f"medsr eval: {len(self.records)} volumes")
-
-
-def _short(p: str, width: int = 48) -> str:
-    return p if len(p) <= width else "..." + p[-(width - 3):]
-
-
-def _fmt(v: float, metric: str) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if math.isinf(v):
-        return "inf"
-    return f"{v:.2f}" if metric == "psnr" else f"{v:.4f}"
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        if math.isnan(v):
-            return None
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return v
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def corner_distance_mm(a: np.ndarray, b: np.ndarray, shape: Sequence[int]) -> float:
@@ -244,7 +183,7 @@ def evaluate_volumes(pairs: Sequence[tuple[Volume, Volume]], names: Sequence[tup
     settings = {"data_range": data_range if data_range is not None else "reference max - min",
                 "crop": crop, "ssim_mode": ssim_mode, "ssim_axis": ssim_axis,
                 "ssim_window": "gaussian sigma 1.5, radius 5 (truncated on thin axes)",
-                "nrmse_normalization": "euclidean"}
+                "nrmse_normalization": "euclidean", "std": STD_CONVENTION}
     return EvaluationResult(records, settings, kept)
 
 
@@ -277,7 +216,7 @@ def evaluate_files(references: Sequence[PathLike], tests: Sequence[PathLike], *,
     Volumes are read one pair at a time, so memory holds two volumes at most.
     """
     if reader is None:
-        from medsr.io import read as reader
+        reader = read
     references, tests = list(references), list(tests)
     if not references:
         raise UserError("no reference volumes given")
@@ -321,4 +260,76 @@ def evaluate_files(references: Sequence[PathLike], tests: Sequence[PathLike], *,
     assert result is not None
     result.settings["mask"] = ("auto (Otsu foreground)" if auto_mask else
                                [str(m) for m in masks] if masks else None)
+    return result
+
+
+def crop_checked_reader(crop: int) -> Callable[[PathLike], Volume]:
+    """:func:`medsr.io.read` that refuses a volume ``crop`` would leave uncropped on every
+    axis (no axis longer than 2 x ``crop``)."""
+    def reader(path: PathLike) -> Volume:
+        vol = read(path)
+        if crop and not any(n > 2 * crop for n in vol.spatial_shape):
+            raise UserError(f"--crop {crop} is too large for {path} (shape "
+                            f"{list(vol.spatial_shape)}): no axis is longer than 2 x {crop}")
+        return vol
+    return reader
+
+
+def figure_path(figure: PathLike | None, beside: Sequence[PathLike | None],
+                inputs: Sequence[PathLike]) -> str | None:
+    """``figure``, else the first of ``beside`` (the JSON, then the CSV) with .png; None
+    without them. It may not name an input file."""
+    path = None if figure is None else str(figure)
+    if path is None:
+        base = next((str(b) for b in beside if b), None)
+        if base is None:
+            return None
+        path = os.path.splitext(base)[0] + ".png"
+    if any(os.path.abspath(path) == os.path.abspath(f) for f in inputs):
+        raise UserError(f"the figure {path} would replace an input; give --figure PATH")
+    return path
+
+
+def compare_files(references: Sequence[PathLike], tests: Sequence[PathLike], *,
+                  masks: Sequence[PathLike] | None = None, auto_mask: bool = False,
+                  crop: int = 0, data_range: float | None = None, ssim_mode: str = "3d",
+                  ssim_axis: int = 2, labels: Sequence[str] | None = None,
+                  json_path: PathLike | None = None, csv_path: PathLike | None = None,
+                  figure: PathLike | None = None, auto_figure: bool = True,
+                  overwrite: bool = False) -> EvaluationResult:
+    """``medsr eval --reference ... --test ...``: score (:func:`evaluate_files`), print the
+    table, write ``json_path`` / ``csv_path`` and the figure.
+
+    Every output is checked before the work (never over an input; an existing file only
+    with ``overwrite``). ``figure``: a PNG path (needs matplotlib); without it and with
+    ``auto_figure``, the figure goes beside the JSON (or CSV) as .png when matplotlib is
+    installed (a note on stderr otherwise).
+    """
+    inputs = [*references, *tests, *(masks or [])]
+    if json_path and csv_path and os.path.abspath(json_path) == os.path.abspath(csv_path):
+        raise UserError(f"--json and --csv both name {csv_path}; give them different files")
+    for path in (json_path, csv_path):  # fail before the work, not after
+        if path:
+            check_output(path, overwrite, inputs)
+    png = figure_path(figure, (json_path, csv_path), inputs) if (
+        figure is not None or auto_figure) else None
+    if png and figure is not None:
+        require("figures", "medsr eval --figure")
+    elif png and not available("figures"):  # the implicit figure beside --json/--csv
+        print(f"medsr: note: no figure: matplotlib is not installed ({install_hint('figures')})",
+              file=sys.stderr)
+        png = None
+    if png:
+        check_output(png, overwrite)
+    result = evaluate_files(references, tests, masks=masks, auto_mask=auto_mask, crop=crop,
+                            reader=crop_checked_reader(crop), data_range=data_range,
+                            ssim_mode=ssim_mode, ssim_axis=ssim_axis, labels=labels,
+                            previews=png is not None)
+    Console(soft_wrap=False, width=max(100, Console().width)).print(result.table())
+    if json_path:
+        report.write_text(json_path, result.to_json(), overwrite, inputs)
+    if csv_path:
+        report.write_text(csv_path, result.to_csv(), overwrite, inputs)
+    if png:
+        print(f"figure: {result.figure(png)}")
     return result
