@@ -99,25 +99,18 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
             break
     else:
         pretrained.WEIGHTS_DIR = (weights or {}).get("", pretrained.WEIGHTS_DIR)
-    from medsr.infer import (
-        clip_overshoot,
-        model_passes,
-        plan_grid,
-        project_onto_slices,
-        super_resolve,
-        super_resolve_model,
-    )
+    from medsr.infer import clip_overshoot, model_passes, plan_grid, super_resolve_volume
 
     one_axis = sum(k > 1 for k in factors) == 1
     if method.endswith(("default+proj", "selfsup")) and not one_axis:
         return None, 0.0
     plan = plan_grid(lr, scale=factors)
     t0 = time.perf_counter()
-    if method in ("default", "default+proj"):
+    if method in ("default", "default+proj"):  # the runner of medsr infer
         passes = model_passes(plan, None, device)
-        out = super_resolve_model(lr, plan, passes, device=device)
-        if method == "default+proj":
-            out, _ = project_onto_slices(lr, out, plan, PROFILES[profile])
+        out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
+                                   slice_profile=PROFILES[profile]
+                                   if method == "default+proj" else None).volume
     elif method == "selfsup":
         from medsr.selfsup.api import super_resolve_self_supervised
 
@@ -131,8 +124,8 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
             out = out.with_data(resize(out.data, ratio, method="lanczos",
                                        shape_out=plan.shape_out))
     else:
-        out = super_resolve(lr, plan, method=method)
-    out, _ = clip_overshoot(lr, out)
+        out = super_resolve_volume(lr, plan, method=method, progress=False).volume
+    out, _ = clip_overshoot(lr, out)  # the runner's outputs are clipped already
     return np.asarray(out.data, dtype=np.float32), time.perf_counter() - t0
 
 
