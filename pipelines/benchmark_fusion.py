@@ -16,11 +16,11 @@ import torch
 from benchmark_quality import degrade, test_volume
 
 from medsr import metrics
-from medsr.data.normalise import input_range
 from medsr.geometry import plan_grid
 from medsr.infer import model_passes
 from medsr.inference.apply import apply_2d
 from medsr.inference.model_sr import FlipEnsemble, use_all_cores
+from medsr.intensity import input_range
 
 
 def main() -> int:

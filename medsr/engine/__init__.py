@@ -1,1 +1,2 @@
-"""Training, evaluation and prediction engines: config, loop, checkpoints, manifests."""
+"""Evaluation and prediction engines (moving to medsr.evaluation); training is medsr.training,
+checkpoints medsr.models.checkpoint."""
