@@ -87,7 +87,7 @@ def split_items(items: list[dict], val_fraction: float, seed: int,
     return train, val
 
 
-def load_mni152(resolution: int = 2):
+def load_mni152(resolution: int = 2) -> Volume:
     """The MNI152 T1 template shipped inside nilearn, as a medsr Volume (no network)."""
     from nilearn.datasets import load_mni152_template
 
@@ -96,9 +96,8 @@ def load_mni152(resolution: int = 2):
                   {"format": "nifti", "path": f"{MNI_PREFIX}{resolution}"})
 
 
-def read_item(spec: str):
+def read_item(spec: str) -> Volume:
     """A Volume for an item's path (or the MNI template)."""
     if spec.startswith(MNI_PREFIX):
         return load_mni152(int(spec[len(MNI_PREFIX):]))
-
     return medsr.io.read(spec)
