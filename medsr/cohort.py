@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from medsr import distributed
+from medsr.devices import select_device
 from medsr.errors import UserError, one_line
 
 SUMMARY_FIELDS = ("input", "output", "status", "error", "seconds", "shape_in", "shape_out",
@@ -159,12 +161,7 @@ def _method_model(result: Any) -> dict[str, str]:
 
 def gather_rows(rows: list[dict[str, str]], inputs: Sequence[Path]) -> list[dict[str, str]]:
     """Collect every rank's rows on all ranks (a no-op without a process group), in input order."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        gathered: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, rows)
-        rows = [r for part in gathered for r in part]
+    rows = [r for part in distributed.all_gather_objects(rows) for r in part]
     order = {str(p): i for i, p in enumerate(inputs)}
     return sorted(rows, key=lambda r: order.get(r["input"], len(order)))
 
@@ -210,23 +207,11 @@ def write_summary(rows: Sequence[dict[str, str]], path: Path, merge: bool = True
 
 def init_distributed() -> tuple[int, int]:
     """Join torchrun's process group (gloo: inference shards need no GPU collectives)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-
-    if torch.cuda.is_available():  # one GPU per local rank; "cuda" then means that one
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
+    distributed.setup(select_device("auto"), backend="gloo")
+    return distributed.rank(), distributed.world_size()
 
 
 def finish_distributed() -> None:
     """Leave the process group cleanly (all ranks wait for rank 0's summary first)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    distributed.barrier()
+    distributed.cleanup()

@@ -526,7 +526,7 @@ def _saved_fit(model: Any) -> Path | None:
     path = Path(str(model))
     if path.suffix != ".safetensors" or not path.is_file():
         return None
-    from medsr.engine.checkpoint import read_info
+    from medsr.models.checkpoint import read_info
 
     try:
         info = read_info(path)  # metadata only: the weights are read once, where used

@@ -35,7 +35,7 @@ DEFAULT_FRAMES_SCALE = 4  # pictures / frames / video with no --scale: x4 in-pla
 def percentile_normalise(x: np.ndarray, lower: float = PERCENTILES[0],
                          upper: float = PERCENTILES[1]) -> tuple[np.ndarray, float, float]:
     """(x - lo) / (hi - lo) as float32 with lo, hi the ``lower``/``upper`` percentiles."""
-    from medsr.data.normalise import robust_range
+    from medsr.intensity import robust_range
 
     lo, hi = robust_range(x, lower, upper)
     y = (np.asarray(x, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo)

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from medsr import metrics
-from medsr.data.sources import load_mni152
 from medsr.degrade import Degradation, degrade_volume
 from medsr.devices import select_device
 from medsr.infer import model_passes, plan_grid, super_resolve_volume
 from medsr.inference.model_sr import use_all_cores
+from medsr.training.data.sources import load_mni152
 from medsr.volume import Volume
 
 PROFILES = {

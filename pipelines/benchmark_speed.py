@@ -208,8 +208,8 @@ def training_step_case(config: str, steps: int = 8) -> dict[str, float]:
     """Seconds per training step (forward, L1 loss, backward, Adam) of ``config``'s
     network on random patches of its batch and LR patch size, float32 vs bfloat16
     autocast; the median of ``steps`` steps after two warm-up steps."""
-    from medsr.engine.config import load_config
-    from medsr.engine.train import create_model, model_channels, sampling_spec
+    from medsr.training.build import create_model, model_channels, sampling_spec
+    from medsr.training.config import load_config
 
     cfg = load_config(config)
     torch.set_num_threads(int(cfg["num_threads"] or torch.get_num_threads()))

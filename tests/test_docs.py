@@ -10,7 +10,7 @@ explicitly skipped, so the docs cannot drift from the code.
   ``cmp A B`` and ``mkdir -p`` run in Python. Any other command must be in SKIP with a
   reason.
 - ```yaml blocks (config fragments) are merged onto configs/smoke.yaml and validated by
-  ``medsr.engine.config.load_config`` (unknown keys, wrong types).
+  ``medsr.training.config.load_config`` (unknown keys, wrong types).
 - ```text blocks (output, formulas, synopses) are not code; a synopsis that starts with
   ``medsr COMMAND`` has each of its ``--flags`` checked against the real parser.
 - ``<!-- docs-test: skip (reason) -->`` on the line before a block skips the whole block.
@@ -290,7 +290,7 @@ def _check_synopsis(block: Block) -> list[str]:
 
 def run_page(page: str, d: Path) -> list[str]:
     """Run every block of ``page`` in ``d``; return the problems found."""
-    from medsr.engine.config import load_config
+    from medsr.training.config import load_config
 
     namespace: dict = {"__name__": "__docs__"}
     problems = []

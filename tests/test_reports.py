@@ -267,7 +267,7 @@ def test_notes_print_spacings_at_sensible_precision(tmp_path, capsys, monkeypatc
 def test_training_curve_has_legends_and_an_honest_psnr_axis(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from medsr.engine.figures import training_curve
+    from medsr.training.figures import training_curve
 
     csv_path = tmp_path / "metrics.csv"
     lines = ["step,loss,val_psnr,val_ssim"]

@@ -26,7 +26,6 @@ from torch import nn
 import medsr.io
 from medsr import degrade, metrics
 from medsr.devices import select_device
-from medsr.engine.checkpoint import load_model
 from medsr.errors import UserError
 from medsr.evaluation import report
 from medsr.evaluation.figures import benchmark_figure
@@ -35,6 +34,7 @@ from medsr.geometry import downsampled_affine, plan_grid
 from medsr.infer import net_passes, super_resolve_volume
 from medsr.interpolate import resize
 from medsr.io.common import atomic_path, check_output
+from medsr.models.checkpoint import load_model
 from medsr.volume import Volume
 
 __all__ = ["BASELINES", "METRICS", "benchmark_command", "benchmark_model", "default_axis",

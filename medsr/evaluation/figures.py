@@ -10,16 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from medsr.extras import pyplot
 from medsr.io.common import atomic_path
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def comparison_figure(panels: dict[str, np.ndarray], reference: np.ndarray,
@@ -27,7 +19,7 @@ def comparison_figure(panels: dict[str, np.ndarray], reference: np.ndarray,
                       window: tuple[float, float] | None = None) -> Path:
     """One row of images (e.g. LR | cubic | SR | HR) with one intensity window, and below
     them the absolute-error maps |x - HR| with one shared error window."""
-    plt = _plt()
+    plt = pyplot()
     names = list(panels)
     lo, hi = window if window is not None else (float(np.percentile(reference, 0.5)),
                                                 float(np.percentile(reference, 99.5)))
@@ -70,7 +62,7 @@ def file_comparison_figure(records: list[dict], previews: list[dict],
     """``medsr eval`` of files: PSNR and SSIM per reference volume with a bar per method,
     then, per previewed reference, its middle slice, each test's and |test - reference|
     (one intensity window and one error window per reference)."""
-    plt = _plt()
+    plt = pyplot()
     methods = list(dict.fromkeys(r.get("method", "test") for r in records))
     refs = list(dict.fromkeys(r["reference"] for r in records))
     blocks: dict[str, list[dict]] = {}

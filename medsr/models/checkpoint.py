@@ -5,9 +5,8 @@ in the safetensors metadata under ``"medsr"`` (and in a ``.json`` beside it, for
 everything needed to rebuild and apply the network: architecture name, hyperparameters,
 scale, spatial_dims, channels, normalisation, degradation, sampling mode, medsr version.
 
-The training state (optimiser, EMA, RNG, step) is a directory ``state-<step>`` with
-``state.safetensors`` (tensors) and ``state.json`` (everything else), written atomically
-as one unit.
+The training state (optimiser, EMA, RNG, step) lives beside the run, not here
+(:mod:`medsr.training.state`).
 
 Loading never runs code from the file: safetensors is parsed as data; a foreign
 ``.pt``/``.pth`` goes through ``torch.load(weights_only=True)``, which refuses any
@@ -24,17 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from medsr import __version__
 from medsr.errors import UserError
 from medsr.io.common import atomic_path
+from medsr.models import registry
 
 FORMAT = "medsr-checkpoint-1"
 INFO_KEYS = ("architecture", "hparams", "scale", "spatial_dims", "in_channels", "out_channels")
 
 
-def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def plain_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous CPU copies (safetensors refuses shared or strided storage)."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
@@ -42,8 +44,6 @@ def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def save_model(path: str | os.PathLike, state_dict: dict[str, torch.Tensor],
                info: dict[str, Any]) -> Path:
     """Write weights + info to ``path`` (.safetensors) and ``path.json``, each atomically."""
-    from safetensors.torch import save_file
-
     missing = [k for k in INFO_KEYS if k not in info]
     if missing:
         raise ValueError(f"checkpoint info lacks {missing}")
@@ -53,7 +53,7 @@ def save_model(path: str | os.PathLike, state_dict: dict[str, torch.Tensor],
     with atomic_path(path) as tmp:
         # ONE metadata key: safetensors keeps metadata in a hash map, so the header order of
         # several keys (and hence the file's bytes) would vary from process to process.
-        save_file(_plain(state_dict), str(tmp), metadata={"medsr": text})
+        save_file(plain_tensors(state_dict), str(tmp), metadata={"medsr": text})
     with atomic_path(path.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
@@ -114,8 +114,6 @@ def _parse_metadata(path: Path, text: Any) -> Any:
 def _read_safetensors(path: Path, tensors: bool) -> tuple[dict[str, torch.Tensor],
                                                          dict[str, Any]]:
     """(state_dict, or {} without ``tensors``; info) of a medsr safetensors checkpoint."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
@@ -305,13 +303,11 @@ def build_model(info: dict[str, Any], max_parameters: int | None = None) -> nn.M
     first built on the ``meta`` device (nothing allocated): one with more parameters than
     ``max_parameters`` (or :data:`MAX_PARAMETERS`) is refused before it is allocated.
     """
-    from medsr import models
-
     check_info(info)
     limit = MAX_PARAMETERS if max_parameters is None else min(max_parameters, MAX_PARAMETERS)
 
     def create() -> nn.Module:
-        return models.create(info["architecture"], spatial_dims=int(info["spatial_dims"]),
+        return registry.create(info["architecture"], spatial_dims=int(info["spatial_dims"]),
                              scale=tuple(info["scale"]) if isinstance(info["scale"], list)
                              else info["scale"], in_channels=int(info["in_channels"]),
                              out_channels=int(info["out_channels"]), **info["hparams"])
@@ -355,91 +351,3 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu",
                         f"{str(exc).splitlines()[0]}") from exc
     model.to(device).eval()
     return model, info
-
-
-# --- training state: tensors in safetensors, the rest in JSON -------------------------
-
-def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
-    """Split ``opt.state_dict()`` into tensors and JSON (param_groups, scalar state)."""
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, st in sd["state"].items():
-        for key, val in st.items():
-            if isinstance(val, torch.Tensor):
-                tensors[f"{prefix}.{pid}.{key}"] = val
-            else:
-                scalars.setdefault(str(pid), {})[key] = val
-    groups = json.loads(json.dumps(sd["param_groups"]))
-    return tensors, {"param_groups": groups, "scalars": scalars}
-
-
-def unflatten_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict,
-                        prefix: str) -> None:
-    """Inverse of :func:`flatten_optimizer`: load the state into ``opt``."""
-    state: dict[int, dict[str, Any]] = {}
-    for name, val in tensors.items():
-        if not name.startswith(prefix + "."):
-            continue
-        pid, key = name[len(prefix) + 1:].split(".", 1)
-        state.setdefault(int(pid), {})[key] = val
-    for pid, st in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(st)
-    groups = meta["param_groups"]
-    for g in groups:
-        if "betas" in g and isinstance(g["betas"], list):
-            g["betas"] = tuple(g["betas"])
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-def save_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor],
-               meta: dict[str, Any]) -> Path:
-    """Write a training-state directory (state.safetensors + state.json) atomically."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    with atomic_path(directory) as tmp:
-        tmp.mkdir()
-        save_file(_plain(tensors), str(tmp / "state.safetensors"), metadata={"format": FORMAT})
-        (tmp / "state.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n",
-                                        encoding="utf-8")
-    return directory
-
-
-def save_state_versioned(ckpt_dir: str | os.PathLike, step: int,
-                         tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
-    """Save ``ckpt_dir/state-<step>`` (a new name, so the rename is atomic even though a
-    directory cannot atomically replace another), then delete older state directories:
-    whenever the process dies, one complete state remains."""
-    import shutil
-
-    ckpt_dir = Path(ckpt_dir)
-    out = save_state(ckpt_dir / f"state-{step:09d}", tensors, meta)
-    for old in ckpt_dir.glob("state-*"):
-        if old != out and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
-def latest_state(ckpt_dir: str | os.PathLike) -> Path:
-    """The newest complete training-state directory in ``ckpt_dir``."""
-    found = sorted(p for p in Path(ckpt_dir).glob("state-*")
-                   if (p / "state.json").is_file() and (p / "state.safetensors").is_file())
-    if not found:
-        raise UserError(f"no training state in {ckpt_dir} (nothing to resume)")
-    return found[-1]
-
-
-def load_state(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a directory written by :func:`save_state`."""
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    try:
-        tensors = load_file(str(directory / "state.safetensors"))
-        meta = json.loads((directory / "state.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise UserError(f"no training state in {directory} (nothing to resume)") from exc
-    except Exception as exc:
-        raise UserError(f"training state in {directory} is corrupted: {exc}") from exc
-    return tensors, meta

@@ -1,9 +1,11 @@
-"""Rank, world size and the process group: everything torchrun-specific in one place.
+"""Rank, world size and the process group: everything torchrun-specific, for training and
+for cohorts, in one place.
 
 Without torchrun every process is rank 0 of a world of 1 and nothing here talks to
 anybody. Under ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
 ``MASTER_ADDR`` and ``MASTER_PORT``) :func:`setup` joins the process group: NCCL when the
-device is a GPU (``cuda:LOCAL_RANK``), gloo on CPU. Only rank 0 writes files.
+device is a GPU (``cuda:LOCAL_RANK``), gloo on CPU (or gloo wherever the caller asks for
+it: a cohort's shards need no GPU collectives). Only rank 0 writes files.
 
 The global batch is split evenly: each rank takes ``global_batch / world_size`` samples
 of every step (:func:`local_batch`), so DDP's gradient average over ranks equals the
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from medsr.errors import UserError
 
@@ -44,15 +48,11 @@ def is_main_process() -> bool:
 
 def is_active() -> bool:
     """True when a process group with more than one process is running."""
-    import torch.distributed as dist
-
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def barrier() -> None:
     """Synchronise processes when a process group is running; a no-op otherwise."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
@@ -106,30 +106,31 @@ def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 
 
-def setup(device: torch.device) -> bool:
+def setup(device: torch.device, backend: str | None = None) -> bool:
     """Join torchrun's process group (when WORLD_SIZE > 1); True if this call created it.
 
-    The caller that created the group destroys it with :func:`cleanup`.
+    ``backend`` defaults to :func:`backend_for` the device; NCCL needs a GPU of its own
+    per process (:func:`check_device`), gloo lets processes share one. A CUDA ``device``
+    becomes this process's current GPU. The caller that created the group destroys it
+    with :func:`cleanup`.
     """
-    import torch.distributed as dist
-
     check_env()
     if world_size() <= 1 or dist.is_initialized():
         return False
-    check_device(device)
+    backend = backend or backend_for(device)
+    if backend == "nccl":
+        check_device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend_for(device), **kwargs)
+    kwargs = {"device_id": device} if backend == "nccl" else {}
+    dist.init_process_group(backend, **kwargs)
     if dist.get_world_size() != world_size() or dist.get_rank() != rank():
         raise UserError("the process group does not match RANK / WORLD_SIZE of the environment")
     return True
 
 
-def cleanup(created: bool) -> None:
-    """Destroy the process group if :func:`setup` created it."""
-    import torch.distributed as dist
-
+def cleanup(created: bool = True) -> None:
+    """Destroy the process group (if there is one) when :func:`setup` created it."""
     if created and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -155,20 +156,16 @@ def shard(n: int, world: int | None = None, rnk: int | None = None) -> range:
 
 def all_reduce_sum(values: Sequence[float] | torch.Tensor, device: torch.device) -> torch.Tensor:
     """Element-wise float64 sum over ranks (the values themselves without a group)."""
-    import torch.distributed as dist
-
     t = torch.as_tensor(values, dtype=torch.float64).to(device)
     if is_active():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.cpu()
 
 
-def all_gather_objects(obj):
+def all_gather_objects(obj: Any) -> list[Any]:
     """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` without a group)."""
-    import torch.distributed as dist
-
     if not is_active():
         return [obj]
-    out: list = [None] * dist.get_world_size()
+    out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out

@@ -10,19 +10,23 @@ each rank takes its block of those indices (:class:`StepShardSampler`).
 
 from __future__ import annotations
 
+import fnmatch
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from monai.data import CacheDataset
+from monai.data import Dataset as MonaiDataset
 from monai.transforms import Compose, MapTransform
 from torch.utils.data import Dataset, Sampler
 
-from medsr.data.normalise import RobustNormalised
-from medsr.data.sampling import SamplingSpec, check_volume, draw
-from medsr.data.sources import read_item
-from medsr.engine.determinism import sample_rng
 from medsr.errors import UserError
+from medsr.training.data.normalise import RobustNormalised
+from medsr.training.data.sampling import SamplingSpec, check_volume, draw
+from medsr.training.data.sources import read_item
+from medsr.training.determinism import sample_rng
 
 
 class LoadVolumed(MapTransform):
@@ -54,8 +58,6 @@ class LoadVolumed(MapTransform):
 
 def load_volumes(items: list[dict], lower: float, upper: float, cache: bool = True) -> list[dict]:
     """Read and normalise every item (through a MONAI CacheDataset when ``cache``)."""
-    from monai.data import CacheDataset
-    from monai.data import Dataset as MonaiDataset
 
     transform = Compose([LoadVolumed(), RobustNormalised(("image", "lr"), lower, upper)])
     items = [{k: v for k, v in it.items() if v is not None} for it in items]
@@ -135,8 +137,6 @@ class SRPatchDataset(Dataset):
 
 def matches(source: Any, patterns: list[str]) -> bool:
     """True if the file name of ``source`` matches one of the glob ``patterns`` ([]: any)."""
-    import fnmatch
-    from pathlib import Path
 
     if not patterns:
         return True

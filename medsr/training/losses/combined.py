@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from medsr.errors import UserError
-from medsr.losses.adversarial import generator_loss
-from medsr.losses.gradient import GradientLoss, TVLoss
-from medsr.losses.pixel import CharbonnierLoss, L1Loss, L2Loss
-from medsr.losses.ssim import SSIMLoss
+from medsr.training.losses.adversarial import generator_loss
+from medsr.training.losses.gradient import GradientLoss, TVLoss
+from medsr.training.losses.perceptual import PerceptualLoss, TextureLoss, VGG19Features
+from medsr.training.losses.pixel import CharbonnierLoss, L1Loss, L2Loss
+from medsr.training.losses.ssim import SSIMLoss
 
 TERMS = ("l1", "l2", "charbonnier", "gradient", "ssim", "tv", "perceptual", "texture",
          "adversarial")
@@ -40,8 +41,6 @@ class CombinedLoss(nn.Module):
         if "charbonnier" in self.weights:
             terms["charbonnier"] = CharbonnierLoss(charbonnier_eps)
         if "perceptual" in self.weights or "texture" in self.weights:
-            from medsr.losses.perceptual import PerceptualLoss, TextureLoss, VGG19Features
-
             tex = list(texture_layers or ["relu2_1", "relu3_1"])
             layers = sorted({perceptual_layer, *tex} if "texture" in self.weights
                             else {perceptual_layer})

@@ -13,12 +13,12 @@ import random
 
 import numpy as np
 import torch
+from monai.utils import set_determinism
 
 
 def enable_determinism(seed: int) -> None:
     """Seed python/numpy/torch (and MONAI) and require deterministic algorithms."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    from monai.utils import set_determinism
 
     set_determinism(seed=seed, use_deterministic_algorithms=True)
     seed_all(seed)

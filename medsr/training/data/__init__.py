@@ -1,15 +1,20 @@
 """Datasets and patch samplers for training: sources, normalisation, 2D/2.5D/3D sampling."""
 
-from medsr.data.dataset import IndexRangeSampler, SRPatchDataset, StepShardSampler, load_volumes
-from medsr.data.normalise import (
+from medsr.training.data.dataset import (
+           IndexRangeSampler,
+           SRPatchDataset,
+           StepShardSampler,
+           load_volumes,
+)
+from medsr.training.data.normalise import (
            RobustNormalise,
            RobustNormalised,
            denormalise,
            normalise,
            robust_range,
 )
-from medsr.data.sampling import SamplingSpec, draw
-from medsr.data.sources import list_items, split_items
+from medsr.training.data.sampling import SamplingSpec, draw
+from medsr.training.data.sources import list_items, split_items
 
 __all__ = ["IndexRangeSampler", "RobustNormalise", "RobustNormalised", "SRPatchDataset",
            "SamplingSpec", "StepShardSampler", "denormalise", "draw", "list_items",

@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from medsr import __version__
+from medsr.errors import UserError
 from medsr.io.common import atomic_path
 
 
@@ -56,7 +59,6 @@ def versions() -> dict[str, str | None]:
 def build_manifest(config: dict, *, seed: int, device: str, argv: list[str] | None,
                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest dict (JSON-able)."""
-    import torch
 
     return {
         "config": config,
@@ -80,7 +82,6 @@ def check_run_dir(run_dir: str | os.PathLike, *, resume: bool = False) -> None:
     New run: ``run_dir`` does not exist (its first existing ancestor must be a writable
     directory) or is an empty directory. Resume: ``run_dir`` holds ``manifest.json``.
     """
-    from medsr.errors import UserError
 
     p = Path(run_dir)
     if resume:

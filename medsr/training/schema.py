@@ -1,28 +1,15 @@
-"""Training configuration: one schema with defaults, YAML files and ``--set`` overrides.
-
-A config is a nested dict. Every key must exist in :data:`DEFAULTS` (a typo is a
-:class:`~medsr.errors.UserError` naming the key and the allowed ones), values are
-type-checked against the default, and the few open sections (:data:`OPEN_SECTIONS`,
-e.g. model hyperparameters) accept any key. :func:`validate` then checks every value
-(finite, in range, a known choice). YAML is read with PyYAML's safe loader only, from a
-UTF-8 file of at most :data:`MAX_CONFIG_BYTES`, and a document whose aliases would expand
-to more than :data:`MAX_YAML_NODES` nodes (a "billion laughs" bomb) is refused before it
-is expanded.
-"""
+"""The training config's schema: every key with its default (:data:`DEFAULTS`), the open
+sections, and :func:`validate`, which checks every value (finite, in range, a known
+choice); reading YAML files and ``--set`` items is :mod:`medsr.training.config`."""
 
 from __future__ import annotations
 
-import copy
 import math
-import os
 import reprlib
-import stat
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from medsr.errors import UserError
+from medsr.training.precision import check_amp
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -118,93 +105,13 @@ DEFAULTS: dict[str, Any] = {
 
 #: Keys of more than one type, checked by :func:`validate` instead of by their default's.
 VALIDATED_KEYS = {"train.amp"}
-AMP_CHOICES = (True, False, "bf16")
-
-
-def check_amp(amp: Any) -> None:
-    """``train.amp`` is true, false or "bf16" (see :func:`medsr.devices.training_precision`)."""
-    if not any(amp is c if isinstance(c, bool) else amp == c for c in AMP_CHOICES):
-        raise UserError(f"config key 'train.amp' must be true, false or bf16; got {amp!r}")
 
 #: Sections whose keys are free (passed through to another component).
 OPEN_SECTIONS = {"model.hparams", "degradation.params", "degradation.spec",
                  "discriminator.hparams"}
 
 
-def defaults() -> dict[str, Any]:
-    """A fresh deep copy of the defaults."""
-    return copy.deepcopy(DEFAULTS)
-
-
-def _type_ok(default: Any, value: Any) -> bool:
-    if default is None:
-        return True
-    if value is None:  # null only where the default is null
-        return False
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, list):
-        # a per-axis list may also be given as one number
-        return isinstance(value, (list, int, float)) and not isinstance(value, bool)
-    if isinstance(default, dict):
-        return isinstance(value, dict)
-    return True
-
-
-def _is_open(path: str) -> bool:
-    return any(path == s or path.startswith(s + ".") for s in OPEN_SECTIONS)
-
-
-def _deep_update(base: dict, override: dict) -> None:
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-
-
-def _merge(base: dict, override: dict, prefix: str) -> None:
-    for key, value in override.items():
-        if not isinstance(key, str):
-            raise UserError(f"config key {key!r} at '{prefix or '<top>'}' is not a string")
-        path = f"{prefix}{key}"
-        if key not in base:
-            allowed = ", ".join(sorted(base))
-            raise UserError(f"unknown config key '{path}'; allowed keys here: {allowed}")
-        default = DEFAULTS_FLAT.get(path, base[key])
-        if _is_open(path):
-            if not (value is None or isinstance(value, dict)):
-                raise UserError(f"config key '{path}' must be a mapping, got {_short(value)}")
-            if value is None and isinstance(default, dict):
-                value = {}
-            if isinstance(value, dict) and isinstance(base[key], dict):
-                _deep_update(base[key], value)
-            else:
-                base[key] = copy.deepcopy(value)
-            continue
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            _merge(base[key], value, path + ".")
-            continue
-        if isinstance(default, float) and isinstance(value, str):
-            try:  # YAML 1.1 reads "1e-4" (no dot) as a string
-                value = float(value)
-            except ValueError:
-                pass
-        if path not in VALIDATED_KEYS and not _type_ok(default, value):
-            raise UserError(f"config key '{path}' must be {type(default).__name__}, "
-                            f"got {_short(value)}")
-        if isinstance(default, float) and isinstance(value, int):
-            value = float(value)
-        base[key] = copy.deepcopy(value)
-
-
-def _short(value: Any, limit: int = 80) -> str:
+def short_repr(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters (a message stays one short line)."""
     text = " ".join(reprlib.repr(value).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
@@ -222,148 +129,6 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 DEFAULTS_FLAT = _flatten(DEFAULTS)
 
 
-def merge(config: dict, override: dict) -> dict:
-    """``config`` updated by ``override`` (checked against the schema), as a new dict."""
-    out = copy.deepcopy(config)
-    _merge(out, override, "")
-    return out
-
-
-#: A training config is a few kB; anything larger is refused unread.
-MAX_CONFIG_BYTES = 1 << 20
-#: Nodes a YAML document may hold once its aliases are expanded (refused beyond this).
-MAX_YAML_NODES = 100_000
-
-
-def _expanded_nodes(root: yaml.Node) -> int:
-    """Nodes of ``root`` with every alias expanded, counted without expanding anything.
-
-    Shared (aliased) nodes are counted once per use from a memo, so a "billion laughs"
-    document is measured in microseconds; a count over :data:`MAX_YAML_NODES` or a
-    recursive alias raises UserError.
-    """
-    memo: dict[int, int] = {}
-    active: set[int] = set()
-
-    def count(node: yaml.Node) -> int:
-        key = id(node)
-        if key in memo:
-            return memo[key]
-        if key in active:
-            raise UserError("refers to itself through an alias (recursive anchor)")
-        active.add(key)
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            for child in node.value:
-                total += count(child)
-        elif isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                total += count(k) + count(v)
-        active.discard(key)
-        if total > MAX_YAML_NODES:
-            raise UserError(f"expands to more than {MAX_YAML_NODES} values through aliases "
-                            "(a YAML bomb?)")
-        memo[key] = total
-        return total
-
-    return count(root)
-
-
-def safe_yaml(text: str) -> Any:
-    """``yaml.safe_load(text)``, refusing alias bombs and recursive aliases before expanding.
-
-    Raises ``yaml.YAMLError`` for a syntax error and UserError (no file name) for a bomb.
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            _expanded_nodes(node)
-            return loader.construct_document(node)
-        except RecursionError as exc:
-            raise UserError("is nested too deeply") from exc
-    finally:
-        loader.dispose()
-
-
-def read_yaml(path: str | os.PathLike) -> dict:
-    """A YAML mapping from ``path`` (safe loader only; never executes anything).
-
-    UserError for a file that cannot be read, is larger than :data:`MAX_CONFIG_BYTES`, is
-    not UTF-8 text or not YAML, expands beyond :data:`MAX_YAML_NODES`, or is no mapping.
-    """
-    p = Path(path)
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; refused below (not regular)
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with open(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                kind = "a directory" if p.is_dir() else "not a regular file"
-                raise UserError(f"config {p} is {kind}; give a YAML file")
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except IsADirectoryError as exc:
-        raise UserError(f"config {p} is a directory; give a YAML file") from exc
-    except OSError as exc:
-        raise UserError(f"cannot read config {p}: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise UserError(f"config {p} is larger than {MAX_CONFIG_BYTES // 1024} KiB; "
-                        "a training config is a small YAML file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"config {p} is not UTF-8 text (byte {exc.start} of the file); "
-                        "give a YAML file") from exc
-    try:
-        data = safe_yaml(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"config {p} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-    except UserError as exc:
-        raise UserError(f"config {p} {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(f"config {p} must be a mapping of keys to values, "
-                        f"not a {type(data).__name__}")
-    return data
-
-
-def parse_set(item: str) -> dict:
-    """``"a.b=value"`` -> ``{"a": {"b": value}}``, the value parsed as YAML."""
-    if "=" not in item:
-        raise UserError(f"--set expects key=value, got {item!r}")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise UserError(f"--set: bad key {key!r}")
-    try:
-        value = safe_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    except UserError as exc:
-        raise UserError(f"--set {key}: the value {exc}") from exc
-    out: dict = {}
-    node = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
-
-
-def load_config(path: str | os.PathLike | None = None, sets: list[str] | None = None,
-                base: dict | None = None) -> dict:
-    """Defaults (or ``base``) <- YAML file <- ``--set`` items, checked and validated."""
-    cfg = defaults() if base is None else copy.deepcopy(base)
-    if path is not None:
-        cfg = merge(cfg, read_yaml(path))
-    for item in sets or []:
-        cfg = merge(cfg, parse_set(item))
-    validate(cfg)
-    return cfg
-
-
 def _get(cfg: dict, path: str) -> Any:
     node: Any = cfg
     for part in path.split("."):
@@ -375,7 +140,7 @@ def _choice(cfg: dict, path: str, allowed: tuple[str, ...]) -> None:
     node = _get(cfg, path)
     if not isinstance(node, str) or node not in allowed:
         raise UserError(f"config key '{path}' must be one of {', '.join(allowed)}; "
-                        f"got {_short(node)}")
+                        f"got {short_repr(node)}")
 
 
 def _is_number(v: Any, integer: bool = False) -> bool:
@@ -403,7 +168,7 @@ def _check_number(value: Any, key: str, *, integer: bool = False, ge: float | No
         ok = ((ge is None or value >= ge) and (gt is None or value > gt)
               and (le is None or value <= le) and (lt is None or value < lt))
     if not ok:
-        raise UserError(f"config key '{key}' must be {what}; got {_short(value)}")
+        raise UserError(f"config key '{key}' must be {what}; got {short_repr(value)}")
 
 
 def _num(cfg: dict, path: str, **bounds: Any) -> None:
@@ -418,20 +183,20 @@ def _str_or_none(cfg: dict, path: str) -> None:
     v = _get(cfg, path)
     if v is not None and (not isinstance(v, str) or not v):
         raise UserError(f"config key '{path}' must be a non-empty string or null; "
-                        f"got {_short(v)}")
+                        f"got {short_repr(v)}")
 
 
 def _str_list(cfg: dict, path: str) -> None:
     v = _get(cfg, path)
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise UserError(f"config key '{path}' must be a list of strings; got {_short(v)}")
+        raise UserError(f"config key '{path}' must be a list of strings; got {short_repr(v)}")
 
 
 def validate(cfg: dict) -> None:
     """Check every value where types alone cannot: finite, in range, a known choice.
 
     Model hyperparameters, degradation parameters and the data itself are checked by
-    building them (:func:`medsr.engine.train.preflight`), before a run writes anything.
+    building them (:func:`medsr.training.loop.train` does, before a run writes anything).
     """
     _choice(cfg, "device", ("auto", "cpu", "cuda"))
     _choice(cfg, "data.source", ("folder", "glob", "csv", "mni152"))
@@ -452,7 +217,7 @@ def validate(cfg: dict) -> None:
         raise UserError("config key 'data.pattern' must not be empty")
     if d["resolution"] not in (1, 2):
         raise UserError(f"config key 'data.resolution' must be 1 or 2; got "
-                        f"{_short(d['resolution'])}")
+                        f"{short_repr(d['resolution'])}")
     _num(cfg, "data.val_fraction", ge=0, lt=1)
     _str_list(cfg, "data.val_paths")
     _num(cfg, "data.normalise.lower", ge=0, lt=100)
@@ -468,7 +233,7 @@ def validate(cfg: dict) -> None:
             or (isinstance(sig, list) and len(sig) == 2
                 and all(_is_number(v) and 0 <= v <= 1 for v in sig) and sig[0] <= sig[1])):
         raise UserError(f"config key 'degradation.target_noise.sigma' must be a number in "
-                        f"[0, 1] or [lo, hi] with 0 <= lo <= hi <= 1; got {_short(sig)}")
+                        f"[0, 1] or [lo, hi] with 0 <= lo <= hi <= 1; got {short_repr(sig)}")
     _str_list(cfg, "degradation.target_noise.match")
     if not cfg["degradation"]["spec"] and not cfg["degradation"]["preset"]:
         raise UserError("config key 'degradation.preset' is required when "
@@ -480,7 +245,7 @@ def validate(cfg: dict) -> None:
     if (not isinstance(axes, list) or not axes
             or any(isinstance(a, bool) or a not in (0, 1, 2) for a in axes)):
         raise UserError(f"config key 'sampling.axes' must list axes 0, 1 or 2; "
-                        f"got {_short(s['axes'])}")
+                        f"got {short_repr(s['axes'])}")
     _num(cfg, "sampling.context", integer=True, ge=0, le=64)
     _num(cfg, "sampling.batch_size", integer=True, ge=1, le=65536)
     _num(cfg, "sampling.min_foreground", ge=0, le=1)
@@ -492,7 +257,7 @@ def validate(cfg: dict) -> None:
                               and all(_is_number(v) and v > 0 for v in g)
                               and g[0] <= g[1]):
         raise UserError(f"config key 'sampling.gamma' must be null or [lo, hi] with "
-                        f"0 < lo <= hi; got {_short(g)}")
+                        f"0 < lo <= hi; got {short_repr(g)}")
     # per-axis values; their count and divisibility are checked by the trainer's
     # sampling_spec, which knows the patch axes
     for k in _as_list(cfg["model"]["scale"]):
@@ -523,7 +288,7 @@ def validate(cfg: dict) -> None:
     if not (isinstance(b, list) and len(b) == 2 and all(_is_number(v) and 0 <= v < 1
                                                          for v in b)):
         raise UserError(f"config key 'optim.betas' must be [b1, b2] with 0 <= b < 1; "
-                        f"got {_short(b)}")
+                        f"got {short_repr(b)}")
 
     _num(cfg, "schedule.step_size", integer=True, ge=1)
     _num(cfg, "schedule.gamma", gt=0)
@@ -555,5 +320,5 @@ def per_axis(value: Any, n: int, key: str) -> tuple:
     if len(vals) == 1:
         vals = vals * n
     if len(vals) != n:
-        raise UserError(f"config key '{key}' needs 1 or {n} values, got {_short(value)}")
+        raise UserError(f"config key '{key}' needs 1 or {n} values, got {short_repr(value)}")
     return tuple(vals)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 
 from medsr.errors import UserError
 
@@ -158,7 +159,6 @@ def _intensity(hr: np.ndarray, spec: SamplingSpec, rng: np.random.Generator) -> 
     contrasts may reorder, as between T1, T2 and other sequences). Values outside [0, 1]
     keep their excess. It teaches the network edges and profiles rather than one scan's
     intensity levels."""
-    from scipy.interpolate import PchipInterpolator
 
     inside = np.clip(hr, 0.0, 1.0)
     excess = hr - inside

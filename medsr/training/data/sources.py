@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+import medsr.io
 from medsr.errors import UserError
+from medsr.volume import Volume
 
 MNI_PREFIX = "mni152:"
 
@@ -85,21 +87,17 @@ def split_items(items: list[dict], val_fraction: float, seed: int,
     return train, val
 
 
-def load_mni152(resolution: int = 2):
+def load_mni152(resolution: int = 2) -> Volume:
     """The MNI152 T1 template shipped inside nilearn, as a medsr Volume (no network)."""
     from nilearn.datasets import load_mni152_template
-
-    from medsr.volume import Volume
 
     img = load_mni152_template(resolution=resolution)
     return Volume(np.asarray(img.get_fdata(), dtype=np.float32), img.affine,
                   {"format": "nifti", "path": f"{MNI_PREFIX}{resolution}"})
 
 
-def read_item(spec: str):
+def read_item(spec: str) -> Volume:
     """A Volume for an item's path (or the MNI template)."""
     if spec.startswith(MNI_PREFIX):
         return load_mni152(int(spec[len(MNI_PREFIX):]))
-    import medsr.io
-
     return medsr.io.read(spec)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def sobel_kernels(spatial_dims: int, dtype=torch.float32) -> torch.Tensor:
+def sobel_kernels(spatial_dims: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(spatial_dims, 1, 3, ...) separable Sobel kernels, one per axis (derivative along it)."""
     smooth = torch.tensor([1.0, 2.0, 1.0], dtype=dtype) / 4.0
     deriv = torch.tensor([-1.0, 0.0, 1.0], dtype=dtype) / 2.0

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from medsr.errors import UserError
+from medsr.models.checkpoint import read_checkpoint
 
 _CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
         512, 512, 512, 512, "M"]
@@ -74,15 +76,11 @@ class VGG19Features(nn.Module):
         self.register_buffer("std", torch.tensor(_STD).reshape(1, 3, 1, 1))
 
     def _load(self, path: Path) -> None:
-        from medsr.engine.checkpoint import read_checkpoint
-
         if not path.is_file():
             raise UserError(f"feature network weights {path} do not exist")
         try:
             state, _ = read_checkpoint(path)
         except UserError:
-            from safetensors.torch import load_file
-
             try:
                 state = load_file(str(path))  # a plain safetensors file without medsr metadata
             except Exception as exc:
