@@ -251,7 +251,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None, *,
                   input_spacing=input_spacing, max_voxels=max_output_voxels)
     read_s = time.perf_counter() - t_read
     if dtype is not None and not video and io.output_format(out_path, fmt) == "dicom":
-        from medsr.io.dicom_write import dicom_dtype
+        from medsr.io.dicom.pixels import dicom_dtype
 
         dicom_dtype(dtype)  # a --dtype DICOM cannot store fails before any work
     if self_supervised:

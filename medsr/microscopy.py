@@ -24,7 +24,7 @@ import numpy as np
 
 from medsr import pretrained
 from medsr.geometry import OutputGrid
-from medsr.io.common import cast_like
+from medsr.io.dtype import cast_like
 from medsr.volume import Volume
 
 PERCENTILES = (1.0, 99.8)

@@ -60,7 +60,7 @@ from medsr.colour import luma  # noqa: E402
 from medsr.degrade import Degradation, degrade_volume, load_preset  # noqa: E402
 from medsr.geometry import plan_grid  # noqa: E402
 from medsr.infer import super_resolve_volume  # noqa: E402
-from medsr.io.common import cast_like  # noqa: E402
+from medsr.io.dtype import cast_like  # noqa: E402
 from medsr.microscopy import default_model_for  # noqa: E402
 from medsr.volume import Volume  # noqa: E402
 
