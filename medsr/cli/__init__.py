@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.from_process = argv is None  # the process's own command line (console script, -m)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # issue 25: for provenance
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
