@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("medsr.cli.train", "train an SR network from a YAML config"),
     "eval": ("medsr.cli.eval", "per-volume PSNR / SSIM / NRMSE tables"),
     "models": ("medsr.cli.models", "list the networks and the shipped weights"),
+    "bids": ("medsr.cli.bids", "BIDS App: BIDS_DIR OUTPUT_DIR participant|group"),  # issue 25
 }
 
 # OSErrors that describe the environment (disk, permissions, paths), not a bug.
