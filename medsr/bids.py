@@ -16,6 +16,7 @@ would process (ok, or missing), from the sidecars (listed in ``.bidsignore``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import sys
@@ -216,12 +217,19 @@ def process_one(src: Any, run: BidsRun, infer: Callable[..., Any] | None = None
     sidecar = dst.with_name(dst.name[: -len(".nii.gz")] + ".json")
     if dst.exists() and sidecar.exists() and not run.overwrite:
         return "skipped", None
+    made = [p for p in (dst.parent, *dst.parent.parents) if not p.exists()]
     dst.parent.mkdir(parents=True, exist_ok=True)
     # an output without its sidecar is an interrupted scan: made again
     redo = run.overwrite or (dst.exists() and not sidecar.exists())
-    result = (infer or infer_file)(src.path, dst, scale=run.scale, spacing=run.spacing,
-                                   model=run.model, method=run.method, device=run.device,
-                                   overwrite=redo, progress=False, **run.options)
+    try:
+        result = (infer or infer_file)(src.path, dst, scale=run.scale, spacing=run.spacing,
+                                       model=run.model, method=run.method, device=run.device,
+                                       overwrite=redo, progress=False, **run.options)
+    except BaseException:
+        for p in made:  # no empty sub-XX/anat folders left for a failed scan
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
     words = ["medsr", *run.command] if run.command is not None else None
     rec = record(result, command=words, model=run.model, device=run.device,
                  precision=str(run.options.get("precision", "auto")))
