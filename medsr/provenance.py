@@ -14,7 +14,9 @@
 
 The sidecar follows the output's rules (:func:`medsr.io.common.check_output`: never an
 input, an existing one only with ``--overwrite``; checked before any work by
-:func:`check_sidecar`) and is written atomically.
+:func:`check_sidecar`) and is written atomically. One exception: a medsr sidecar whose
+output no longer exists is stale and is replaced (deleting an output and running again
+needs no ``--overwrite``, as for the output itself).
 """
 
 from __future__ import annotations
@@ -59,13 +61,25 @@ def planned_output(input_path: str | os.PathLike, output: str | os.PathLike | No
 
 
 def check_sidecar(output: str | os.PathLike, overwrite: bool,
-                  inputs: Sequence[str | os.PathLike] = ()) -> Path | None:
-    """The sidecar of ``output``, refused like an output (exists without ``overwrite``,
-    an input ...) before any work; None when the output gets none."""
+                  inputs: Sequence[str | os.PathLike] = ()) -> bool:
+    """Refuse the sidecar of ``output`` like an output (exists without ``overwrite``, an
+    input ...) before any work; returns whether an existing one may be replaced. A
+    medsr sidecar whose output is gone is stale (it describes nothing) and is replaced."""
     path = sidecar_path(output)
-    if path is not None:
-        check_output(path, overwrite, list(inputs))
-    return path
+    if path is None:
+        return overwrite
+    stale = not os.path.lexists(output) and _is_medsr_sidecar(path)
+    check_output(path, overwrite or stale, list(inputs))
+    return overwrite or stale
+
+
+def _is_medsr_sidecar(path: Path) -> bool:
+    """``path`` is a JSON record medsr wrote (its GeneratedBy names medsr)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return any(g.get("Name") == "medsr" for g in data.get("GeneratedBy", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
 
 
 def sha256_of(path: str | os.PathLike) -> str | None:
@@ -235,16 +249,16 @@ def run_with_sidecar(infer: Callable[..., Any], input_path: str | os.PathLike,
     """``infer(input_path, output, **options)`` (:func:`medsr.infer.infer_file`) with its
     sidecar: refused before any work when it may not be written, written after the
     output. ``command`` is the command line (words after ``medsr``, or one string)."""
-    overwrite = bool(options.get("overwrite", False))
+    overwrite = replace = bool(options.get("overwrite", False))
     if sidecar:
         out = planned_output(input_path, output)
         check_output(out, overwrite, [input_path])  # the output's own refusal comes first
-        check_sidecar(out, overwrite, [input_path])
+        replace = check_sidecar(out, overwrite, [input_path])
     result = infer(input_path, output, **options)
     if sidecar:
         words = command if command is None or isinstance(command, str) else \
             ["medsr", *command]
-        write_sidecar(result, overwrite=overwrite, command=words, model=options.get("model"),
+        write_sidecar(result, overwrite=replace, command=words, model=options.get("model"),
                       device=str(options.get("device", "auto")),
                       precision=str(options.get("precision", "auto")))
     return result

@@ -90,13 +90,18 @@ def test_sidecar_follows_the_output_rules(tmp_path, monkeypatch, capsys):
     src = _scan(tmp_path / "scan.nii.gz")
     args = ["infer", str(src), "-o", "o.nii.gz", "--method", "linear"]
     assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2  # the output exists: refused, sidecar untouched
     first = Path("o.json").read_text()
-    Path("o.nii.gz").unlink()  # a stale sidecar alone is not replaced without --overwrite
+    Path("o.nii.gz").unlink()  # a medsr sidecar without its output is stale: replaced
+    assert main(args) == 0 and Path("o.json").read_text() != first
+    Path("o.nii.gz").unlink()
+    Path("o.json").write_text('{"mine": 1}')  # a JSON medsr did not write: refused
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "o.json exists" in err[0] and "--overwrite" in err[0]
-    assert not Path("o.nii.gz").exists() and Path("o.json").read_text() == first
+    assert not Path("o.nii.gz").exists() and Path("o.json").read_text() == '{"mine": 1}'
     assert main([*args, "--overwrite"]) == 0
     assert json.loads(Path("o.json").read_text())["output"]["path"] == "o.nii.gz"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".medsr-tmp")]
