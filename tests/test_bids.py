@@ -150,3 +150,22 @@ def test_bad_requests_are_one_line(tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr
     assert not (tmp_path / "out").exists() and not (ds / "sub-01" / "x").exists()
+
+
+def test_without_pybids_one_line(tmp_path):
+    """The [bids] extra missing: one line naming it, exit 2, nothing written."""
+    make_dataset(tmp_path / "ds")
+    block = ("import importlib.abc, sys\n"
+             "class B(importlib.abc.MetaPathFinder):\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name.split('.')[0] == 'bids':\n"
+             "            raise ModuleNotFoundError(name, name=name)\n"
+             "sys.meta_path.insert(0, B())\n"
+             "from medsr.cli import main\n"
+             "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", block, "bids", "ds", "out", "participant"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "pip install 'medsr[bids]'" in lines[0]
+    assert not (tmp_path / "out").exists()
