@@ -113,8 +113,15 @@ def to_volume(image: Any, affine: np.ndarray | None = None) -> Volume:
     elif arr.ndim != 3:
         raise UserError(f"a MetaTensor of shape {tuple(t.shape)}; medsr takes (I, J, K) or "
                         "channel-first (C, I, J, K) (EnsureChannelFirst)")
-    return _volume(arr, np.asarray(t.affine.detach().cpu().numpy(), dtype=np.float64),
-                   "metatensor")
+    affine = np.asarray(t.affine.detach().cpu().numpy(), dtype=np.float64)
+    if _lps(t):  # MONAI's ITK reader can leave the affine in LPS; a Volume is RAS
+        affine = RAS_TO_LPS @ affine
+    return _volume(arr, affine, "metatensor")
+
+
+def _lps(t: Any) -> bool:
+    """The MetaTensor's affine is in LPS (``meta["space"]``, MONAI's default is RAS)."""
+    return str(getattr(t, "meta", {}).get("space", "RAS")).upper() == "LPS"
 
 
 def _volume(data: np.ndarray, affine: np.ndarray, kind: str) -> Volume:
@@ -169,7 +176,8 @@ def metatensor_like(vol: Volume, like: Any) -> Any:
     if like.ndim == 4 and data.ndim == 3:
         data = data[None]
     meta = dict(like.meta)
-    affine = torch.as_tensor(vol.affine, dtype=like.affine.dtype)
+    a = RAS_TO_LPS @ vol.affine if _lps(like) else vol.affine  # flip @ (A @ S) = (flip @ A) @ S
+    affine = torch.as_tensor(a, dtype=like.affine.dtype)
     meta["affine"] = affine
     return MetaTensor(torch.as_tensor(np.ascontiguousarray(data), device=like.device),
                       meta=meta, applied_operations=list(like.applied_operations))

@@ -125,8 +125,7 @@ def git_commit() -> str | None:
 
 def generated_by(model: str | None = None) -> dict[str, Any]:
     """BIDS-style ``GeneratedBy`` entry for medsr (its version, commit, model)."""
-    entry: dict[str, Any] = {"Name": "medsr", "Version": __version__,
-                             "CodeURL": "https://github.com/medsr/medsr"}
+    entry: dict[str, Any] = {"Name": "medsr", "Version": __version__}
     commit = git_commit()
     if commit:
         entry["Commit"] = commit

@@ -212,3 +212,21 @@ def test_bad_arguments_are_user_errors(oblique_affine) -> None:
         medsr.super_resolve(data, scale=0.5, affine=oblique_affine, method="cubic")
     with pytest.raises(medsr.UserError, match="singular"):
         medsr.super_resolve(data, scale=2, affine=np.zeros((4, 4)), method="cubic")
+
+
+def test_metatensor_in_lps_is_written_in_ras(tmp_path) -> None:
+    """A MetaTensor whose meta says LPS keeps LPS on output, and medsr.write puts the RAS
+    affine into the file (nibabel reads back diag(-1, -1, 1) @ A_lps @ S)."""
+    import torch
+    from monai.data import MetaTensor
+
+    a_lps = np.diag([2.0, 2.0, 3.0, 1.0])
+    a_lps[:3, 3] = [10.0, -4.0, 2.0]
+    mt = MetaTensor(torch.rand(1, 4, 4, 3), meta={"affine": torch.as_tensor(a_lps),
+                                                  "space": "LPS"})
+    out = medsr.super_resolve(mt, scale=(1, 1, 2), method="linear")
+    want = upsampled_affine(a_lps, (1, 1, 2))
+    np.testing.assert_allclose(out.affine.numpy(), want, atol=1e-12)
+    path = medsr.write(out, tmp_path / "lps.nii.gz")
+    np.testing.assert_allclose(nib.load(path).affine, np.diag([-1, -1, 1, 1]) @ want,
+                               atol=1e-5)
