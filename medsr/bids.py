@@ -208,6 +208,14 @@ def _resolution(run: BidsRun) -> dict[str, str]:
                      "(A @ S, docs/geometry.md)"}
 
 
+def _raw_metadata(src: Any) -> dict[str, Any]:
+    """The raw file's sidecar metadata (BIDS inheritance, by pybids); {} when unreadable."""
+    try:
+        return dict(src.get_metadata())
+    except Exception:  # a malformed raw sidecar must not fail the scan
+        return {}
+
+
 def process_one(src: Any, run: BidsRun, infer: Callable[..., Any] | None = None
                 ) -> tuple[str, Any]:
     """("ok" | "skipped", result or None) for one scan; raises on failure."""
@@ -235,7 +243,7 @@ def process_one(src: Any, run: BidsRun, infer: Callable[..., Any] | None = None
                  precision=str(run.options.get("precision", "auto")))
     data = {"Description": f"{src.entities.get('suffix')} super-resolved by medsr",
             "Sources": [_bids_uri(src, run)], "Resolution": _resolution(run),
-            "SkullStripped": False, **rec}
+            "SkullStripped": bool(_raw_metadata(src).get("SkullStripped", False)), **rec}
     write_json(data, sidecar, overwrite=True, inputs=[src.path])
     return "ok", result
 
