@@ -230,3 +230,19 @@ def test_metatensor_in_lps_is_written_in_ras(tmp_path) -> None:
     path = medsr.write(out, tmp_path / "lps.nii.gz")
     np.testing.assert_allclose(nib.load(path).affine, np.diag([-1, -1, 1, 1]) @ want,
                                atol=1e-5)
+
+
+def test_vector_simpleitk_and_4d_nibabel(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    img = sitk.GetImageFromArray(rng.random((4, 5, 6, 3)).astype(np.float32), isVector=True)
+    img.SetSpacing((1.0, 1.0, 3.0))
+    out = medsr.super_resolve(img, scale=(1, 1, 3), method="linear")
+    assert out.GetSize() == (6, 5, 12) and out.GetNumberOfComponentsPerPixel() == 3
+    np.testing.assert_allclose(out.GetOrigin(), (0.0, 0.0, -1.0), atol=1e-12)
+    four = nib.Nifti1Image(rng.random((4, 4, 3, 2)).astype(np.float32), np.eye(4))
+    assert medsr.super_resolve(four, scale=2, method="linear").shape == (8, 8, 6, 2)
+    # medsr.write keeps the output rules: an existing file only with overwrite=True
+    path = medsr.write(four, tmp_path / "f.nii.gz")
+    with pytest.raises(medsr.UserError, match="exists"):
+        medsr.write(four, path)
+    medsr.write(four, path, overwrite=True)
