@@ -94,7 +94,7 @@ def res_label(scale: Any = None, spacing: Any = None) -> str:
     return "sr"
 
 
-def _labels(values: Sequence[str], prefix: str) -> list[str]:
+def strip_prefix(values: Sequence[str], prefix: str) -> list[str]:
     """'sub-01' and '01' alike -> '01'."""
     return [v[len(prefix):] if v.startswith(prefix) else v for v in values]
 

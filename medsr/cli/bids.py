@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from medsr.bids import DEFAULT_SUFFIXES, BidsRun, group, participant, strip_prefix
 from medsr.cli.args import SPACING_RANGE, positive_list, scalar_or_list
 from medsr.infer import CLASSICAL_METHODS
 
@@ -43,11 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsr.bids import DEFAULT_SUFFIXES, BidsRun, _labels, group, participant
-
     req = BidsRun(Path(args.bids_dir), Path(args.output_dir),
-                  participants=_labels(_words(args.participant_label), "sub-"),
-                  sessions=_labels(_words(args.session_label), "ses-"),
+                  participants=strip_prefix(_words(args.participant_label), "sub-"),
+                  sessions=strip_prefix(_words(args.session_label), "ses-"),
                   suffixes=_words(args.suffix) or list(DEFAULT_SUFFIXES),
                   scale=scalar_or_list(args.scale), spacing=scalar_or_list(args.spacing),
                   model=args.model, method=args.method, device=args.device,
