@@ -27,9 +27,11 @@ from typing import Any
 from medsr import distributed
 from medsr.devices import select_device
 from medsr.errors import UserError, one_line
+from medsr.provenance import model_identity
 
 SUMMARY_FIELDS = ("input", "output", "status", "error", "seconds", "shape_in", "shape_out",
-                  "spacing_in", "spacing_out", "method", "model")
+                  "spacing_in", "spacing_out", "method", "model",
+                  "model_sha256")  # the weights' SHA-256 per network (medsr.provenance)
 
 
 def expand_inputs(inputs: Sequence[str], list_file: str | None = None) -> list[Path]:
@@ -156,7 +158,8 @@ def _method_model(result: Any) -> dict[str, str]:
         method = "network"
     if getattr(result, "tta", False):
         method += " + tta"
-    return {"method": method, "model": model}
+    sha = " + ".join(m["sha256"] or "" for m in model_identity(model)) if model else ""
+    return {"method": method, "model": model, "model_sha256": sha}
 
 
 def gather_rows(rows: list[dict[str, str]], inputs: Sequence[Path]) -> list[dict[str, str]]:

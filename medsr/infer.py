@@ -25,6 +25,7 @@ from medsr.interpolate import resize
 from medsr.io.common import check_output
 from medsr.io.video import is_video
 from medsr.progress import progress_bar
+from medsr.provenance import selfsup_part  # issue 25
 from medsr.volume import Volume
 
 DEFAULT_BUDGET_S = 300.0  # --self-supervised --budget
@@ -49,6 +50,7 @@ class InferResult:
     unit: str = "mm"  # of the spacings: "µm" / "px" for microscopy stacks and frames
     model: str = ""  # the network(s) or fitted model used; "" for classical methods
     tta: bool = False  # the flip self-ensemble (--tta) was applied
+    provenance: dict[str, Any] = field(default_factory=dict)  # issue 25: medsr.provenance
 
     def summary(self) -> str:
         def fmt(v: Sequence[float]) -> str:
@@ -497,7 +499,8 @@ def _write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0
                        spacing_in=tuple(float(s) for s in vol.spacing),
                        spacing_out=tuple(float(s) for s in out.spacing),
                        seconds=time.perf_counter() - t0, notes=notes,
-                       unit=microscopy.spacing_unit(vol))
+                       unit=microscopy.spacing_unit(vol),
+                       provenance={"affine_out": out.affine.tolist()})  # issue 25
 
 
 def check_options(model: Any, **options: Any) -> tuple[list[str], Any]:
@@ -642,6 +645,8 @@ def _infer_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: fl
                            notes=notes, overwrite=overwrite, dtype=dtype, anonymize=anonymize,
                            keep_overshoot=keep_overshoot)
     result.model = str(report.get("saved_model") or report.get("architecture") or "")
+    result.provenance.update(  # issue 25: the slice profile for the sidecar
+        selfsup_part(report, name, estimated_mm, profile_note, auto_profile))
     result.tta = int(report.get("test_time_flips", 1)) > 1
     took = time.perf_counter() - (t0 if budget_start is None else budget_start)
     if took > 1.05 * budget_s:

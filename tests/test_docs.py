@@ -101,6 +101,13 @@ OUTPUTS = {
         ["medsr-eval/eval.csv"],
     "medsr eval --model best.safetensors --data hr/*.nii.gz --lr-data lr/*.nii.gz "
     "--out eval-paired": ["eval-paired/eval.csv"],
+    # docs/pipelines.md (issue 25): the BIDS App on the page's toy dataset
+    "medsr bids bids bids/derivatives/medsr participant --participant-label 01 --spacing 1":
+        ["bids/derivatives/medsr/sub-01/anat/sub-01_res-1mm_T1w.nii.gz"],
+    "medsr bids bids bids/derivatives/medsr participant --spacing 1":
+        ["bids/derivatives/medsr/sub-02/anat/sub-02_res-1mm_T1w.nii.gz"],
+    "medsr bids bids bids/derivatives/medsr group --spacing 1":
+        ["bids/derivatives/medsr/medsr_summary.csv"],
 }
 
 

@@ -22,6 +22,7 @@ from medsr.cli.args import (
 from medsr.errors import UserError
 from medsr.infer import CLASSICAL_METHODS, DEFAULT_MAX_OUTPUT_VOXELS, infer_file
 from medsr.inference import BLENDS, PRECISIONS
+from medsr.provenance import run_with_sidecar  # issue 25
 
 
 def _positive_int(text: str) -> int:
@@ -128,6 +129,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of interpolation or networks at edges); by default they are "
                         "clipped at 0 and counted")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--no-sidecar", dest="sidecar", action="store_false",  # issue 25
+                   help="write no provenance JSON beside a NIfTI/TIFF output")
     p.add_argument("--anonymize", action="store_true",
                    help="apply the basic DICOM de-identification profile to DICOM output")
     p.add_argument("--max-output-voxels", type=_positive_int, default=DEFAULT_MAX_OUTPUT_VOXELS,
@@ -145,7 +148,8 @@ def _options(args: argparse.Namespace) -> dict:
                 save_model=args.save_model, seed=args.seed, steps=args.steps,
                 tile=args.tile, batch=args.batch,
                 precision=args.precision, compile_model=args.compile_model, blend=args.blend,
-                keep_overshoot=args.keep_overshoot)
+                keep_overshoot=args.keep_overshoot,
+                sidecar=args.sidecar, command=getattr(args, "argv", None))  # issue 25
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     cohort = (args.list_file is not None or len(args.inputs) > 1
               or any(c in args.inputs[0] for c in "*?[") and not Path(args.inputs[0]).exists())
     if not cohort:
-        result = infer_file(args.inputs[0], args.output, **_options(args),
+        result = run_with_sidecar(infer_file, args.inputs[0], args.output, **_options(args),
                             budget_start=_budget_start(args.from_process))
         print(result.summary(), file=sys.stderr)
         return 0
@@ -248,4 +252,4 @@ _FLAG_OPTIONS = ("method", "self_supervised", "scale", "spacing", "tta", "budget
 
 
 def _infer_one(options: dict, src: Path, dst: Path):
-    return infer_file(src, dst, **options)
+    return run_with_sidecar(infer_file, src, dst, **options)  # issue 25
