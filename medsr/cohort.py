@@ -24,15 +24,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from medsr import distributed
+from medsr.devices import select_device
 from medsr.errors import UserError, one_line
 from medsr.io import default_output_path, detect_format
 from medsr.io.common import atomic_path, check_output, check_output_dir
 from medsr.io.video import is_video
 from medsr.options import InferOptions
-from medsr.pipeline import infer_file, modes
+from medsr.pipeline import infer_file_with_sidecar, modes
+from medsr.provenance import model_identity
 
 SUMMARY_FIELDS = ("input", "output", "status", "error", "seconds", "shape_in", "shape_out",
-                  "spacing_in", "spacing_out", "method", "model")
+                  "spacing_in", "spacing_out", "method", "model",
+                  "model_sha256")  # the weights' SHA-256 per network (medsr.provenance)
 
 
 def expand_inputs(inputs: Sequence[str], list_file: str | None = None) -> list[Path]:
@@ -156,17 +160,13 @@ def _method_model(result: Any) -> dict[str, str]:
         method = "network"
     if getattr(result, "tta", False):
         method += " + tta"
-    return {"method": method, "model": model}
+    sha = " + ".join(m["sha256"] or "" for m in model_identity(model)) if model else ""
+    return {"method": method, "model": model, "model_sha256": sha}
 
 
 def gather_rows(rows: list[dict[str, str]], inputs: Sequence[Path]) -> list[dict[str, str]]:
     """Collect every rank's rows on all ranks (a no-op without a process group), in input order."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        gathered: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, rows)
-        rows = [r for part in gathered for r in part]
+    rows = [r for part in distributed.all_gather_objects(rows) for r in part]
     order = {str(p): i for i, p in enumerate(inputs)}
     return sorted(rows, key=lambda r: order.get(r["input"], len(order)))
 
@@ -210,10 +210,11 @@ def write_summary(rows: Sequence[dict[str, str]], path: Path, merge: bool = True
 
 def run_cohort(inputs: Sequence[str], list_file: str | None, output: str | None,
                options: InferOptions, *, summary: str | None = None,
-               skip_existing: bool = False) -> int:
+               skip_existing: bool = False, sidecar: bool = True,
+               command: Sequence[str] | None = None) -> int:
     """``medsr infer`` over many inputs (paths, globs, a ``--list`` CSV) with ``options``:
     flags, outputs and the summary checked before any scan runs; exit code 1 when any
-    scan failed."""
+    scan failed. Each output gets its provenance sidecar unless ``sidecar`` is false."""
     modes.check(options)  # refuse flags that do not combine before any scan runs
     paths = expand_inputs(inputs, list_file)
     out_dir = Path(output) if output else None
@@ -231,7 +232,7 @@ def run_cohort(inputs: Sequence[str], list_file: str | None, output: str | None,
     rank, world = init_distributed()
 
     def infer_one(src: Path, dst: Path) -> Any:
-        return infer_file(src, dst, options)
+        return infer_file_with_sidecar(src, dst, options, sidecar=sidecar, command=command)
 
     rows = process_cohort(paths, outputs, infer_one, skip_existing=skip_existing, rank=rank,
                           world_size=world)
@@ -276,23 +277,11 @@ def check_summary(summary: Path, inputs: list[Path], list_file: str | None,
 
 def init_distributed() -> tuple[int, int]:
     """Join torchrun's process group (gloo: inference shards need no GPU collectives)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch
-    import torch.distributed as dist
-
-    if torch.cuda.is_available():  # one GPU per local rank; "cuda" then means that one
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
+    distributed.setup(select_device("auto"), backend="gloo")
+    return distributed.rank(), distributed.world_size()
 
 
 def finish_distributed() -> None:
     """Leave the process group cleanly (all ranks wait for rank 0's summary first)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    distributed.barrier()
+    distributed.cleanup()

@@ -58,3 +58,15 @@ def require(extra: str, what: str) -> None:
 def available(extra: str) -> bool:
     """Whether every import of ``extra`` is installed."""
     return not missing(EXTRAS[extra][0])
+
+
+def pyplot():  # -> matplotlib.pyplot (an optional import)
+    """matplotlib's pyplot on the Agg backend (figures are written to files, never shown),
+    imported when a figure is drawn: the one place figures get matplotlib from."""
+    require("figures", "drawing a figure")
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt

@@ -1,8 +1,8 @@
 """Robust intensity ranges: the percentiles every network's input is normalised by.
 
-numpy and scipy only, so that inference need not import training (:mod:`medsr.data`,
-whose package imports MONAI's datasets). Training's :mod:`medsr.data.normalise` uses
-these same functions.
+numpy and scipy only, so that inference need not import training
+(:mod:`medsr.training.data`, whose package imports MONAI's datasets). Training's
+:mod:`medsr.training.data.normalise` uses these same functions.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 On the held-out MNI152 block of pipelines/benchmark_quality.py, one-axis x4 (Gaussian and
 box profiles): the shipped thick-slice-x4 network applied on one plane orientation only
 (each of the two), on both with the results averaged (the default), and with --tta.
+The default and --tta rows are ``medsr infer``'s runner (``super_resolve_volume``; its
+clipping at 0 left out with ``keep_overshoot`` so that every row is the network's raw
+output); the one-orientation rows are ablations the runner does not offer, the same
+normalisation and ``apply_2d`` over one plane orientation.
 
     python pipelines/benchmark_fusion.py
 """
@@ -16,11 +20,12 @@ import torch
 from benchmark_quality import degrade, test_volume
 
 from medsr import metrics
-from medsr.data.normalise import input_range
 from medsr.geometry import plan_grid
 from medsr.inference.apply import apply_2d
-from medsr.inference.model_sr import FlipEnsemble, use_all_cores
+from medsr.inference.model_sr import use_all_cores
 from medsr.inference.resolvers import model_passes
+from medsr.intensity import input_range
+from medsr.pipeline import super_resolve_volume
 
 
 def main() -> int:
@@ -30,26 +35,29 @@ def main() -> int:
     for profile in ("gaussian", "box"):
         lr = degrade(hr, (1, 1, 4), profile)
         plan = plan_grid(lr, scale=(1, 1, 4))
-        p = model_passes(plan, None, torch.device("cpu"))[0]
-        lo, hi = input_range(lr.data)
+        passes = model_passes(plan, None, torch.device("cpu"))
+        p = passes[0]
+        norm = p.info.get("normalisation") or {}  # as the runner normalises
+        lo, hi = input_range(lr.data, float(norm.get("lower", 0.5)),
+                             float(norm.get("upper", 99.5)))
         x = ((lr.data - lo) / (hi - lo)).astype(np.float32)
         variants = {
-            "planes (y, z) only": dict(net=p.model, slice_axis=0),
-            "planes (x, z) only": dict(net=p.model, slice_axis=1),
-            "both, averaged (default)": dict(net=p.model, slice_axis=None),
-            "both + flips (--tta)": dict(net=FlipEnsemble(p.model), slice_axis=None),
+            "planes (y, z) only": dict(slice_axis=0),
+            "planes (x, z) only": dict(slice_axis=1),
+            "both, averaged (default)": dict(tta=False),
+            "both + flips (--tta)": dict(tta=True),
         }
         for name, v in variants.items():
             t = time.perf_counter()
-            if v["slice_axis"] is None:
-                y = apply_2d(v["net"], x, (1, 1, 4))
+            if "tta" in v:  # medsr infer [--tta]
+                y = super_resolve_volume(lr, plan, passes=passes, device="cpu", tta=v["tta"],
+                                         keep_overshoot=True, progress=False).volume.data
             else:  # one orientation: move the other in-plane axis out of the way
                 ax = v["slice_axis"]
                 xs = np.moveaxis(x, ax, 0)
-                y = np.stack([apply_2d(v["net"], s[None], (1, 1, 4))[0] for s in xs])
-                y = np.moveaxis(y, 0, ax)
+                y = np.stack([apply_2d(p.model, s[None], (1, 1, 4))[0] for s in xs])
+                y = np.moveaxis(y, 0, ax) * (hi - lo) + lo
             secs = time.perf_counter() - t
-            y = y * (hi - lo) + lo
             print(f"{profile:8s} {name:26s} PSNR {metrics.psnr(hr.data, y, data_range=rng):6.2f}"
                   f"  SSIM {metrics.ssim(hr.data, y, data_range=rng):.4f}  {secs:5.1f} s",
                   flush=True)

@@ -52,7 +52,7 @@ IMAGES = {"mni": (2, 0), "colin": (2, 0), "inia19": (2, 0)}  # thick axes tried
 
 def load(name: str):
     if name == "mni":
-        from medsr.data.sources import load_mni152
+        from medsr.training.data.sources import load_mni152
 
         return load_mni152(2)
     return load_image(name)

@@ -13,7 +13,8 @@ randomised profiles, widths, sampling and noise):
     kspace    k-space truncation (sinc interpolation model), no blur
 
 Methods: nearest, linear, cubic (B-spline), lanczos, ibp (Gaussian forward model,
-10 iterations), medsr (the shipped default that `medsr infer` picks with no flags).
+10 iterations), medsr (the shipped default that `medsr infer` picks with no flags),
+each run by `medsr infer`'s runner (`medsr.pipeline.super_resolve_volume`).
 
     python pipelines/benchmark_quality.py [--quick] [--json out.json] [--markdown out.md]
 
@@ -37,13 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from medsr import metrics
-from medsr.data.sources import load_mni152
 from medsr.degrade import Degradation, degrade_volume
 from medsr.devices import select_device
 from medsr.geometry import plan_grid
-from medsr.inference.classical import super_resolve
 from medsr.inference.model_sr import use_all_cores
-from medsr.inference.resolvers import model_passes, super_resolve_model
+from medsr.inference.resolvers import model_passes
+from medsr.pipeline import super_resolve_volume
+from medsr.training.data.sources import load_mni152
 from medsr.volume import Volume
 
 PROFILES = {
@@ -83,16 +84,18 @@ def degrade(hr: Volume, factors, profile: str) -> Volume:
 
 
 def run_method(method: str, lr: Volume, factors, device) -> tuple[np.ndarray, float]:
+    """Every method through the runner of ``medsr infer`` (:func:`super_resolve_volume`:
+    the network tiled and fused over planes, every output clipped at 0 as infer writes it)."""
     plan = plan_grid(lr, scale=factors)
     t0 = time.perf_counter()
     if method == "medsr":
         passes = model_passes(plan, None, device)
         if not passes:
             raise SystemExit(f"no shipped model covers {factors}: run pipelines/train_default.py")
-        out = super_resolve_model(lr, plan, passes, device=device)
+        out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False)
     else:
-        out = super_resolve(lr, plan, method=method)
-    return out.data, time.perf_counter() - t0
+        out = super_resolve_volume(lr, plan, method=method, progress=False)
+    return out.volume.data, time.perf_counter() - t0
 
 
 SUITES = {"selfsup": "benchmark_selfsup", "frames": "benchmark_quality_frames",

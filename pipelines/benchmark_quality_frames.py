@@ -5,7 +5,8 @@ Frames: the 40 held-out ``lfw_subset`` faces (cropped to 24 x 24) and the held-o
 LR = antialiased bicubic x4 (MATLAB imresize, the SR literature's benchmark), rounded
 to 8 bit; case ``bicubic+noise`` adds Gaussian noise of 1% of the range before rounding.
 Methods: bicubic (Catmull-Rom), lanczos (Lanczos-3), medsr (``frames-x4`` on Y, bicubic
-chroma: :func:`medsr.adapters.colour.super_resolve_colour`). PSNR/SSIM on Y (BT.601, 8-bit
+chroma: :func:`medsr.adapters.colour.super_resolve_colour`), every method through
+``medsr infer``'s runner, :func:`medsr.pipeline.super_resolve_volume`. PSNR/SSIM on Y (BT.601, 8-bit
 units, data range 255) and PSNR on RGB, with a 4-pixel border shaved (literature
 convention). Faces are averaged over the 40.
 
@@ -55,33 +56,31 @@ from skimage.metrics import structural_similarity as sk_ssim
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frames_data  # noqa: E402
 
-from medsr.adapters import kind_of, super_resolve_colour, super_resolve_stack  # noqa: E402
+from medsr.adapters import kind_of  # noqa: E402
 from medsr.adapters.colour import luma  # noqa: E402
 from medsr.degrade import Degradation, degrade_volume, load_preset  # noqa: E402
 from medsr.geometry import plan_grid  # noqa: E402
-from medsr.inference.resolvers import choose_resolver, default_model_for  # noqa: E402
-from medsr.io.common import cast_like  # noqa: E402
-from medsr.options import RunOptions  # noqa: E402
+from medsr.inference.resolvers import default_model_for  # noqa: E402
+from medsr.io.dtype import cast_like  # noqa: E402
+from medsr.pipeline import super_resolve_volume  # noqa: E402
 from medsr.volume import Volume  # noqa: E402
 
 METHODS = ("bicubic", "lanczos", "medsr")
 SHAVE = 4
 
 
-def make_sr(method: str, model: str | None, plan, vol: Volume, device: str = "cpu"):
-    """(the single-channel super-resolver medsr infer would use, its name)."""
-    res = choose_resolver(vol, plan, RunOptions(method=method, model=model, device=device),
-                          kind=kind_of(vol))
-    return res, res.method
-
-
-def _sr(method: str, vol: Volume, plan, model: str | None):
+def _sr(method: str, vol: Volume, plan, model: str | None) -> Volume:
+    """``vol`` super-resolved onto ``plan`` by ``method`` through the runner of ``medsr
+    infer`` (:func:`super_resolve_volume`: frames through Y with bicubic chroma, stacks
+    per channel with percentile normalisation, outputs clipped at 0)."""
     if method == "medsr":
         if model is None:
             raise SystemExit("no shipped model for this case: run pipelines/train_frames.py "
                              "and pipelines/train_microscopy.py first")
-        return make_sr("auto", model, plan, vol, "cpu")[0]
-    return make_sr({"bicubic": "catmull-rom"}.get(method, method), None, plan, vol)[0]
+        return super_resolve_volume(vol, plan, model=model, device="cpu",
+                                    progress=False).volume
+    return super_resolve_volume(vol, plan, method={"bicubic": "catmull-rom"}.get(method, method),
+                                progress=False).volume
 
 
 def _lr_frames(hr: np.ndarray, noise: float, seed: int, stack: bool = False,
@@ -120,7 +119,7 @@ def _score_image(img: np.ndarray, noise: float, seed: int, model: str | None
     per = {}
     for m in METHODS:
         t = time.perf_counter()
-        out = super_resolve_colour(lr, plan, _sr(m, lr, plan, net)).data[:, :, 0]
+        out = _sr(m, lr, plan, net).data[:, :, 0]
         per[m] = {**_scores_frames(hr, out), "seconds": time.perf_counter() - t}
     return per
 
@@ -158,14 +157,12 @@ def frames_cases(noise: float, model: str | None = None
     return results
 
 
-def _centre_only(sr):
-    """A frame-stack super-resolver that runs ``sr`` on each frame alone (the frame
-    repeated as its own neighbours)."""
-    def run(v: Volume, plan) -> Volume:
-        outs = [sr(v.with_data(np.repeat(v.data[:, :, t:t + 1], v.data.shape[2], axis=2)),
-                   plan).data[:, :, t] for t in range(v.data.shape[2])]
-        return v.with_data(np.stack(outs, axis=2), affine=plan.affine_out)
-    return run
+def _centre_only(method: str, vol: Volume, plan, model: str | None) -> Volume:
+    """:func:`_sr` of each frame alone (the frame repeated as its own neighbours)."""
+    n = vol.data.shape[2]
+    outs = [_sr(method, vol.with_data(np.repeat(vol.data[:, :, t:t + 1], n, axis=2)), plan,
+                model).data[:, :, t] for t in range(n)]
+    return vol.with_data(np.stack(outs, axis=2), affine=plan.affine_out)
 
 
 def multiframe_cases(noise: float, n_frames: int = 9) -> dict[str, dict[str, dict[str, float]]]:
@@ -185,11 +182,9 @@ def multiframe_cases(noise: float, n_frames: int = 9) -> dict[str, dict[str, dic
         per = {}
         for m, model in (("bicubic", None), ("medsr", "frames-x4"),
                          ("medsr-mf", "frames-x4-mf"), ("medsr-mf-centre", "frames-x4-mf")):
-            sr = (make_sr("auto", model, plan, lr, "cpu")[0] if model
-                  else make_sr("catmull-rom", None, plan, lr)[0])
-            if m == "medsr-mf-centre":
-                sr = _centre_only(sr)
-            out = super_resolve_colour(lr, plan, sr).data
+            method = "medsr" if model else "bicubic"
+            run = _centre_only if m == "medsr-mf-centre" else _sr
+            out = run(method, lr, plan, model).data
             scores = [_scores_frames(hr[:, :, t], out[:, :, t]) for t in range(n_frames)]
             per[m] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
         results[f"{name} ({n_frames} frames)"] = per
@@ -207,7 +202,7 @@ def microscopy_case() -> dict[str, dict[str, float]]:
     model = default_model_for(kind_of(lr), plan)
     out = {}
     for m in METHODS:
-        sr = super_resolve_stack(lr, plan, _sr(m, lr, plan, model)).data[:, 0, :]
+        sr = _sr(m, lr, plan, model).data[:, 0, :]
         a, b = hr2d[:, 8:-8], sr[:, 8:-8].astype(np.float32)
         out[m] = {"psnr": sk_psnr(a, b, data_range=255),
                   "ssim": sk_ssim(a, b, data_range=255, win_size=7)}

@@ -100,9 +100,8 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
     else:
         pretrained.WEIGHTS_DIR = (weights or {}).get("", pretrained.WEIGHTS_DIR)
     from medsr.geometry import plan_grid
-    from medsr.inference.classical import super_resolve
-    from medsr.inference.resolvers import model_passes, super_resolve_model
-    from medsr.pipeline.projection import project_onto_slices
+    from medsr.inference.resolvers import model_passes
+    from medsr.pipeline import super_resolve_volume
     from medsr.pipeline.result import clip_overshoot
 
     one_axis = sum(k > 1 for k in factors) == 1
@@ -110,11 +109,11 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
         return None, 0.0
     plan = plan_grid(lr, scale=factors)
     t0 = time.perf_counter()
-    if method in ("default", "default+proj"):
+    if method in ("default", "default+proj"):  # the runner of medsr infer
         passes = model_passes(plan, None, device)
-        out = super_resolve_model(lr, plan, passes, device=device)
-        if method == "default+proj":
-            out, _ = project_onto_slices(lr, out, plan, PROFILES[profile])
+        out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
+                                   slice_profile=PROFILES[profile]
+                                   if method == "default+proj" else None).volume
     elif method == "selfsup":
         from medsr.selfsup.api import super_resolve_self_supervised
 
@@ -128,8 +127,8 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
             out = out.with_data(resize(out.data, ratio, method="lanczos",
                                        shape_out=plan.shape_out))
     else:
-        out = super_resolve(lr, plan, method=method)
-    out, _ = clip_overshoot(lr, out)
+        out = super_resolve_volume(lr, plan, method=method, progress=False).volume
+    out, _ = clip_overshoot(lr, out)  # the runner's outputs are clipped already
     return np.asarray(out.data, dtype=np.float32), time.perf_counter() - t0
 
 

@@ -30,7 +30,8 @@ slice centre. Each method gets the LR Volume only:
 
 * ``cubic``: cubic B-spline to the HR grid;
 * ``default``: what ``medsr infer`` picks with no flags (``plan_grid`` with no scale, then
-  the shipped ``thick-slice-x{k}`` model through ``model_passes`` / ``super_resolve_model``);
+  the shipped ``thick-slice-x{k}`` model through ``medsr infer``'s runner,
+  ``super_resolve_volume``);
 * ``selfsup``: ``super_resolve_self_supervised`` with ``--budget`` seconds of wall time
   for everything (set-up, training, inference), told the profile shape; one row per
   ``--inits`` value (``auto`` is what ``medsr infer --self-supervised`` does; ``scratch``
@@ -216,7 +217,8 @@ def run_cubic(lr: Volume, axis: int, k: int) -> np.ndarray:
 def run_default(lr: Volume, axis: int, k: int) -> tuple[np.ndarray, str]:
     """The shipped model ``medsr infer`` picks for this scan with no flags."""
     from medsr.devices import select_device
-    from medsr.inference.resolvers import model_passes, super_resolve_model
+    from medsr.inference.resolvers import model_passes
+    from medsr.pipeline import super_resolve_volume
 
     plan = plan_grid(lr)
     want = np.ones(3)
@@ -228,7 +230,7 @@ def run_default(lr: Volume, axis: int, k: int) -> tuple[np.ndarray, str]:
     passes = model_passes(plan, None, dev)
     if not passes:
         raise LookupError(f"no shipped model for one-axis x{k}")
-    out = super_resolve_model(lr, plan, passes, device=dev)
+    out = super_resolve_volume(lr, plan, passes=passes, device=dev, progress=False).volume
     return out.data, " + ".join(str(p.info.get("name")) for p in passes)
 
 

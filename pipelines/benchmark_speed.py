@@ -42,8 +42,9 @@ from medsr.devices import select_device
 from medsr.geometry import plan_grid
 from medsr.inference.classical import super_resolve
 from medsr.inference.model_sr import run_settings, use_all_cores
-from medsr.inference.resolvers import model_passes, super_resolve_model
+from medsr.inference.resolvers import model_passes
 from medsr.inference.tiling import conv_layers
+from medsr.pipeline import super_resolve_volume
 from medsr.volume import Volume
 
 
@@ -96,16 +97,17 @@ class ConvCounter:
 
 
 def timed(vol, plan, passes, device, **kw) -> tuple[float, float, np.ndarray]:
-    """Seconds and executed conv FLOPs of super_resolve_model (counted in the same run)."""
+    """Seconds and executed conv FLOPs of the runner of ``medsr infer``,
+    :func:`super_resolve_volume` (counted in the same run)."""
     channels_last, precision = run_settings(device, None, kw.get("precision", "auto"))
     counters = [ConvCounter(p.runnable(device, channels_last, False, False, precision))
                 for p in passes]
     t = time.perf_counter()
-    out = super_resolve_model(vol, plan, passes, device=device, **kw)
+    out = super_resolve_volume(vol, plan, passes=passes, device=device, progress=False, **kw)
     secs = time.perf_counter() - t
     for c in counters:
         c.remove()
-    return secs, sum(c.flops for c in counters), out.data
+    return secs, sum(c.flops for c in counters), out.volume.data
 
 
 def case(name, vol, factors, model, device) -> dict:
@@ -115,8 +117,8 @@ def case(name, vol, factors, model, device) -> dict:
         raise SystemExit(f"no shipped model covers {factors}; give --model")
     small = vol.with_data(vol.data[:32, :32])
     for prec in ("auto", "bf16"):  # warm-up
-        super_resolve_model(small, plan_grid(small, scale=factors), passes, device=device,
-                            precision=prec)
+        super_resolve_volume(small, plan_grid(small, scale=factors), passes=passes,
+                             device=device, precision=prec, progress=False)
     t_net, executed, ref = timed(vol, plan, passes, device)
     t_bf16, _, y16 = timed(vol, plan, passes, device, precision="bf16")
     psnr16 = 10 * np.log10(float(np.ptp(ref)) ** 2 / float(np.mean((y16 - ref) ** 2)))
@@ -208,8 +210,8 @@ def training_step_case(config: str, steps: int = 8) -> dict[str, float]:
     """Seconds per training step (forward, L1 loss, backward, Adam) of ``config``'s
     network on random patches of its batch and LR patch size, float32 vs bfloat16
     autocast; the median of ``steps`` steps after two warm-up steps."""
-    from medsr.engine.config import load_config
-    from medsr.engine.train import create_model, model_channels, sampling_spec
+    from medsr.training.build import create_model, model_channels, sampling_spec
+    from medsr.training.config import load_config
 
     cfg = load_config(config)
     torch.set_num_threads(int(cfg["num_threads"] or torch.get_num_threads()))

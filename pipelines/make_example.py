@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from medsr import io
-from medsr.data.sources import load_mni152
 from medsr.degrade import degrade_volume, load_preset
+from medsr.training.data.sources import load_mni152
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mni152_t1_1x1x4mm.nii.gz"
 

@@ -173,7 +173,7 @@ def load(name: str, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """(data float32 (x, y, z), affine) of source ``name``."""
     key, path = SOURCES[name][0], SOURCES[name][1]
     if name == "mni152_anterior":
-        from medsr.data.sources import load_mni152
+        from medsr.training.data.sources import load_mni152
 
         v = load_mni152(resolution=1)
         return v.data[:, :110, :] * 1000.0, v.affine

@@ -224,8 +224,8 @@ def run_training(config: Path, args: argparse.Namespace, what: str,
     """Train ``config`` on ``args.data`` into ``args.run_dir``: (config, summary, minutes).
 
     ``extra`` are pipeline overrides applied before the user's ``--set`` items."""
-    from medsr.engine.config import load_config
-    from medsr.engine.train import train
+    from medsr.training.config import load_config
+    from medsr.training.loop import train
 
     sets = [f"data.path={args.data}", *(extra or [])]
     if args.steps:

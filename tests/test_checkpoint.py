@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from medsr import models
-from medsr.engine.checkpoint import load_model, read_checkpoint, read_info, save_model
 from medsr.errors import UserError
+from medsr.models.checkpoint import load_model, read_checkpoint, read_info, save_model
 
 INFO = {"architecture": "espcn", "hparams": {"features": 8, "features2": 4}, "scale": [2, 2],
         "spatial_dims": 2, "in_channels": 1, "out_channels": 1,

@@ -136,9 +136,8 @@ def test_cli_geometry_mismatch_is_a_warning(cohort, tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
 
 
-def test_cli_model_mode_dispatches_to_the_engine(tmp_path, capsys):
-    """--run goes to medsr.engine.evaluate (an empty run directory is its user error)."""
-    pytest.importorskip("medsr.engine.evaluate")
+def test_cli_model_mode_dispatches_to_the_benchmark(tmp_path, capsys):
+    """--run goes to medsr.evaluation.benchmark (an empty run directory is its user error)."""
     hr = _save(tmp_path / "hr.nii.gz", np.ones((8, 8, 8)))
     assert main(["eval", "--run", str(tmp_path), "--data", hr]) == 2
     assert "checkpoint" in capsys.readouterr().err

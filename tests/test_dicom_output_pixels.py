@@ -23,7 +23,7 @@ import robust_helpers as h  # noqa: E402
 from medsr.cli import main  # noqa: E402
 from medsr.interpolate import resize  # noqa: E402
 from medsr.io.dicom import read_dicom, write_dicom_series  # noqa: E402
-from medsr.io.dicom_write import series_description  # noqa: E402
+from medsr.io.dicom.header import series_description  # noqa: E402
 
 fx = h.fx
 X2 = ("--scale", "1,1,2", "--method", "cubic")

@@ -10,8 +10,8 @@ import torch
 
 from medsr import degrade, geometry, models
 from medsr.cli import main
-from medsr.engine.checkpoint import save_model
-from medsr.engine.train import CREATE_KEYS
+from medsr.models.checkpoint import save_model
+from medsr.training.build import CREATE_KEYS
 
 
 def _checkpoint(path, scale=(1, 4)):

@@ -233,6 +233,11 @@ def test_training_spends_the_budget_and_leaves_the_reserve(case):
     assert used >= 30.0 - 3.0 - slack - 2 * 0.2 - 0.05 * 27, (used, rep.steps)
 
 
+def test_a_budget_shorter_than_one_step_still_trains_one():
+    rep, used = _run(lambda n: 0.1, seconds=3.05, reserve=3.0)  # 0.05 s left for training
+    assert rep.steps == 1 and rep.stopped_by == "budget" and used == pytest.approx(0.1)
+
+
 def test_fixed_steps_stop_by_steps_and_a_spent_budget_by_the_budget():
     rep, _ = _run(lambda n: 0.1, max_steps=12)
     assert rep.steps == 12 and rep.stopped_by == "steps"

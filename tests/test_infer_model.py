@@ -7,12 +7,12 @@ import torch
 
 from medsr import geometry, models
 from medsr.cli import main
-from medsr.data.normalise import background_level
-from medsr.engine.checkpoint import save_model
-from medsr.engine.train import CREATE_KEYS
 from medsr.inference.apply import apply_2d, plan_planes
 from medsr.inference.model_sr import FlipEnsemble
 from medsr.inference.tiling import receptive_halo, reflect_pad
+from medsr.intensity import background_level
+from medsr.models.checkpoint import save_model
+from medsr.training.build import CREATE_KEYS
 from medsr.volume import Volume
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
 from medsr.errors import UserError
-from medsr.losses import (
+from medsr.training.losses import (
     CharbonnierLoss,
     CombinedLoss,
     GradientLoss,
@@ -20,7 +20,7 @@ from medsr.losses import (
     sobel,
     ssim,
 )
-from medsr.losses.perceptual import _CFG, VGG19Features, gram
+from medsr.training.losses.perceptual import _CFG, VGG19Features, gram
 
 
 def _smooth(rng, shape):

@@ -44,7 +44,7 @@ def test_multiframe_sr_is_the_network_on_each_window(rng):
     plan = plan_grid(vol, scale=(2, 2, 1))
     out = multiframe_sr(vol, plan, net, info, batch=3, max_memory=2e5)  # forces tiles
     assert out.data.shape == (40, 44, 4)
-    from medsr.data.normalise import input_range
+    from medsr.intensity import input_range
 
     lo, hi = input_range(data, 0.5, 99.5)
     x = (data - lo) / (hi - lo)
@@ -60,7 +60,7 @@ def test_multiframe_sr_is_the_network_on_each_window(rng):
 
 def _multiframe_checkpoint(tmp_path):
     """A real (untrained) 3-frame x2 sp_vdsr checkpoint, saved as the trainer would."""
-    from medsr.engine.checkpoint import save_model
+    from medsr.models.checkpoint import save_model
 
     torch.manual_seed(0)
     net = models.create("sp_vdsr", scale=2, in_channels=3, out_channels=1, depth=2,

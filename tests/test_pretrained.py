@@ -5,7 +5,7 @@ import json
 import pytest
 
 from medsr import pretrained
-from medsr.engine.checkpoint import read_checkpoint
+from medsr.models.checkpoint import read_checkpoint
 
 
 @pytest.fixture

@@ -115,6 +115,36 @@ def test_eval_infers_methods_from_the_test_file_names(tmp_path, capsys):
     assert method_labels(["hr0.nii", "hr1.nii"], ["sr0.nii", "sr1.nii"]) == ["test", "test"]
 
 
+def test_one_summary_for_both_eval_modes_with_sample_std():
+    """The file comparison and the model benchmark summarise with one function: mean and
+    sample std (numpy's ``std(ddof=1)``), named so in their tables; 0 for one volume."""
+    from medsr.evaluation import EvaluationResult, report
+    from medsr.evaluation.benchmark import summarise
+
+    rng = np.random.default_rng(3)
+    rows = [{"volume": f"v{i}.nii.gz", "reference": f"v{i}.nii.gz", "test": f"{m}{i}.nii.gz",
+             "method": m, "psnr": float(rng.uniform(20, 40)), "ssim": float(rng.uniform()),
+             "nrmse": float(rng.uniform()), "data_range": 1.0}
+            for m in ("cubic", "model") for i in range(4)]
+    rows.append({**rows[0], "method": "single"})
+    files = EvaluationResult(rows)
+    bench = summarise(rows)
+    assert list(bench) == files.methods() == ["cubic", "model", "single"]
+    for method in ("cubic", "model", "single"):
+        s = files.summary(method)
+        assert s == report.summary(rows, method)
+        for m in ("psnr", "ssim", "nrmse"):
+            v = np.array([r[m] for r in rows if r["method"] == method])
+            want = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
+            assert s[m]["std"] == bench[method][f"{m}_std"] == pytest.approx(want, abs=1e-12)
+            assert s[m]["mean"] == bench[method][f"{m}_mean"] == pytest.approx(v.mean())
+            assert bench[method]["n"] == s["n"] == v.size
+    # the convention is stated where the numbers are shown
+    md = report.benchmark_markdown({"rows": rows, "summary": bench})
+    assert "mean ± std** (sample, ddof=1)" in md
+    assert "ddof=1" in report.comparison_table(rows).caption
+
+
 # --- cohort summary across a restart ----------------------------------------------------------
 
 def test_cohort_restart_keeps_earlier_rows_with_method_and_model(tmp_path, capsys):
@@ -237,7 +267,7 @@ def test_notes_print_spacings_at_sensible_precision(tmp_path, capsys, monkeypatc
 def test_training_curve_has_legends_and_an_honest_psnr_axis(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
-    from medsr.engine.figures import training_curve
+    from medsr.training.figures import training_curve
 
     csv_path = tmp_path / "metrics.csv"
     lines = ["step,loss,val_psnr,val_ssim"]

@@ -373,7 +373,7 @@ def test_non_integer_factor_lands_on_the_centre_preserving_grid():
 def test_budget_is_honoured_and_steps_reported():
     vol = _volume((1.0, 1.0, 4.0), (48, 44, 12))
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # one-off import, per process
-    out, rep = super_resolve_self_supervised(vol, budget_s=4.0, device="cpu", progress=False,
+    out, rep = super_resolve_self_supervised(vol, budget_s=8.0, device="cpu", progress=False,
                                              network=TINY)
     assert rep["train"]["steps"] > 10 and rep["train"]["stopped_by"] in ("budget", "steps")
     # training used the time the budget left it (less the inference reserve)
@@ -399,15 +399,6 @@ def test_a_budget_without_time_to_train_is_refused_not_overrun():
     suggested = int(re.search(r"--budget (\d+)s", str(short)).group(1))
     assert 0.75 * suggested >= need > 0.75 * (suggested - 1)
     assert "4 test-time flips" in str(short) and "writing will take about 1.0 s" in str(short)
-
-
-def test_a_short_budget_that_leaves_training_time_trains_at_least_one_step():
-    vol = _volume((1.0, 1.0, 4.0), (24, 20, 6))
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # one-off import, per process
-    out, rep = super_resolve_self_supervised(vol, budget_s=1.5, device="cpu",
-                                             progress=False, network=TINY, tta=False)
-    assert rep["train"]["steps"] >= 1 and rep["train"]["stopped_by"] == "budget"
-    assert out.spatial_shape == (24, 20, 24)
 
 
 def test_seeded_runs_are_identical_and_saved_model_reproduces(tmp_path):

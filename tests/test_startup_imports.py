@@ -51,15 +51,15 @@ ONLY = {
         "monai": "a NIfTI is read by nibabel; no MONAI transform runs for cubic B-splines",
         "torch": "classical resampling is numpy/scipy",
         "medsr.models": "no network runs",
-        "medsr.engine.checkpoint": "no network runs",
-        "medsr.data": "training data (MONAI datasets)",
+        "medsr.models.checkpoint": "no network runs",
+        "medsr.training": "training (its data are MONAI datasets)",
     },
     "infer_model": {
         "matplotlib": "medsr infer draws no figure",
         "monai": "medsr's networks and the runner are torch.nn; a NIfTI is read by nibabel",
-        "medsr.data": "training data (MONAI datasets); inference normalises with medsr.intensity",
+        "medsr.training": "training: data (MONAI datasets), losses, the loop; inference "
+                          "normalises with medsr.intensity",
         "medsr.selfsup.api": "no self-supervised fit without --self-supervised",
-        "medsr.engine.train": "training",
     },
     "eval": {
         "matplotlib": "no --json/--csv/--figure: no figure",

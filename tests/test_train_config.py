@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from medsr.engine.config import defaults, load_config, parse_set
 from medsr.errors import UserError
+from medsr.training.config import defaults, load_config, parse_set
 
 
 def _write(tmp_path, text: str):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from medsr.engine.config import load_config
-from medsr.engine.train import build_degradation, create_model, sampling_spec
-from medsr.losses import build_loss
 from medsr.models import available
+from medsr.training.build import build_degradation, create_model, sampling_spec
+from medsr.training.config import load_config
+from medsr.training.losses import build_loss
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 CONFIGS = [p for p in CONFIGS if "degradations" not in p.parts]

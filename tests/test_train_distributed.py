@@ -24,10 +24,10 @@ import torch
 from safetensors.torch import load_file
 from scipy.ndimage import gaussian_filter
 
+from medsr import distributed
 from medsr.cli import main
-from medsr.data.dataset import IndexRangeSampler, StepShardSampler
-from medsr.engine import distributed
 from medsr.errors import UserError
+from medsr.training.data.dataset import IndexRangeSampler, StepShardSampler
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
@@ -115,7 +115,7 @@ def test_two_processes_equal_one_process_up_to_rounding(runs):
         for key in ("loss", "val_psnr", "val_ssim"):
             assert float(r1[key]) == pytest.approx(float(r2[key]), rel=1e-5, abs=1e-6), key
     # what medsr infer --model loads
-    from medsr.engine.checkpoint import load_model
+    from medsr.models.checkpoint import load_model
 
     _, info = load_model(two / "checkpoints" / "best.safetensors")
     assert info["architecture"] == "espcn" and info["step"] == 6

@@ -14,9 +14,9 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio
 
 from medsr.cli import main
-from medsr.engine.checkpoint import load_model
-from medsr.engine.predict import predict_volume, volume_factors
+from medsr.evaluation.benchmark import predict_volume, volume_factors
 from medsr.geometry import upsampled_affine
+from medsr.models.checkpoint import load_model
 
 AFFINE = np.array([[-1.0, 0, 0, 20], [0, 1.0, 0, -10], [0, 0, 2.0, 5], [0, 0, 0, 1]])
 
@@ -174,7 +174,7 @@ def test_model_init_and_worker_independence(tmp_path, capsys):
     assert main(["train", str(cfg), "--run-dir", str(run), "--no-progress", "--set",
                  "train.steps=2", "--set", "optim.name=sgd", "--set", "optim.momentum=0",
                  "--set", "optim.lr=1e-30", "--set", f"model.init={init}"]) == 0
-    from medsr.engine.checkpoint import read_checkpoint
+    from medsr.models.checkpoint import read_checkpoint
 
     a, _ = read_checkpoint(init)
     b, _ = read_checkpoint(run / "checkpoints" / "last.safetensors")
@@ -207,7 +207,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_csv_source_with_paired_lr_and_mask(tmp_path):
-    from medsr.data import SamplingSpec, SRPatchDataset, list_items, load_volumes
+    from medsr.training.data import SamplingSpec, SRPatchDataset, list_items, load_volumes
 
     data = _volumes(tmp_path, n=2, shape=(32, 32, 10))
     rows = ["image,lr,mask"]

@@ -59,7 +59,7 @@ def test_smoke_config_learns_and_writes_a_run(full_run):
     import nibabel as nib
     from nilearn.datasets import load_mni152_template
 
-    from medsr.engine.evaluate import evaluate_model
+    from medsr.evaluation import benchmark_model as evaluate_model
 
     img = load_mni152_template(resolution=2)
     hr = np.asarray(img.get_fdata(), dtype=np.float32)[:98, :116, :94]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from medsr.data.sampling import SamplingSpec, draw
-from medsr.engine.determinism import rng_state, set_rng_state
-from medsr.engine.ema import EMA
-from medsr.engine.train import lr_at
+from medsr.training.build import lr_at
+from medsr.training.data.sampling import SamplingSpec, draw
+from medsr.training.determinism import rng_state, set_rng_state
+from medsr.training.ema import EMA
 
 
 def test_lr_schedules():
@@ -117,7 +117,7 @@ def test_metrics_mirror_to_tensorboard_and_purge_on_resume(tmp_path):
     """The CSV's scalars also go to TensorBoard; a resume purges events after its step."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from medsr.engine.train import MetricsLog
+    from medsr.training.logs import MetricsLog
 
     log = MetricsLog(tmp_path / "metrics.csv", ["step", "loss", "val_psnr"])
     log.start(None)
@@ -140,8 +140,8 @@ def test_metrics_mirror_to_tensorboard_and_purge_on_resume(tmp_path):
 
 
 def test_training_precision_choices():
-    from medsr.devices import training_precision
     from medsr.errors import UserError
+    from medsr.training.precision import training_precision
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
     assert training_precision("bf16", cpu) == (torch.bfloat16, False)
@@ -160,8 +160,8 @@ def test_bf16_training_is_reproducible_keeps_float32_weights_and_learns(tmp_path
 
     from safetensors.torch import load_file
 
-    from medsr.engine.config import load_config
-    from medsr.engine.train import train
+    from medsr.training.config import load_config
+    from medsr.training.loop import train
 
     smoke = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
     sets = ["train.steps=40", "train.val_every=40", "train.ckpt_every=40", "train.log_every=40"]
@@ -180,10 +180,10 @@ def test_bf16_training_is_reproducible_keeps_float32_weights_and_learns(tmp_path
 def test_target_noise_on_hr_patch_before_degrading_and_default_no_op():
     """degradation.target_noise: the HR target carries the added noise and the LR is
     degraded from that noisy HR; only matching volumes; kind none is byte-identical."""
-    from medsr.data.dataset import SRPatchDataset
     from medsr.degrade import Degradation
-    from medsr.engine.config import load_config
     from medsr.errors import UserError
+    from medsr.training.config import load_config
+    from medsr.training.data.dataset import SRPatchDataset
 
     rng = np.random.default_rng(1)
     smooth = np.full((1, 24, 24, 24), 0.5, np.float32) + rng.random((1, 1, 1, 24),

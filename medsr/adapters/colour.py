@@ -10,7 +10,7 @@ network, interpolation, IBP ...) and applies it to Y only; Cb/Cr and alpha are r
 with Catmull-Rom bicubic (:mod:`medsr.interpolate`). Grey volumes (no channel axis, or
 one channel) go to ``luma_sr`` as they are (:func:`medsr.adapters.channels.per_channel`);
 grey + alpha keeps grey as luma. The output dtype is the input dtype (integers rounded
-and clipped, :func:`medsr.io.common.cast_like`).
+and clipped, :func:`medsr.io.dtype.cast_like`).
 No I/O here: video and pictures are read and written by :mod:`medsr.io`.
 """
 
@@ -22,7 +22,7 @@ from medsr.adapters.channels import SR, per_channel
 from medsr.errors import UserError
 from medsr.geometry import OutputGrid
 from medsr.interpolate import resize
-from medsr.io.common import cast_like
+from medsr.io.dtype import cast_like
 from medsr.volume import Volume
 
 # MATLAB rgb2ycbcr for RGB in [0, 1]: offsets in 8-bit units, then / 255.

@@ -17,7 +17,7 @@ import numpy as np
 from medsr.adapters.channels import SR, per_channel
 from medsr.geometry import OutputGrid
 from medsr.intensity import robust_range
-from medsr.io.common import cast_like
+from medsr.io.dtype import cast_like
 from medsr.volume import Volume
 
 PERCENTILES = (1.0, 99.8)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("medsr.cli.train", "train an SR network from a YAML config"),
     "eval": ("medsr.cli.eval", "per-volume PSNR / SSIM / NRMSE tables"),
     "models": ("medsr.cli.models", "list the networks and the shipped weights"),
+    "bids": ("medsr.cli.bids", "BIDS App: BIDS_DIR OUTPUT_DIR participant|group"),  # issue 25
 }
 
 # OSErrors that describe the environment (disk, permissions, paths), not a bug.
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.from_process = argv is None  # the process's own command line (console script, -m)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # issue 25: for provenance
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-from medsr import cohort
 from medsr.cli.args import (
     SPACING_RANGE,
     duration,
@@ -33,7 +32,7 @@ from medsr.options import (
     SelfSupOptions,
     WriteOptions,
 )
-from medsr.pipeline import infer_file
+from medsr.pipeline import infer_file_with_sidecar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -114,6 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of interpolation or networks at edges); by default they are "
                         "clipped at 0 and counted")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--no-sidecar", dest="sidecar", action="store_false",  # issue 25
+                   help="write no provenance JSON beside a NIfTI/TIFF output")
     p.add_argument("--anonymize", action="store_true",
                    help="apply the basic DICOM de-identification profile to DICOM output")
     p.add_argument("--max-output-voxels", type=positive_int, default=DEFAULT_MAX_OUTPUT_VOXELS,
@@ -152,11 +153,20 @@ def run(args: argparse.Namespace) -> int:
                        and not Path(args.inputs[0]).exists()))
     if single:
         options = build_options(args, _budget_start(args.from_process))
-        result = infer_file(args.inputs[0], args.output, options)
+        result = infer_file_with_sidecar(args.inputs[0], args.output, options,
+                                         sidecar=args.sidecar, command=_command(args))
         print(result.summary(), file=sys.stderr)
         return 0
+    from medsr import cohort  # imports torch (its process group): only for cohorts
+
     return cohort.run_cohort(args.inputs, args.list_file, args.output, build_options(args),
-                             summary=args.summary, skip_existing=args.skip_existing)
+                             summary=args.summary, skip_existing=args.skip_existing,
+                             sidecar=args.sidecar, command=_command(args))
+
+
+def _command(args: argparse.Namespace) -> list[str] | None:
+    """The command line's words after ``medsr`` (for the provenance sidecar)."""
+    return getattr(args, "argv", None)
 
 
 def _budget_start(from_process: bool) -> float | None:

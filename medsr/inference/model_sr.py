@@ -81,7 +81,7 @@ class Pass:
 def load(ref: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """A shipped model by name (see medsr.pretrained) or a checkpoint path; never unpickles."""
     from medsr import pretrained
-    from medsr.engine.checkpoint import load_model
+    from medsr.models.checkpoint import load_model
 
     if str(ref) in pretrained.PRETRAINED:
         p = pretrained.PRETRAINED[str(ref)]

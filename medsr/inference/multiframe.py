@@ -5,7 +5,7 @@ A multi-frame model is a 2D network trained in the 2.5D setting (``sampling.mode
 t-r .. t+r of a (rows, cols, frames) stack as channels and its output the centre frame t
 at x k in-plane. Across a stack every frame is predicted from its own window; at the first
 and last frames the missing neighbours are the edge frame repeated (the same rule the
-training sampler uses, :func:`medsr.data.sampling.draw`).
+training sampler uses, :func:`medsr.training.data.sampling.draw`).
 
 :func:`multiframe_sr` applies such a model to one single-channel stack (luma, or grey),
 tiled with the receptive-field halo of :mod:`medsr.inference.tiling`, with the same input

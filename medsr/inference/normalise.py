@@ -1,8 +1,8 @@
 """Robust intensity normalisation as a small value object, remembered so it can be undone.
 
 The percentiles are computed by :func:`medsr.intensity.robust_range`, the same ranges
-training uses (:mod:`medsr.data.normalise`), so a network sees the same intensity scale at
-inference.
+training uses (:mod:`medsr.training.data.normalise`), so a network sees the same intensity
+scale at inference.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def saved_fit(model: Any) -> Path | None:
     path = Path(str(model))
     if path.suffix != ".safetensors" or not path.is_file():
         return None
-    from medsr.engine.checkpoint import read_info  # imports torch
+    from medsr.models.checkpoint import read_info  # imports torch
 
     try:
         info = read_info(path)  # metadata only: the weights are read once, where used

@@ -1,4 +1,7 @@
-"""Helpers every writer shares: atomic writes and safe integer casting."""
+"""Helpers every writer shares: output checks and atomic writes.
+
+The cast to the stored dtype is :mod:`medsr.io.dtype`.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,8 @@ import re
 import shutil
 import socket
 import tempfile
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-import numpy as np
 
 from medsr.errors import OutputError
 
@@ -325,42 +325,3 @@ def _swap(new: Path, final: Path, parent: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def cast_to_dtype(data: np.ndarray, dtype: np.dtype | str,
-                  bounds: tuple[int, int] | None = None, what: str | None = None,
-                  warn: bool = True) -> np.ndarray:
-    """Round and clip to an integer dtype's range (never wrap); plain cast for floats.
-
-    ``bounds`` narrows the integer range (e.g. a DICOM BitsStored of 12), ``what`` names
-    it in the warning that counts the clipped voxels (none with ``warn=False``)."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
-        if bounds is not None:
-            lo, hi = max(lo, int(bounds[0])), min(hi, int(bounds[1]))
-        out = np.empty(data.shape, dtype=dtype)
-        n_clip = 0
-        # in slabs along the first axis: the temporaries stay small whatever the volume
-        step = max(1, (1 << 24) // max(1, int(np.prod(data.shape[1:]))))
-        for a in range(0, max(1, data.shape[0]), step):
-            rounded = np.rint(np.nan_to_num(np.asarray(data[a:a + step]), nan=0.0))
-            n_clip += int(np.count_nonzero((rounded < lo) | (rounded > hi)))
-            out[a:a + step] = np.clip(rounded, lo, hi)
-        if n_clip and warn:
-            pct = f"{100.0 * n_clip / max(1, data.size):.3g}%"
-            warnings.warn(f"{n_clip} voxels outside the {what or dtype} range were clipped "
-                          f"to [{lo}, {hi}] ({pct} of the voxels)", stacklevel=2)
-        return out
-    if dtype == np.bool_:
-        return data > 0.5
-    return data.astype(dtype)
-
-
-def cast_like(data: np.ndarray, dtype: np.dtype | str) -> np.ndarray:
-    """:func:`cast_to_dtype` without the warning (SR overshoot is expected): integers
-    rounded and clipped silently, floats cast without a copy where none is needed."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
-        return cast_to_dtype(data, dtype, warn=False)
-    return np.asarray(data).astype(dtype, copy=False)

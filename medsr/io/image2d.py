@@ -28,7 +28,7 @@ import tifffile
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from medsr.errors import InputError, OutputError, UserError
-from medsr.io.common import cast_to_dtype
+from medsr.io.dtype import cast_to_dtype
 from medsr.io.formats import check_declared_size, frame_files
 from medsr.volume import Volume
 

@@ -44,7 +44,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from medsr.errors import InputError, UserError
-from medsr.io.common import cast_to_dtype
+from medsr.io.dtype import cast_to_dtype
 from medsr.io.formats import captured_logs, check_declared_size, check_voxel_size
 from medsr.volume import Volume
 
@@ -310,10 +310,8 @@ def write_nifti(vol: Volume, path: str | os.PathLike, *, dtype: str | None = Non
     if rescale:
         # The source was scaled integers: let nibabel choose slope/inter again.
         data = np.nan_to_num(np.asarray(data, dtype=np.float64))
-    elif np.issubdtype(out_dtype, np.integer):
-        data = cast_to_dtype(data, out_dtype)
     else:
-        data = np.asarray(data, dtype=out_dtype)
+        data = cast_to_dtype(data, out_dtype)
     if data.ndim == 4:  # channels -> NIfTI vector dimension 5, so they read back as one volume
         data = data[:, :, :, None, :]
     affine, unit = vol.affine, vol.meta.get("unit") or "mm"
@@ -348,7 +346,6 @@ def write_mgh(vol: Volume, path: str | os.PathLike, *, dtype: str | None = None)
         out = np.dtype(np.int32)
     else:
         out = np.dtype(np.float32)
-    data = cast_to_dtype(vol.data, out) if np.issubdtype(out, np.integer) \
-        else np.asarray(vol.data, dtype=out)
+    data = cast_to_dtype(vol.data, out)
     nib.save(nib.MGHImage(data, vol.affine), path)
     return path

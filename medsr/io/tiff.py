@@ -34,7 +34,7 @@ import numpy as np
 import tifffile
 
 from medsr.errors import InputError, OutputError, UserError
-from medsr.io.common import cast_to_dtype
+from medsr.io.dtype import cast_to_dtype
 from medsr.io.formats import captured_logs, check_declared_size, check_voxel_size
 from medsr.volume import Volume
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.errors import InputError, OutputError, UserError
-from medsr.io.common import cast_like
+from medsr.io.dtype import cast_like
 from medsr.volume import Volume
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv")

@@ -1,7 +1,7 @@
 """EnhanceNet (Sajjadi et al., ICCV 2017), the generator: 10 residual blocks on the LR
 grid, nearest-neighbour + conv upsampling steps, two convs, added to the interpolated
 input. The perceptual / texture / adversarial losses of EnhanceNet-PAT live in
-medsr.losses, not here."""
+medsr.training.losses, not here."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ Every step is a library call, so a Python user gets exactly what ``medsr infer``
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from medsr.pipeline import modes
 from medsr.pipeline.result import InferResult, write_result
 from medsr.pipeline.run import super_resolve_volume
 from medsr.pipeline.selfsup_run import run_saved_fit, run_self_supervised
+from medsr.provenance import run_with_sidecar
 from medsr.volume import Volume
 
 
@@ -57,7 +59,7 @@ def infer_file(input_path: str | Path, output: str | Path | None = None,
     read_s = time.perf_counter() - t_read
     if options.write.dtype is not None and fmt != "video" and \
             io.output_format(out_path, fmt) == "dicom":
-        from medsr.io.dicom_write import dicom_dtype  # pydicom: only for DICOM output
+        from medsr.io.dicom.pixels import dicom_dtype  # pydicom: only for DICOM output
 
         dicom_dtype(options.write.dtype)  # a --dtype DICOM cannot store fails before work
     if mode == "self-supervised":
@@ -68,6 +70,20 @@ def infer_file(input_path: str | Path, output: str | Path | None = None,
         result = _run(vol, input_path, out_path, t0, options, model)
     result.notes[:0] = notes
     return result
+
+
+def infer_file_with_sidecar(input_path: str | Path, output: str | Path | None,
+                            options: InferOptions, *, sidecar: bool = True,
+                            command: Sequence[str] | str | None = None) -> InferResult:
+    """:func:`infer_file` with its provenance sidecar (:func:`medsr.provenance.run_with_sidecar`:
+    refused before any work when it may not be written, written after the output)."""
+    def infer(src: str | Path, dst: str | Path | None, **_: Any) -> InferResult:
+        return infer_file(src, dst, options)
+
+    run = options.run
+    return run_with_sidecar(infer, input_path, output, sidecar=sidecar, command=command,
+                            overwrite=options.write.overwrite, model=run.model,
+                            device=run.device, precision=run.precision)
 
 
 def _run(vol: Volume, input_path: Path, out_path: Path, t0: float, options: InferOptions,

@@ -34,6 +34,7 @@ class InferResult:
     unit: str = "mm"  # of the spacings: "µm" / "px" for microscopy stacks and frames
     model: str = ""  # the network(s) or fitted model used; "" for classical methods
     tta: bool = False  # the flip self-ensemble (--tta) was applied
+    provenance: dict[str, Any] = field(default_factory=dict)  # issue 25: medsr.provenance
 
     def summary(self) -> str:
         """One line (shapes, spacings, method, time, output), then one per note."""
@@ -93,4 +94,5 @@ def write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0:
                        spacing_in=tuple(float(s) for s in vol.spacing),
                        spacing_out=tuple(float(s) for s in out.spacing),
                        seconds=time.perf_counter() - t0, notes=notes,
-                       unit=spacing_unit(vol))
+                       unit=spacing_unit(vol),
+                       provenance={"affine_out": out.affine.tolist()})  # issue 25

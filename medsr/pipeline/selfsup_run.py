@@ -19,6 +19,7 @@ from medsr.errors import UserError
 from medsr.options import InferOptions
 from medsr.pipeline import projection
 from medsr.pipeline.result import InferResult, num, write_result
+from medsr.provenance import selfsup_part  # issue 25
 from medsr.volume import Volume
 
 # medsr.selfsup is imported where used: it is lazy on purpose (tests/test_startup_imports.py)
@@ -103,6 +104,8 @@ def run_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float
     result = write_result(vol, out, input_path, out_path, t0, method="self-supervised",
                           notes=notes, write=opts.write, keep_overshoot=run.keep_overshoot)
     result.model = str(report.get("saved_model") or report.get("architecture") or "")
+    result.provenance.update(  # issue 25: the slice profile for the sidecar
+        selfsup_part(report, name, estimated_mm, profile_note, run.auto_profile))
     result.tta = int(report.get("test_time_flips", 1)) > 1
     took = time.perf_counter() - start
     if took > 1.05 * budget_s:

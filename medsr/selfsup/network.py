@@ -7,8 +7,8 @@ in ``medsr/weights``). ``"auto"`` decides per scan (:func:`choose_start`): it fi
 the shipped default when one ships for k and its error on the scan's own training pairs
 is not far above Lanczos interpolation's (its prior fits this scan), else it starts from scratch
 (measured: docs/self-supervised.md "Where training starts"). A fitted model is an ordinary medsr
-checkpoint (``medsr.engine.checkpoint``: safetensors + JSON), with a ``selfsup`` block
-recording the task it was fitted for, so ``medsr.engine.checkpoint.load_model`` rebuilds
+checkpoint (``medsr.models.checkpoint``: safetensors + JSON), with a ``selfsup`` block
+recording the task it was fitted for, so ``medsr.models.checkpoint.load_model`` rebuilds
 it like any other.
 """
 
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from medsr import models
-from medsr.engine.checkpoint import load_model, save_model
 from medsr.errors import UserError
+from medsr.models.checkpoint import load_model, save_model
 from medsr.models.upsample import Interpolate
 
 ARCHITECTURE = "sp_vdsr"

@@ -34,7 +34,7 @@ _ENV.pop("PYTHONWARNINGS", None)
 # Imported once by the driver so that no child pays for them.
 _PRELOAD = ("numpy", "torch", "nibabel", "tifffile", "PIL.Image", "medsr.cli", "medsr.pipeline",
             "medsr.io", "medsr.io.nifti", "medsr.io.tiff", "medsr.io.image2d", "medsr.io.dicom",
-            "medsr.engine.checkpoint", "medsr.models", "medsr.evaluation", "medsr.pretrained",
+            "medsr.models.checkpoint", "medsr.models", "medsr.evaluation", "medsr.pretrained",
             "medsr.models.complexity", "medsr.cli.infer", "medsr.cli.eval", "medsr.cli.models")
 
 

@@ -152,8 +152,8 @@ def test_read_checkpoint_of_deep_torch_metadata_is_one_user_error(tmp_path):
     """A plain-weights torch file whose medsr metadata text nests 10000 levels."""
     import torch
 
-    from medsr.engine.checkpoint import read_checkpoint
     from medsr.errors import UserError
+    from medsr.models.checkpoint import read_checkpoint
 
     path = tmp_path / "m.pt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "medsr": str(DEEP)}, path)

@@ -150,7 +150,8 @@ def test_cohort_of_hostile_inputs_reports_each_and_exits_1(tmp_path):
         assert r["error"] and "\n" not in r["error"] and "internal error" not in r["error"]
         assert r["error"] in proc.stderr
     assert nib.load(tmp_path / "out" / "good_sr.nii.gz").shape == (8, 8, 8)
-    assert sorted(h.entries(tmp_path / "out")) == ["good_sr.nii.gz", "medsr_summary.csv"]
+    assert sorted(h.entries(tmp_path / "out")) == ["good_sr.json", "good_sr.nii.gz",  # issue 25
+                                                   "medsr_summary.csv"]
     assert {str(p): h.fingerprint(p) for p in inputs} == before
 
 

@@ -161,7 +161,7 @@ def _plant(ds: pydicom.Dataset) -> list[str]:
     in nested sequences and in private tags; returns the keywords planted."""
     from pydicom.datadict import dictionary_VR, keyword_for_tag
 
-    from medsr.io.dicom_deid import PROFILE
+    from medsr.io.dicom.deid_profile import PROFILE
 
     planted = []
     for n, tag in enumerate(sorted(PROFILE)):
@@ -227,7 +227,7 @@ def test_anonymize_removes_every_planted_identifier(tmp_path):
     import SimpleITK as sitk
     from pydicom.uid import UID_dictionary
 
-    from medsr.io.dicom_deid import DUMMY_DATES
+    from medsr.io.dicom.deid_rules import DUMMY_DATES
 
     case = fx.oblique_case((10, 8, 5))
     src = tmp_path / "planted"

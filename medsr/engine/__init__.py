@@ -1,1 +1,0 @@
-"""Training, evaluation and prediction engines: config, loop, checkpoints, manifests."""
