@@ -221,7 +221,7 @@ def super_resolve(image: Any, scale: Factors | None = None, spacing: Factors | N
     array needs ``affine=`` and comes back as ``(array, affine)``; every other kind comes
     back as its own kind with the affine ``A @ S``.
     """
-    from medsr.io.common import cast_like
+    from medsr.io.dtype import cast_like
     from medsr.pipeline import super_resolve_volume
     from medsr.pipeline.modes import check_flags as check_options
 
