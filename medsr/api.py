@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from medsr import io
 from medsr.errors import UserError
 from medsr.geometry import DEFAULT_MAX_OUTPUT_VOXELS, RAS_TO_LPS, plan_grid
 from medsr.volume import Volume
@@ -189,7 +190,6 @@ def read(path: str | os.PathLike, **options: Any) -> Volume:
     """Read a NIfTI/MGH file, DICOM series, TIFF stack, picture, frames folder or video
     into a :class:`~medsr.volume.Volume` (:func:`medsr.io.read`; ``options``: ``volume``,
     ``series``, ``input_spacing``, ``max_voxels``)."""
-    from medsr import io
 
     return io.read(path, **options)
 
@@ -199,7 +199,6 @@ def write(image: Any, path: str | os.PathLike, *, affine: np.ndarray | None = No
     """Write ``image`` (any kind :func:`super_resolve` takes; ``affine=`` for arrays)
     atomically in the format the path's suffix names; returns the path written. An
     existing file is replaced only with ``overwrite`` (:func:`medsr.io.write`)."""
-    from medsr import io
 
     return io.write(to_volume(image, affine), path, overwrite=overwrite, dtype=dtype,
                     **options)

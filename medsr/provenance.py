@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from medsr import __version__, pretrained
+from medsr import __version__, io, pretrained
 from medsr.io.common import atomic_path, check_output
+from medsr.io.video import is_video
 
 SIDECAR_FORMATS = ("nifti", "mgh", "tiff")
 _SUFFIXES = (".nii.gz", ".ome.tiff", ".ome.tif", ".nii", ".mgz", ".mgh", ".tiff", ".tif")
@@ -49,8 +50,6 @@ def sidecar_path(output: str | os.PathLike) -> Path | None:
 
 def planned_output(input_path: str | os.PathLike, output: str | os.PathLike | None) -> Path:
     """Where ``medsr infer`` writes ``input_path`` (as :func:`medsr.pipeline.infer_file`)."""
-    from medsr import io
-    from medsr.io.video import is_video
 
     p = Path(input_path)
     if output is not None:

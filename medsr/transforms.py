@@ -28,6 +28,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
+from medsr.api import super_resolve
 from medsr.errors import UserError
 
 __all__ = ["SuperResolve", "SuperResolved", "super_resolve_channel_first"]
@@ -40,7 +41,6 @@ def super_resolve_channel_first(img: Any, scale: Factors = None, spacing: Factor
                                 **options: Any) -> torch.Tensor:
     """The pure function of :class:`SuperResolve`: ``img`` (C, I, J, K) super-resolved,
     a MetaTensor with the affine A @ S (a plain tensor when meta tracking is off)."""
-    from medsr.api import super_resolve
 
     if not isinstance(img, MetaTensor):
         img = MetaTensor(torch.as_tensor(np.asarray(img) if not torch.is_tensor(img) else img))

@@ -20,6 +20,7 @@ from monai.transforms import Randomizable, Transform
 from medsr.degrade import _array
 from medsr.degrade.blur import UNITS, blur, blur_widths
 from medsr.degrade.downsample import MODES, WINDOWS, downsample, lr_affine, resolve_factors
+from medsr.degrade.jpeg import jpeg
 from medsr.degrade.noise import MAX_PHOTONS, NOISES, absolute_levels, add_noise
 from medsr.degrade.profiles import PROFILES, load_kernel
 from medsr.degrade.randomize import sample
@@ -258,7 +259,6 @@ class Degradation(Randomizable, Transform):
         if p["noise"] == "poisson-gaussian":
             resolved["gain_abs"] = gain_abs
         if p["jpeg_quality"] is not None:
-            from medsr.degrade.jpeg import jpeg
 
             y, resolved["jpeg_range"] = jpeg(y, int(p["jpeg_quality"]))
         self.last_params = _jsonable({**p, "resolved": resolved})

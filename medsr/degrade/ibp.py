@@ -14,21 +14,12 @@ import numpy as np
 from medsr import geometry
 from medsr.degrade.compose import Degradation
 from medsr.errors import UserError
+from medsr.interpolate import resize
 
 
 def _upsample(x: np.ndarray, factors: Sequence[float], shape_out: Sequence[int]) -> np.ndarray:
     """Cubic upsampling of the leading spatial axes onto ``shape_out`` (A @ S grid)."""
-    try:
-        from medsr.interpolate import resize
-    except ImportError:
-        resize = None
-    if resize is not None:
-        return np.asarray(resize(x, factors, method="cubic", shape_out=tuple(shape_out)))
-    from scipy import ndimage
-
-    nd = len(shape_out)
-    zoom = [o / n for o, n in zip(shape_out, x.shape[:nd])] + [1.0] * (x.ndim - nd)
-    return ndimage.zoom(x, zoom, order=3, mode="grid-mirror", grid_mode=True)
+    return np.asarray(resize(x, factors, method="cubic", shape_out=tuple(shape_out)))
 
 
 def iterative_back_projection(lr: np.ndarray, factors: float | Sequence[float],

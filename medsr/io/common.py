@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from medsr import __version__
 from medsr.errors import OutputError
 
 TMP_PREFIX = ".medsr-tmp-"
@@ -51,7 +52,6 @@ def _tree(d: Path) -> set[str]:
 
 def write_marker(d: str | os.PathLike) -> None:
     """Record in ``d/.medsr-output`` every entry medsr wrote into the directory ``d``."""
-    from medsr import __version__
 
     d = Path(d)
     record = {"written_by": "medsr", "version": __version__, "entries": sorted(_tree(d))}

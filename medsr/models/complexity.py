@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from medsr.models.base import Scale
+from medsr.models.registry import PRESETS, available, create
 
 LEARNED_OPS = ("convolution", "addmm")
 
@@ -37,7 +38,6 @@ def macs_per_output_voxel(name: str, spatial_dims: int = 2, scale: Scale = 2,
                           in_channels: int = 1, out_channels: int = 1,
                           lr_size: int | None = None, **hyperparameters) -> float:
     """MACs of network ``name`` per output voxel (per spatial position, all channels)."""
-    from medsr.models.registry import create
 
     lr_size = lr_size or (32 if spatial_dims == 2 else 16)
     with torch.device("meta"):
@@ -50,7 +50,6 @@ def macs_per_output_voxel(name: str, spatial_dims: int = 2, scale: Scale = 2,
 def parameters_of(name: str, spatial_dims: int = 2, scale: Scale = 2, in_channels: int = 1,
                   out_channels: int = 1, **hyperparameters) -> int:
     """Parameter count of network ``name`` without allocating its weights."""
-    from medsr.models.registry import create
 
     with torch.device("meta"):
         return count_parameters(create(name, spatial_dims, scale, in_channels, out_channels,
@@ -61,7 +60,6 @@ def zoo_table(scale: int = 2, spatial_dims: tuple[int, ...] = (2, 3),
               preset: str | None = None) -> list[dict]:
     """One row per network: parameters and MACs per output voxel for each of
     ``spatial_dims`` (``preset`` applied where the network defines it)."""
-    from medsr.models.registry import PRESETS, available
 
     rows = []
     for name in available():

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medsr.errors import UserError
+from medsr.interpolate import resize_torch
 from medsr.models.blocks import CONV_TRANSPOSE, conv, layer
 from medsr.models.blocks import act as make_act
 
@@ -189,7 +190,6 @@ class Interpolate(nn.Module):
             mode = self.TORCH_MODES[self.method] or ("bilinear" if x.ndim == 4 else "trilinear")
             kw = {} if mode == "nearest" else {"align_corners": False}
             return F.interpolate(x, size=size, mode=mode, **kw)
-        from medsr.interpolate import resize_torch
 
         return resize_torch(x, self.factors, self.method, shape_out=size)
 

@@ -27,7 +27,7 @@ from medsr.devices import select_device
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d
 from medsr.inference.normalise import Normalisation
-from medsr.inference.tiling import reflect_pad
+from medsr.inference.tiling import receptive_halo, reflect_pad
 from medsr.interpolate import resize
 from medsr.progress import LogProgress, progress_mode
 from medsr.selfsup.axes import ThroughPlane, detect_through_plane, scan_profile
@@ -87,7 +87,6 @@ class Fitted:
 def halo_of(model: nn.Module) -> int:
     """Tile halo covering the receptive field: the summed radii of the convolutions
     (an upper bound for a feed-forward net) plus 3 for a Lanczos-3 skip."""
-    from medsr.inference.tiling import receptive_halo
 
     return receptive_halo(model, extra=3, cap=MAX_HALO)
 

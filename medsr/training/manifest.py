@@ -121,7 +121,6 @@ def write_manifest(run_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path
 
 def read_manifest(run_dir: str | os.PathLike) -> dict[str, Any]:
     """``run_dir/manifest.json`` as a dict (UserError when missing or unreadable)."""
-    from medsr.errors import UserError
 
     path = Path(run_dir) / "manifest.json"
     try:
