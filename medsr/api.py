@@ -34,6 +34,9 @@ import numpy as np
 from medsr import io
 from medsr.errors import UserError
 from medsr.geometry import DEFAULT_MAX_OUTPUT_VOXELS, RAS_TO_LPS, plan_grid
+from medsr.io.dtype import cast_like
+from medsr.pipeline import super_resolve_volume
+from medsr.pipeline.modes import check_flags as check_options
 from medsr.volume import Volume
 
 __all__ = ["read", "write", "super_resolve", "to_volume", "from_volume"]
@@ -220,10 +223,6 @@ def super_resolve(image: Any, scale: Factors | None = None, spacing: Factors | N
     array needs ``affine=`` and comes back as ``(array, affine)``; every other kind comes
     back as its own kind with the affine ``A @ S``.
     """
-    from medsr.io.dtype import cast_like
-    from medsr.pipeline import super_resolve_volume
-    from medsr.pipeline.modes import check_flags as check_options
-
     vol = to_volume(image, affine)
     auto_profile = slice_profile is None or str(slice_profile) == "auto"
     profile = None if auto_profile else slice_profile

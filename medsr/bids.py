@@ -30,6 +30,7 @@ from medsr import __version__
 from medsr.errors import UserError, one_line
 from medsr.extras import missing
 from medsr.io.common import atomic_path
+from medsr.pipeline import infer_file
 from medsr.provenance import generated_by, record, write_json
 
 DEFAULT_SUFFIXES = ("T1w", "T2w", "FLAIR")
@@ -219,8 +220,6 @@ def _raw_metadata(src: Any) -> dict[str, Any]:
 def process_one(src: Any, run: BidsRun, infer: Callable[..., Any] | None = None
                 ) -> tuple[str, Any]:
     """("ok" | "skipped", result or None) for one scan; raises on failure."""
-    from medsr.pipeline import infer_file
-
     dst = output_path(src, run)
     sidecar = dst.with_name(dst.name[: -len(".nii.gz")] + ".json")
     if dst.exists() and sidecar.exists() and not run.overwrite:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medsr.errors import InputError, UserError
-from medsr.geometry import as_factors, output_shape, source_coordinates
+from medsr.geometry import as_factors, output_shape, source_coordinates, upsampled_affine
 from medsr.volume import Volume
 
 if TYPE_CHECKING:
@@ -265,8 +265,6 @@ def resize(data: np.ndarray, factors, method: str = "cubic",
 def resize_volume(vol: Volume, factors, method: str = "cubic",
                   shape_out: tuple[int, int, int] | None = None) -> Volume:
     """Resample a Volume's three spatial axes; the affine becomes A @ S (geometry)."""
-    from medsr.geometry import upsampled_affine
-
     f = as_factors(factors, 3)
     data = resize(vol.data, f, method, shape_out)
     affine = upsampled_affine(vol.affine, f, vol.spatial_shape, data.shape[:3])

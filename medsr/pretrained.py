@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from medsr.errors import UserError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -132,8 +134,6 @@ def resolve(ref: str | Path) -> tuple[str | Path, str | None]:
     replaced by that one (with a note); an unknown name lists the valid names and the
     nearest match; a path that does not exist says so."""
     import difflib
-
-    from medsr.errors import UserError
 
     text = str(ref)
     if text in PRETRAINED:

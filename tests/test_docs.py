@@ -46,6 +46,7 @@ SKIP = {
     "pip install -q torch==2.13.0": "installs from the network",
     'pip install -q -e ".[test]"': "installs from the network",
     "ruff check .": "the linter: CI runs it itself",
+    "lint-imports": "the import contract: CI runs it itself (tests/test_layers.py too)",
     "pytest -q": "the whole test suite, which contains this test",
     "torchrun --nproc_per_node 2 -m medsr train configs/smoke.yaml --run-dir runs/ddp":
         "two processes; tests/test_train_distributed.py runs medsr under torchrun",

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr import pretrained
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d, apply_3d
 from medsr.intensity import input_range
@@ -80,7 +81,6 @@ class Pass:
 
 def load(ref: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """A shipped model by name (see medsr.pretrained) or a checkpoint path; never unpickles."""
-    from medsr import pretrained
     from medsr.models.checkpoint import load_model
 
     if str(ref) in pretrained.PRETRAINED:

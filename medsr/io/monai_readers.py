@@ -30,6 +30,7 @@ from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
 from medsr.errors import InputError
+from medsr.io import read
 from medsr.io.formats import FORMATS, _sniff, suffix_format
 from medsr.volume import Volume
 
@@ -87,8 +88,6 @@ class MedsrReader(ImageReader):
     def read(self, data: Sequence[os.PathLike | str] | os.PathLike | str, **kwargs
              ) -> Volume | list[Volume]:
         """Read each name into a Volume (one Volume for one name)."""
-        from medsr.io import read
-
         options = {"volume": self.volume, "series": self.series,
                    "input_spacing": self.input_spacing, **kwargs}
         vols = [read(name, **options) for name in ensure_tuple(data)]
