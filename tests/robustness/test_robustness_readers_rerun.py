@@ -129,7 +129,8 @@ def test_5d_vector_keeps_channels_and_other_5d_is_refused(cli, tmp_path):
     assert nib.load(tmp_path / "out" / "o.nii.gz").shape == (16, 16, 8, 1, 2)
     five = np.random.default_rng(0).random((8, 8, 4, 2, 2)).astype(np.float32)
     src5 = h.nifti(tmp_path / "in" / "f.nii", five)
-    (tmp_path / "out" / "o.nii.gz").unlink()
+    for written in ("o.nii.gz", "o.json"):  # the output and its provenance sidecar
+        (tmp_path / "out" / written).unlink()
     _run(cli, tmp_path, src5, "o5.nii.gz", match="5D")
 
 
