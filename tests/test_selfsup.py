@@ -32,7 +32,8 @@ from medsr.selfsup import (
     slice_thickness,
     super_resolve_self_supervised,
 )
-from medsr.selfsup.api import INFERENCE_MARGIN, BudgetTooShort, mix_prior
+from medsr.selfsup.api import mix_prior
+from medsr.selfsup.budget import INFERENCE_MARGIN, BudgetTooShort
 from medsr.selfsup.consistency import project
 from medsr.selfsup.network import build
 from medsr.volume import Volume

@@ -4,7 +4,7 @@
 The budget covers the whole command, from ``budget_start`` (the process start when run
 from the command line) to the written output: set-up, the scan's read, the profile
 estimate, training, inference and the estimated write. A budget that set-up and inference
-alone do not fit in is refused (:class:`medsr.selfsup.api.BudgetTooShort`, exit 2).
+alone do not fit in is refused (:class:`medsr.selfsup.budget.BudgetTooShort`, exit 2).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def run_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float
     of the training pairs is estimated from the scan (used when confident; otherwise
     Gaussian, as with no estimate)."""
     from medsr.selfsup import FEW_STEPS, super_resolve_self_supervised
-    from medsr.selfsup.api import BudgetTooShort
+    from medsr.selfsup.budget import BudgetTooShort
 
     run, ss = opts.run, opts.selfsup
     budget_s = DEFAULT_BUDGET_S if ss.budget_s is None else ss.budget_s

@@ -14,8 +14,9 @@ from medsr._lazy import lazy_exports
 # only :mod:`medsr.selfsup.profile_estimate`, does not import the fitting machinery
 # (networks, checkpoints, training data).
 _WHERE = {
-    **dict.fromkeys(("FEW_STEPS", "Fitted", "apply", "apply_saved", "auto_start", "fit",
-                     "flip_sets", "super_resolve_self_supervised"), "api"),
+    **dict.fromkeys(("Fitted", "apply", "apply_saved", "auto_start", "fit", "flip_sets",
+                     "super_resolve_self_supervised"), "api"),
+    **dict.fromkeys(("FEW_STEPS", "BudgetTooShort"), "budget"),
     **dict.fromkeys(("ThroughPlane", "detect_through_plane", "profile_kernel", "scan_profile",
                      "slice_thickness"), "axes"),
     **dict.fromkeys(("load_fitted", "save_fitted"), "network"),
