@@ -34,6 +34,8 @@ def use_all_cores() -> None:
 class FlipEnsemble(nn.Module):
     """Self-ensemble: average the network over flips of every spatial axis (2^d passes)."""
 
+    receptive_field_from = "net"  # flips do not change the field (tiling.receptive_halo)
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
@@ -88,7 +90,11 @@ def load(ref: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, An
         if not p.available:
             raise UserError(f"pretrained model {ref!r} is not installed ({p.path} missing)")
         ref = p.path
-    return load_model(ref, device=device)
+    from medsr.inference.tiling import remember_receptive_field
+
+    net, info = load_model(ref, device=device)
+    remember_receptive_field(net, info)  # stored with the weights: no probe on this run
+    return net, info
 
 
 def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[int, int, int]:

@@ -156,6 +156,65 @@ def conv_layers(net: torch.nn.Module) -> list[torch.nn.Module]:
             if isinstance(m, (torch.nn.modules.conv._ConvNd, FusedConvAct))]
 
 
+# Halos measured in this process, by architecture (see :func:`architecture_key`): the probe
+# runs once per architecture and settings, not once per call or per loaded copy.
+_HALOS: dict[tuple, int] = {}
+# The checkpoint metadata key of a stored halo (written with the weights; see
+# :func:`receptive_field_info`).
+FIELD_KEY = "receptive_field"
+
+
+def architecture_key(net: torch.nn.Module) -> tuple:
+    """What a network's receptive field depends on, hashable: each module's class, its
+    ``extra_repr`` (kernel sizes, dilations, strides, padding) and its plain settings
+    (scale, interpolation method, centre-frame slice, ...), in module order. The
+    weights do not enter: :func:`measured_radius` probes the architecture with random
+    weights. Conv + activation fused for the CPU (:class:`~medsr.inference.fusion.
+    FusedConvAct`) gives its own key, and the same halo."""
+    net = getattr(net, "_orig_mod", net)
+    parts = []
+    for name, m in net.named_modules():
+        plain = tuple(sorted(
+            (k, repr(v)) for k, v in vars(m).items()
+            if not k.startswith("_") and k != "training"
+            and isinstance(v, (int, float, str, bool, tuple, slice, type(None)))))
+        parts.append((name, type(m).__qualname__, m.extra_repr(), plain))
+    return tuple(parts)
+
+
+def receptive_field_info(net: torch.nn.Module) -> dict[str, int]:
+    """The metadata to store with a model's weights (under :data:`FIELD_KEY`) so that
+    loading it needs no probe: the halo of :func:`receptive_halo` with its defaults."""
+    return {"halo": receptive_halo(net), "extra": 3, "cap": 32}
+
+
+def remember_receptive_field(net: torch.nn.Module, info: dict | None) -> int | None:
+    """Seed ``net``'s halo from its checkpoint metadata ``info`` (:data:`FIELD_KEY`), when
+    present and plausible: an integer within [4, the analytic bound of the layers] (a
+    halo beyond that bound would be a stale or edited value; the bound always covers the
+    field). Returns the halo used, or None (then :func:`receptive_halo` measures)."""
+    field = (info or {}).get(FIELD_KEY)
+    if not isinstance(field, dict):
+        return None
+    halo, extra, cap = field.get("halo"), field.get("extra", 3), field.get("cap", 32)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (halo, extra, cap)):
+        return None
+    if not 4 <= halo <= _analytic_bound(net, extra, cap):
+        return None
+    try:
+        net._medsr_halo = ((extra, cap, True), int(halo))
+    except AttributeError:
+        return None
+    return int(halo)
+
+
+def _analytic_bound(net: torch.nn.Module, extra: int, cap: int) -> int:
+    radius = 0
+    for m in conv_layers(net):
+        radius += max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
+    return int(min(cap, max(4, radius + extra)))
+
+
 def receptive_halo(net: torch.nn.Module, extra: int = 3, cap: int = 32,
                    probe: bool = True) -> int:
     """A tile halo (input voxels) covering ``net``'s receptive field, within [4, ``cap``].
@@ -165,24 +224,33 @@ def receptive_halo(net: torch.nn.Module, extra: int = 3, cap: int = 32,
     branches (SP-VDSR's skip runs beside its body, not after it), so with ``probe`` the
     field is also measured (:func:`measured_radius`) and the smaller is used: outputs do
     not change, since both cover the field, but a smaller halo costs less compute at
-    every tile and volume edge. Cached on the module.
+    every tile and volume edge.
+
+    Measured once: cached on the module, seeded from its checkpoint metadata
+    (:func:`remember_receptive_field`; a deep copy keeps it), and cached per process by
+    :func:`architecture_key`. A wrapper that runs its inner network on flipped inputs
+    (``receptive_field_from`` names the inner module) has the inner network's halo.
     """
+    inner = getattr(type(net), "receptive_field_from", None)
+    if inner:
+        return receptive_halo(getattr(net, inner), extra, cap, probe)
     cached = getattr(net, "_medsr_halo", None)
     key = (extra, cap, probe)
     if cached is not None and cached[0] == key:
         return cached[1]
-    radius = 0
-    for m in conv_layers(net):
-        radius += max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
-    bound = int(min(cap, max(4, radius + extra)))
-    halo = bound
-    if probe:
-        measured = measured_radius(net, bound)
-        if measured is not None:
-            halo = int(max(4, min(bound, measured)))
+    arch = (architecture_key(net), key)
+    halo = _HALOS.get(arch)
+    if halo is None:
+        bound = _analytic_bound(net, extra, cap)
+        halo = bound
+        if probe:
+            measured = measured_radius(net, bound)
+            if measured is not None:
+                halo = int(max(4, min(bound, measured)))
+        _HALOS[arch] = halo
     try:
         net._medsr_halo = (key, halo)
-    except AttributeError:  # modules that refuse attributes: recompute next time
+    except AttributeError:  # modules that refuse attributes: the process cache serves
         pass
     return halo
 
