@@ -112,6 +112,12 @@ def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[
     return tuple(f)  # type: ignore[return-value]
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds no NaN or infinity, without a volume-sized boolean temporary
+    (min and max propagate NaN and show infinities)."""
+    return a.size == 0 or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+
+
 def run_settings(device: torch.device, channels_last: bool | None = None,
                  precision: str = "auto") -> tuple[bool, str]:
     """The layout and precision :func:`run_passes` uses on ``device`` (channels-last by
@@ -146,19 +152,25 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
     for p in passes:
         norm = p.info.get("normalisation") or {}
         lo, hi = input_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
-        x = (out - lo) / (hi - lo)
+        # normalised in place in this function's own float32 copy (the caller's array is
+        # never written): one input-sized buffer, the same float32 arithmetic as
+        # (out - lo) / (hi - lo)
+        x = out if out is not data and out.base is None else out.copy()
+        del out
+        x -= lo
+        x /= hi - lo
         net = p.runnable(dev, channels_last, compile_model, tta, precision)
         with torch.inference_mode(), autocast(dev, precision):
             if p.model.spatial_dims == 2:
-                y = apply_2d(net, x.astype(np.float32, copy=False), p.factors, device=dev,
+                y = apply_2d(net, x, p.factors, device=dev,
                              batch=batch, max_memory=max_memory, tile=tile, fuse=fuse,
                              progress=progress, channels_last=channels_last, blend=blend)
             else:
-                y = apply_3d(net, x.astype(np.float32, copy=False), p.factors, device=dev,
+                y = apply_3d(net, x, p.factors, device=dev,
                              max_memory=max_memory, tile=tile, progress=progress,
                              channels_last=channels_last, blend=blend)
         del x
-        if not np.isfinite(y).all():  # damaged weights or overflow: never write NaN
+        if not all_finite(y):  # damaged weights or overflow: never write NaN
             name = p.info.get("name") or p.info.get("architecture") or "the network"
             raise UserError(f"network {name} produced NaN or infinite values (damaged "
                             "weights, or intensities far outside its training range); "

@@ -58,7 +58,7 @@ from medsr.volume import Volume
 
 GZIP_BACKENDS = ("isal", "zlib-ng", "gzip")
 GZIP_LEVEL = 1  # nibabel's default (nibabel.openers.Opener.default_compresslevel)
-_SLAB_BYTES = 16 << 20  # decompressed bytes per read of the streaming reader
+_SLAB_BYTES = 1 << 20  # decompressed bytes per read of the streaming reader
 
 
 def _backend_errors() -> tuple[type[BaseException], ...]:
@@ -454,7 +454,7 @@ def write_nifti(vol: Volume, path: str | os.PathLike, *, dtype: str | None = Non
     if rescale:
         # The source was scaled integers: let nibabel choose slope/inter again.
         data = np.nan_to_num(np.asarray(data, dtype=np.float64))
-    elif np.issubdtype(out_dtype, np.integer):
+    elif np.issubdtype(out_dtype, np.integer) and not _cast_while_writing(data, out_dtype):
         data = cast_to_dtype(data, out_dtype)
     else:
         data = np.asarray(data, dtype=out_dtype)
@@ -486,6 +486,20 @@ def _save(img, path: Path) -> None:
             img.to_stream(f)
     else:
         nib.save(img, path)
+
+
+def _cast_while_writing(data: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether float ``data`` can go to nibabel as they are, with scaling fixed at (1, 0)
+    and the integer ``dtype``: nibabel then rounds and casts plane by plane as it writes
+    (the same bytes as :func:`cast_to_dtype`, NaN to 0 included, without a
+    volume-sized integer copy). Not when a value would be clipped: cast_to_dtype's
+    count of clipped voxels is wanted then."""
+    if not np.issubdtype(data.dtype, np.floating) or data.size == 0:
+        return False
+    info = np.iinfo(dtype)
+    lo, hi = np.nanmin(data), np.nanmax(data)  # NaN only where all are NaN
+    return bool(np.isfinite(lo) and np.isfinite(hi) and np.rint(lo) >= info.min
+                and np.rint(hi) <= info.max)
 
 
 def write_mgh(vol: Volume, path: str | os.PathLike, *, dtype: str | None = None) -> Path:
