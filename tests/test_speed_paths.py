@@ -207,7 +207,7 @@ def test_float_to_integer_writes_cast_plane_by_plane(tmp_path):
     """The same bytes as casting first (round half to even, NaN to 0), without a
     volume-sized integer copy; values that clip still take cast_to_dtype's path and warn."""
     rng = np.random.default_rng(2)
-    data = (rng.standard_normal((64, 64, 32)) * 8000).astype(np.float32)
+    data = (rng.standard_normal((256, 256, 64)) * 3000).astype(np.float32)
     data[0, 0, 0], data[1, 1, 1], data[2, 2, 2] = np.nan, 0.5, -1.5
     vol = Volume(data=data, affine=np.eye(4), meta={"format": "nifti", "dtype": "int16"})
     tracemalloc.start()

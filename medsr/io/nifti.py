@@ -454,8 +454,9 @@ def write_nifti(vol: Volume, path: str | os.PathLike, *, dtype: str | None = Non
     if rescale:
         # The source was scaled integers: let nibabel choose slope/inter again.
         data = np.nan_to_num(np.asarray(data, dtype=np.float64))
-    elif np.issubdtype(out_dtype, np.integer) and not _cast_while_writing(data, out_dtype):
-        data = cast_to_dtype(data, out_dtype)
+    elif np.issubdtype(out_dtype, np.integer):
+        if not _cast_while_writing(data, out_dtype):  # else nibabel casts as it writes
+            data = cast_to_dtype(data, out_dtype)
     else:
         data = np.asarray(data, dtype=out_dtype)
     if data.ndim == 4:  # channels -> NIfTI vector dimension 5, so they read back as one volume
