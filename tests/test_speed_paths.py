@@ -279,3 +279,34 @@ def test_background_smoothing_is_scipys_bit_for_bit(shape):
                          dtype=np.float32)
     assert np.array_equal(smooth_nearest(example[:60, :50]),
                           gaussian_filter(example[:60, :50], sigma=1.0, mode="nearest"))
+
+
+# ---------------------------------------------------------------- device-resident path
+@pytest.mark.parametrize("name,factors", [("thick-slice-x4", (1, 1, 4)),
+                                          ("in-plane-x2", (2, 2, 1))])
+@pytest.mark.parametrize("blend", ["crop", "gaussian"])
+@pytest.mark.parametrize("tta", [False, True])
+def test_device_resident_path_gives_the_host_paths_bits(name, factors, blend, tta):
+    """The path --device cuda takes (input, plane fusion, flips and tiles on the device,
+    one copy back) run on the CPU: the same float32 arithmetic, so the same bits as the
+    host path, with small tiles so that tiling, halos and fusion all take part. (No GPU
+    here: its speed and its fp16 output are not measured by this test.)"""
+    net, info = model_sr.load(name, "cpu")
+    p = model_sr.Pass(net, info, factors)
+    runnable = p.runnable(torch.device("cpu"), True, False, tta)
+    data = np.random.default_rng(6).random((21, 18, 7), dtype=np.float32)
+    kw = dict(device="cpu", tile=(9, 8), batch=3, channels_last=True, blend=blend)
+    with torch.inference_mode():
+        host = model_sr.apply_2d(runnable, data, factors, on_device=False, **kw)
+        device = model_sr.apply_2d(runnable, data, factors, on_device=True, **kw)
+    assert device.dtype == np.float32 and np.array_equal(host, device)
+
+
+def test_tiles_accumulate_where_asked():
+    net = models.create("sp_vdsr", spatial_dims=2, scale=(1, 2), depth=2, features=4).eval()
+    x = torch.rand(2, 1, 13, 11)
+    with torch.inference_mode():
+        a = tiling.tiled_forward(net, x, (1, 2), (5, 4), (4, 4), blend="gaussian")
+        b = tiling.tiled_forward(net, x, (1, 2), (5, 4), (4, 4), blend="gaussian",
+                                 out_on_device=True)
+    assert a.device.type == b.device.type == "cpu" and torch.equal(a, b)

@@ -93,15 +93,28 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              halo: int | None = None, max_memory: float = 1.5e9,
              tile: Sequence[int] | None = None, fuse: bool = True,
              progress: Callable[[int, int], None] | None = None,
-             channels_last: bool = False, blend: str = "crop") -> np.ndarray:
+             channels_last: bool = False, blend: str = "crop",
+             on_device: bool | None = None) -> np.ndarray:
     """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out.
 
     ``tile`` / ``batch`` default to :func:`medsr.inference.tiling.plan_work`'s choice
-    for the device (cache-sized on the CPU, memory-sized on a GPU)."""
+    for the device (cache-sized on the CPU, memory-sized on a GPU).
+
+    ``on_device`` (default: on any device but the CPU) keeps the work on the device:
+    the input goes over once, the fusion of the planes accumulates in a device tensor,
+    tiles are written there (no host copy or synchronisation inside the loop), and the
+    output comes back once. The arithmetic is the CPU's (float32, the same order), so
+    on the CPU both ways give the same bits."""
     shape = data.shape
     jobs = plan_planes(model.scale, factors, shape, fuse=fuse)
     halo = receptive_halo(model) if halo is None else int(halo)
     out_shape = tuple(n * int(k) for n, k in zip(shape, factors))
+    dev = torch.device(device)
+    if on_device is None:
+        on_device = dev.type != "cpu"
+    if on_device:
+        return _apply_2d_on_device(model, data, jobs, out_shape, dev, halo, batch,
+                                   max_memory, tile, progress, channels_last, blend)
     out = np.zeros(out_shape, dtype=np.float32)
     width = width_of(model)
     total = sum(shape[j.slice_axis] for j in jobs)
@@ -128,6 +141,41 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
     return out
 
 
+def _apply_2d_on_device(model: nn.Module, data: np.ndarray, jobs: list[PlaneJob],
+                        out_shape: tuple[int, ...], dev: torch.device, halo: int,
+                        batch: int | None, max_memory: float, tile: Sequence[int] | None,
+                        progress: Callable[[int, int], None] | None, channels_last: bool,
+                        blend: str) -> np.ndarray:
+    """:func:`apply_2d` with the input, the fused output and every tile on ``dev``."""
+    shape = data.shape
+    src_all = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
+    if dev.type == "cuda":
+        src_all = src_all.pin_memory()
+    src_all = src_all.to(dev, non_blocking=True)
+    out = torch.zeros(out_shape, dtype=torch.float32, device=dev)
+    width = width_of(model)
+    total = sum(shape[j.slice_axis] for j in jobs)
+    done = 0
+    for job in jobs:
+        u, t = job.plane_axes
+        tile2, nb = plan_work((shape[u], shape[t]), job.scale, (halo, halo), width, dev,
+                              max_memory, batch, tile, n_items=shape[job.slice_axis])
+        src = torch.movedim(src_all, (job.slice_axis, u, t), (0, 1, 2))
+        dst = torch.movedim(out, (job.slice_axis, u, t), (0, 1, 2))
+        for a, b in _slab_iter(src.shape[0], nb):
+            x = src[a:b].contiguous()[:, None]
+            y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=dev,
+                              channels_last=channels_last, blend=blend, out_on_device=True)
+            if job.weight == 1.0:
+                dst[a:b] = y[:, 0]
+            else:
+                dst[a:b] += job.weight * y[:, 0]
+            done += b - a
+            if progress is not None:
+                progress(done, total)
+    return out.cpu().numpy()
+
+
 @torch.inference_mode()
 def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              device: torch.device | str = "cpu", halo: int | None = None,
@@ -146,5 +194,6 @@ def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
     total = n_tiles(data.shape, tile3)
     y = tiled_forward(model, x, ms, tile3, (halo,) * 3, device=device,
                       progress=(lambda n: progress(n, total)) if progress else None,
-                      channels_last=channels_last, blend=blend)
-    return y[0, 0].numpy()
+                      channels_last=channels_last, blend=blend,
+                      out_on_device=torch.device(device).type != "cpu")
+    return y[0, 0].cpu().numpy()  # one copy back, after the loop

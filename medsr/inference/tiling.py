@@ -57,12 +57,15 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
                   halo: Sequence[int], out: torch.Tensor | None = None,
                   device: torch.device | str = "cpu", pad_edges: bool = True,
                   progress: Callable[[int], None] | None = None,
-                  channels_last: bool = False, blend: str = "crop") -> torch.Tensor:
+                  channels_last: bool = False, blend: str = "crop",
+                  out_on_device: bool = False) -> torch.Tensor:
     """Apply ``net`` (LR (N,C,*sp) -> HR (N,C,*sp*scale)) tile by tile.
 
     ``x`` may live on the CPU while ``net`` runs on ``device``: each tile is copied over
-    (pinned, non-blocking on CUDA) and its core copied back into ``out`` (CPU float32,
-    allocated here unless given). ``progress`` is called with the number of tiles done.
+    (pinned, non-blocking on CUDA) and its core copied into ``out`` (float32, allocated
+    here unless given: on the CPU, or on ``device`` with ``out_on_device``, where the
+    loop then makes no host copy and no host synchronisation; ``x`` may already live
+    there). ``progress`` is called with the number of tiles done.
     ``channels_last`` feeds tiles in channels-last layout (faster oneDNN convolutions on
     CPU; the network should be converted with :func:`to_channels_last` too).
     ``blend``: ``"crop"`` keeps each tile's core (exact for receptive fields within the
@@ -80,10 +83,11 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
     offset = halo if pad_edges else [0] * nd
     n_out_ch = None
     device = torch.device(device)
+    home = device if out_on_device else (out.device if out is not None else torch.device("cpu"))
     ranges = [_starts(n, t) for n, t in zip(spatial, tile)]
     gaussian = blend == "gaussian"
     if gaussian:  # per-axis weights of each tile and their sums (the separable normaliser)
-        weights = [[_axis_window(a, b, h, n, s) for a, b in r]
+        weights = [[_axis_window(a, b, h, n, s).to(home) for a, b in r]
                    for r, h, n, s in zip(ranges, halo, spatial, scale)]
         norms = [sum(ws) for ws in weights]
     for count, cores in enumerate(itertools.product(*ranges), start=1):
@@ -102,7 +106,9 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
             keep.append(slice(first, first + (v1 - v0) * scale[ax]))
             dst.append(slice(v0 * scale[ax], v1 * scale[ax]))
         piece = x[(slice(None), slice(None), *src)]
-        if device.type == "cuda":
+        if piece.device == device:
+            pass
+        elif device.type == "cuda":
             piece = piece.pin_memory().to(device, non_blocking=True)
         else:
             piece = piece.to(device)
@@ -114,7 +120,7 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
             n_out_ch = y.shape[1]
             alloc = torch.zeros if gaussian else torch.empty
             out = alloc((x.shape[0], n_out_ch, *[n * s for n, s in zip(spatial, scale)]),
-                        dtype=torch.float32)
+                        dtype=torch.float32, device=home)
         region = (slice(None), slice(None), *dst)
         if gaussian:
             index = [r.index(c) for r, c in zip(ranges, cores)]
@@ -122,9 +128,9 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
             for ax, i in enumerate(index):
                 wa = weights[ax][i][dst[ax]].reshape([-1 if d == ax else 1 for d in range(nd)])
                 w = wa if w is None else w * wa
-            out[region] += core.float().cpu() * w
+            out[region] += core.float().to(out.device) * w
         else:
-            out[region] = core.float().cpu()
+            out[region] = core.float().to(out.device)
         if progress is not None:
             progress(count)
     assert out is not None
