@@ -310,3 +310,15 @@ def test_tiles_accumulate_where_asked():
         b = tiling.tiled_forward(net, x, (1, 2), (5, 4), (4, 4), blend="gaussian",
                                  out_on_device=True)
     assert a.device.type == b.device.type == "cpu" and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_4d_and_vector_images_read_through_the_stream(tmp_path, monkeypatch, backend):
+    """Layouts the slab reader leaves to nibabel (a volume of a 4D series, channels) read
+    through the same fast stream."""
+    monkeypatch.setenv("MEDSR_GZIP", backend)
+    data = np.random.default_rng(7).random((9, 8, 5, 3), dtype=np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "s.nii.gz")
+    assert np.array_equal(io.read(tmp_path / "s.nii.gz", volume=1).data, data[..., 1])
+    nib.save(nib.Nifti1Image(data[:, :, :, None, :], np.eye(4)), tmp_path / "v.nii.gz")
+    assert np.array_equal(io.read(tmp_path / "v.nii.gz").data, data)
