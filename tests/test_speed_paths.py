@@ -294,12 +294,27 @@ def test_device_resident_path_gives_the_host_paths_bits(name, factors, blend, tt
     net, info = model_sr.load(name, "cpu")
     p = model_sr.Pass(net, info, factors)
     runnable = p.runnable(torch.device("cpu"), True, False, tta)
-    data = np.random.default_rng(6).random((21, 18, 7), dtype=np.float32)
-    kw = dict(device="cpu", tile=(9, 8), batch=3, channels_last=True, blend=blend)
+    data = (np.random.default_rng(6).random((21, 18, 7)) * 1000).astype(np.int16)
+    before = data.copy()
+    kw = dict(device="cpu", tile=(9, 8), batch=3, channels_last=True, blend=blend,
+              normalise=(12.5, 980.25))
     with torch.inference_mode():
         host = model_sr.apply_2d(runnable, data, factors, on_device=False, **kw)
         device = model_sr.apply_2d(runnable, data, factors, on_device=True, **kw)
     assert device.dtype == np.float32 and np.array_equal(host, device)
+    assert np.array_equal(data, before)
+    if not tta and blend == "crop":  # normalising slab by slab = normalising first
+        x = data.astype(np.float32)
+        x -= 12.5
+        x /= 980.25 - 12.5
+        kw.pop("normalise")
+        with torch.inference_mode():
+            first = model_sr.apply_2d(runnable, x, factors, on_device=False, **kw)
+        assert np.array_equal(first, host)
+    f32 = data.astype(np.float32)
+    with torch.inference_mode():  # float32 input on the device path: never written
+        model_sr.apply_2d(runnable, f32, factors, on_device=True, **kw)
+    assert np.array_equal(f32, data.astype(np.float32))
 
 
 def test_tiles_accumulate_where_asked():

@@ -148,28 +148,30 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
 
     dev = torch.device(device)
     channels_last, precision = run_settings(dev, channels_last, precision)
-    out = np.asarray(data, dtype=np.float32)
+    out = data
     for p in passes:
         norm = p.info.get("normalisation") or {}
-        lo, hi = input_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
-        # normalised in place in this function's own float32 copy (the caller's array is
-        # never written): one input-sized buffer, the same float32 arithmetic as
-        # (out - lo) / (hi - lo)
-        x = out if out is not data and out.base is None else out.copy()
-        del out
-        x -= lo
-        x /= hi - lo
+        f32 = np.asarray(out, dtype=np.float32)
+        lo, hi = input_range(f32, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
         net = p.runnable(dev, channels_last, compile_model, tta, precision)
         with torch.inference_mode(), autocast(dev, precision):
             if p.model.spatial_dims == 2:
-                y = apply_2d(net, x, p.factors, device=dev,
+                del f32  # apply_2d normalises slab by slab: no volume-sized copy
+                y = apply_2d(net, out, p.factors, device=dev,
                              batch=batch, max_memory=max_memory, tile=tile, fuse=fuse,
-                             progress=progress, channels_last=channels_last, blend=blend)
+                             progress=progress, channels_last=channels_last, blend=blend,
+                             normalise=(lo, hi))
             else:
+                # normalised in place in a float32 copy of our own (never the caller's):
+                # the same float32 arithmetic as (out - lo) / (hi - lo)
+                x = f32 if f32 is not out and f32.base is None else f32.copy()
+                del f32
+                x -= lo
+                x /= hi - lo
                 y = apply_3d(net, x, p.factors, device=dev,
                              max_memory=max_memory, tile=tile, progress=progress,
                              channels_last=channels_last, blend=blend)
-        del x
+                del x
         if not all_finite(y):  # damaged weights or overflow: never write NaN
             name = p.info.get("name") or p.info.get("architecture") or "the network"
             raise UserError(f"network {name} produced NaN or infinite values (damaged "
