@@ -291,7 +291,10 @@ def end_to_end(repeats: int, cases: list[str], json_path: Path | None,
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, devices {devices}, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
-    result: dict = {"machine": {"cores": os.cpu_count(), "torch": torch.__version__,
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+    result: dict = {"commit": commit or None,
+                    "machine": {"cores": os.cpu_count(), "torch": torch.__version__,
                                 "devices": devices, "loadavg_start": list(load),
                                 "cuda": torch.cuda.get_device_name(0) if "cuda" in devices
                                 else None},
