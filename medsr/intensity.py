@@ -7,7 +7,12 @@ numpy and scipy only, so that inference need not import training
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+
+# Above this many voxels scipy's filter (3x faster than smooth_nearest) repays its import.
+_SCIPY_FROM = 1 << 22
 
 
 def robust_range(data: np.ndarray, lower: float = 0.5, upper: float = 99.5,
@@ -38,9 +43,13 @@ def background_level(data: np.ndarray, lower: float = 0.5, sigma: float = 1.0) -
     below it, and the network then paints the background at the wrong level. Ringing and
     noise are high-frequency; after a light smoothing the percentile is the level itself.
     """
-    from scipy.ndimage import gaussian_filter
+    data = np.asarray(data, dtype=np.float32)
+    if data.size > _SCIPY_FROM or "scipy.ndimage" in sys.modules:
+        from scipy.ndimage import gaussian_filter
 
-    smooth = gaussian_filter(np.asarray(data, dtype=np.float32), sigma=sigma, mode="nearest")
+        smooth = gaussian_filter(data, sigma=sigma, mode="nearest")
+    else:  # the same bits without scipy.ndimage's import (0.7 s, more than small inputs take)
+        smooth = smooth_nearest(data, sigma)
     finite = smooth[np.isfinite(smooth)]
     return float(np.percentile(finite, lower)) if finite.size else 0.0
 
@@ -50,3 +59,47 @@ def input_range(data: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> tu
     background level (:func:`background_level`), the scale the network was trained on."""
     lo, hi = robust_range(data, lower, upper)
     return min(background_level(data, lower), hi - 1e-6 * abs(hi) - 1e-12), hi
+
+
+_CHUNK = 1 << 21  # voxels per chunk of the separable smoothing (float64 temporaries)
+
+
+def smooth_nearest(data: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """scipy.ndimage.gaussian_filter(float32 data, sigma, mode="nearest") bit for bit,
+    numpy only: per axis the same float64 kernel (truncate 4), the same summation order
+    (centre, then the symmetric pairs from the outside in) and a float32 result."""
+    out = np.array(data, dtype=np.float32)
+    radius = int(4.0 * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (float(sigma) * float(sigma)) * x.astype(np.float64) ** 2)
+    w = phi / phi.sum()
+    for ax in range(out.ndim):
+        n = out.shape[ax]
+        if n == 0:
+            continue
+        other = next((a for a in range(out.ndim) if a != ax), None)
+        if other is None:
+            chunks = [slice(None)]
+        else:
+            step = max(1, _CHUNK // max(1, out.size // max(out.shape[other], 1)))
+            chunks = [slice(a, a + step) for a in range(0, out.shape[other], step)]
+        for sl in chunks:
+            index = [slice(None)] * out.ndim
+            if other is not None:
+                index[other] = sl
+            part = out[tuple(index)]
+            pad = [(0, 0)] * out.ndim
+            pad[ax] = (radius, radius)
+            p = np.pad(part.astype(np.float64), pad, mode="edge")
+            acc = _shifted(p, ax, radius, n, 0) * w[radius]
+            for j in range(radius, 0, -1):
+                acc += (_shifted(p, ax, radius, n, -j) + _shifted(p, ax, radius, n, j)) * w[
+                    radius - j]
+            out[tuple(index)] = acc
+    return out
+
+
+def _shifted(p: np.ndarray, ax: int, radius: int, n: int, off: int) -> np.ndarray:
+    s = [slice(None)] * p.ndim
+    s[ax] = slice(radius + off, radius + off + n)
+    return p[tuple(s)]

@@ -1,6 +1,18 @@
-"""Speed and memory benchmark of `medsr infer`'s default networks on this machine.
+"""Speed and memory benchmark of `medsr infer` on this machine.
 
-Prints, in one run:
+Default (``python pipelines/benchmark_speed.py [--repeats 3] [--cases ...] [--json PATH]``):
+the whole command, end to end, each run a real ``medsr infer`` subprocess, on the CPU and
+on a GPU when one is present, for the shipped example, 256x256x64 at 1x1x4 mm, a mostly
+empty 512x512x128 at 0.5x0.5x2 mm (both -> 1,1,4) and a 16x16x4 volume (default model
+and ``--method cubic``), beside a bare ``python -c "import torch, numpy, nibabel"`` in
+the same run. Per case, best of ``--repeats`` by wall time: the wall time and its parts
+(start-up: launch to ``infer_file``; read; plan; model set-up (load); network (the
+runner with its exact-grid finish, or the classical resize); write; the rest), the
+child's peak resident memory (VmHWM), and the ratios the issue-24 targets name
+(16x16x4 against the bare import, the example's wall against its network time).
+Prints a table and writes JSON (default docs/benchmarks/speed.json).
+
+``--kernels`` (the earlier in-process benchmark of the networks) prints, in one run:
   * case A: a 256 x 256 x 64 volume with 1 x 1 x 4 mm voxels to 1 mm isotropic (x4 along
     z, the thick-slice default with through-plane fusion);
   * case B: a 512 x 512 x 128 volume x2 in-plane;
@@ -26,6 +38,7 @@ Prints, in one run:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -163,6 +176,180 @@ def sweep() -> None:
               f"{rate:6.1f} GFLOP/s = {rate / peak * 100:3.0f}% of matmul", flush=True)
 
 
+# ----------------------------------------------------------------------- end to end
+# The child times the command's parts by wrapping the library calls infer_file makes
+# (module attributes, looked up at call time), and reports them with its own VmHWM.
+_E2E_CHILD = r"""import json, sys, time
+t_start = time.time()
+import medsr.infer as mi
+from medsr import io
+parts = {}
+marks = {}
+def timed(mod, name, part):
+    real = getattr(mod, name)
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return real(*a, **k)
+        finally:
+            parts[part] = parts.get(part, 0.0) + time.perf_counter() - t
+    setattr(mod, name, wrapper)
+real_infer = mi.infer_file
+def infer_file(*a, **k):
+    marks["infer_file"] = time.time()
+    return real_infer(*a, **k)
+mi.infer_file = infer_file
+import medsr.cli.infer as ci
+ci.infer_file = infer_file
+timed(io, "read", "read")
+timed(mi, "plan_grid", "plan")
+timed(mi, "model_passes", "load")
+timed(mi, "super_resolve_model", "network")
+timed(mi, "resize", "network")
+timed(io, "write", "write")
+from medsr.cli import main
+try:
+    code = main(sys.argv[1:])
+finally:
+    with open("/proc/self/status") as f:
+        hwm = next(line for line in f if line.startswith("VmHWM"))
+    print("MEDSR_BENCH " + json.dumps({"parts": parts, "t_start": t_start,
+          "t_infer": marks.get("infer_file"), "t_end": time.time(),
+          "peak_rss_gb": int(hwm.split()[1]) / 1024**2}), file=sys.stderr)
+sys.exit(code)
+"""
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs/examples/mni152_t1_1x1x4mm.nii.gz"
+
+
+def _write_case(path: Path, shape, spacing, empty: bool = False) -> Path:
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    if empty:  # a mostly empty volume: an object in the middle eighth
+        data = np.zeros(shape, np.int16)
+        inner = tuple(slice(n * 5 // 16, n * 11 // 16) for n in shape)
+        sub = [s.stop - s.start for s in inner]
+        data[inner] = (ndi.gaussian_filter(rng.random(sub, dtype=np.float32), 2) * 4000
+                       ).astype(np.int16)
+    else:
+        data = (ndi.gaussian_filter(rng.random(shape, dtype=np.float32), 2) * 4000
+                ).astype(np.int16)
+    nib.save(nib.Nifti1Image(data, np.diag([*spacing, 1.0])), path)
+    return path
+
+
+def _wall(cmd: list[str], env: dict) -> tuple[float, str]:
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
+    return wall, res.stderr
+
+
+def e2e_case(name: str, src: Path, out: Path, extra: list[str], device: str, repeats: int,
+             env: dict) -> dict:
+    """Best of ``repeats`` (by wall time) of `medsr infer src -o out *extra` in a child."""
+    runs = []
+    for _ in range(repeats):
+        launch = time.time()
+        wall, err = _wall([sys.executable, "-c", _E2E_CHILD, "infer", str(src), "-o", str(out),
+                           "--overwrite", "--device", device, *extra], env)
+        rep = json.loads(next(line for line in err.splitlines()
+                              if line.startswith("MEDSR_BENCH "))[len("MEDSR_BENCH "):])
+        parts = {"startup": (rep["t_infer"] or rep["t_end"]) - launch,
+                 **{k: rep["parts"].get(k, 0.0) for k in ("read", "plan", "load", "network",
+                                                          "write")}}
+        parts["other"] = max(0.0, wall - sum(parts.values()))
+        runs.append({"wall": wall, "parts": parts, "peak_rss_gb": rep["peak_rss_gb"]})
+    best = min(runs, key=lambda r: r["wall"])
+    row = {"case": name, "device": device, "args": extra, "repeats": repeats, **best,
+           "walls": [r["wall"] for r in runs],
+           "peak_rss_gb_max": max(r["peak_rss_gb"] for r in runs)}
+    p = best["parts"]
+    print(f"{name:34s} {device:4s} {best['wall']:7.2f} s | " + " ".join(
+        f"{k} {p[k]:6.2f}" for k in ("startup", "read", "plan", "load", "network", "write",
+                                     "other")) + f" | peak {best['peak_rss_gb']:.2f} GB",
+          flush=True)
+    return row
+
+
+def bare_import(repeats: int, env: dict) -> float:
+    walls = [_wall([sys.executable, "-c", "import torch, numpy, nibabel"], env)[0]
+             for _ in range(repeats)]
+    print(f"{'bare python -c import torch, numpy, nibabel':39s} {min(walls):7.2f} s", flush=True)
+    return min(walls)
+
+
+E2E_CASES = ("tiny", "tiny-cubic", "example", "example-cubic", "256", "512")
+
+
+def end_to_end(repeats: int, cases: list[str], json_path: Path | None,
+               big_repeats: int) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, devices {devices}, "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
+    result: dict = {"commit": commit or None,
+                    "machine": {"cores": os.cpu_count(), "torch": torch.__version__,
+                                "devices": devices, "loadavg_start": list(load),
+                                "cuda": torch.cuda.get_device_name(0) if "cuda" in devices
+                                else None},
+                    "repeats": repeats, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        result["bare_import_s"] = bare_import(repeats, env)
+        inputs = {"tiny": lambda: _write_case(d / "tiny.nii.gz", (16, 16, 4), (1, 1, 4)),
+                  "example": lambda: EXAMPLE,
+                  "256": lambda: _write_case(d / "c256.nii.gz", (256, 256, 64), (1, 1, 4)),
+                  "512": lambda: _write_case(d / "c512.nii.gz", (512, 512, 128),
+                                             (0.5, 0.5, 2.0), empty=True)}
+        for device in devices:
+            for case_name in cases:
+                base = case_name.split("-")[0]
+                extra = ["--method", "cubic"] if case_name.endswith("-cubic") else []
+                if base != "example":
+                    extra += ["--scale", "1,1,4"]
+                reps = big_repeats if base in ("256", "512") else repeats
+                label = {"tiny": "16x16x4 @1x1x4 mm", "example": "example 197x233x47",
+                         "256": "256x256x64 @1x1x4 mm",
+                         "512": "512x512x128 @0.5x0.5x2 (empty)"}[base]
+                label += " cubic" if extra[:1] == ["--method"] else " default"
+                row = e2e_case(label, inputs[base](), d / "out.nii.gz", extra, device, reps,
+                               env)
+                row["key"] = case_name
+                result["rows"].append(row)
+    rows = {(r["key"], r["device"]): r for r in result["rows"]}
+    ratios = {}
+    for device in devices:
+        for key, target in (("tiny", 1.5), ("tiny-cubic", 1.2)):
+            if (key, device) in rows:
+                ratios[f"{key}/{device}: wall / bare import (target <= {target})"] = \
+                    rows[key, device]["wall"] / result["bare_import_s"]
+        if ("example", device) in rows:
+            r = rows["example", device]
+            ratios[f"example/{device}: wall / network (target <= 1.3)"] = \
+                r["wall"] / max(r["parts"]["network"], 1e-9)
+        if ("512", device) in rows:
+            ratios[f"512/{device}: peak RSS GB (target <= 1.0)"] = rows["512", device][
+                "peak_rss_gb"]
+    result["ratios"] = ratios
+    result["machine"]["loadavg_end"] = list(os.getloadavg())
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}", flush=True)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {json_path}")
+    return result
+
+
 # The child reports its own high-water mark: getrusage(RUSAGE_CHILDREN).ru_maxrss would
 # also count the parent's resident set at fork (Linux carries it across exec), and after
 # cases A and B this process holds over 2 GB.
@@ -247,6 +434,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-a", help="through-plane x4 model (default: the shipped one)")
     ap.add_argument("--model-b", help="in-plane x2 model (default: the shipped one)")
+    ap.add_argument("--kernels", action="store_true",
+                    help="the in-process network benchmark (cases A and B, GFLOP/s, bf16)")
+    ap.add_argument("--repeats", type=int, default=3, help="end to end: runs per case (best)")
+    ap.add_argument("--big-repeats", type=int, default=None,
+                    help="end to end: runs of the 256 and 512 cases (default --repeats)")
+    ap.add_argument("--cases", nargs="+", default=list(E2E_CASES), choices=E2E_CASES)
+    ap.add_argument("--json", type=Path, default=Path(__file__).resolve().parents[1]
+                    / "docs/benchmarks/speed.json", help="end to end: where the JSON goes")
+    ap.add_argument("--no-json", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--sweep", action="store_true", help="only the conv-rate sweep")
     ap.add_argument("--memory-only", action="store_true", help="only the peak-memory case")
@@ -262,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.memory_only:
         peak_memory_case(args.model_a)
+        return 0
+    if not args.kernels:
+        end_to_end(args.repeats, args.cases, None if args.no_json else args.json,
+                   args.big_repeats or args.repeats)
         return 0
     device = select_device("auto")
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, "

@@ -93,15 +93,33 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              halo: int | None = None, max_memory: float = 1.5e9,
              tile: Sequence[int] | None = None, fuse: bool = True,
              progress: Callable[[int, int], None] | None = None,
-             channels_last: bool = False, blend: str = "crop") -> np.ndarray:
+             channels_last: bool = False, blend: str = "crop",
+             on_device: bool | None = None,
+             normalise: tuple[float, float] | None = None) -> np.ndarray:
     """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out.
 
     ``tile`` / ``batch`` default to :func:`medsr.inference.tiling.plan_work`'s choice
-    for the device (cache-sized on the CPU, memory-sized on a GPU)."""
+    for the device (cache-sized on the CPU, memory-sized on a GPU).
+
+    ``on_device`` (default: on any device but the CPU) keeps the work on the device:
+    the input goes over once, the fusion of the planes accumulates in a device tensor,
+    tiles are written there (no host copy or synchronisation inside the loop), and the
+    output comes back once. The arithmetic is the CPU's (float32, the same order), so
+    on the CPU both ways give the same bits.
+
+    ``normalise`` (lo, hi): the network sees (float32(data) - lo) / (hi - lo), computed
+    slab by slab (on the device, there), so no normalised copy of the volume is made."""
     shape = data.shape
     jobs = plan_planes(model.scale, factors, shape, fuse=fuse)
     halo = receptive_halo(model) if halo is None else int(halo)
     out_shape = tuple(n * int(k) for n, k in zip(shape, factors))
+    dev = torch.device(device)
+    if on_device is None:
+        on_device = dev.type != "cpu"
+    if on_device:
+        return _apply_2d_on_device(model, data, jobs, out_shape, dev, halo, batch,
+                                   max_memory, tile, progress, channels_last, blend,
+                                   normalise)
     out = np.zeros(out_shape, dtype=np.float32)
     width = width_of(model)
     total = sum(shape[j.slice_axis] for j in jobs)
@@ -115,7 +133,13 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
         src = np.moveaxis(data, (job.slice_axis, u, t), (0, 1, 2))
         dst = np.moveaxis(out, (job.slice_axis, u, t), (0, 1, 2))
         for a, b in _slab_iter(src.shape[0], nb):
-            x = torch.from_numpy(np.ascontiguousarray(src[a:b]))[:, None]
+            if normalise is None:
+                x = torch.from_numpy(np.ascontiguousarray(src[a:b]))[:, None]
+            else:
+                xs = np.array(src[a:b], dtype=np.float32, order="C")  # a copy, always
+                xs -= normalise[0]
+                xs /= normalise[1] - normalise[0]
+                x = torch.from_numpy(xs)[:, None]
             y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=device,
                               channels_last=channels_last, blend=blend)
             if job.weight == 1.0:
@@ -126,6 +150,52 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
             if progress is not None:
                 progress(done, total)
     return out
+
+
+def _apply_2d_on_device(model: nn.Module, data: np.ndarray, jobs: list[PlaneJob],
+                        out_shape: tuple[int, ...], dev: torch.device, halo: int,
+                        batch: int | None, max_memory: float, tile: Sequence[int] | None,
+                        progress: Callable[[int, int], None] | None, channels_last: bool,
+                        blend: str, normalise: tuple[float, float] | None) -> np.ndarray:
+    """:func:`apply_2d` with the input, its normalisation, the fused output and every
+    tile on ``dev``. The input goes over in its own dtype (an int16 scan: half the
+    bytes of float32)."""
+    shape = data.shape
+    host = np.ascontiguousarray(data)
+    if host.dtype not in (np.float32, np.float64, np.int16, np.uint8, np.int8, np.int32):
+        host = host.astype(np.float32)
+    src_all = torch.from_numpy(host)
+    if dev.type == "cuda":
+        src_all = src_all.pin_memory()
+    src_all = src_all.to(dev, non_blocking=True).to(torch.float32)
+    if normalise is not None:  # in place on the device; a 0-d device divisor keeps true
+        lo, hi = normalise     # division (a host scalar may become a reciprocal multiply)
+        if src_all.data_ptr() == torch.from_numpy(host).data_ptr():
+            src_all = src_all.clone()  # the CPU: never write the caller's array
+        src_all -= lo
+        src_all /= torch.tensor(hi - lo, dtype=torch.float32, device=dev)
+    out = torch.zeros(out_shape, dtype=torch.float32, device=dev)
+    width = width_of(model)
+    total = sum(shape[j.slice_axis] for j in jobs)
+    done = 0
+    for job in jobs:
+        u, t = job.plane_axes
+        tile2, nb = plan_work((shape[u], shape[t]), job.scale, (halo, halo), width, dev,
+                              max_memory, batch, tile, n_items=shape[job.slice_axis])
+        src = torch.movedim(src_all, (job.slice_axis, u, t), (0, 1, 2))
+        dst = torch.movedim(out, (job.slice_axis, u, t), (0, 1, 2))
+        for a, b in _slab_iter(src.shape[0], nb):
+            x = src[a:b].contiguous()[:, None]
+            y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=dev,
+                              channels_last=channels_last, blend=blend, out_on_device=True)
+            if job.weight == 1.0:
+                dst[a:b] = y[:, 0]
+            else:
+                dst[a:b] += job.weight * y[:, 0]
+            done += b - a
+            if progress is not None:
+                progress(done, total)
+    return out.cpu().numpy()
 
 
 @torch.inference_mode()
@@ -146,5 +216,6 @@ def apply_3d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
     total = n_tiles(data.shape, tile3)
     y = tiled_forward(model, x, ms, tile3, (halo,) * 3, device=device,
                       progress=(lambda n: progress(n, total)) if progress else None,
-                      channels_last=channels_last, blend=blend)
-    return y[0, 0].numpy()
+                      channels_last=channels_last, blend=blend,
+                      out_on_device=torch.device(device).type != "cpu")
+    return y[0, 0].cpu().numpy()  # one copy back, after the loop

@@ -35,6 +35,8 @@ def use_all_cores() -> None:
 class FlipEnsemble(nn.Module):
     """Self-ensemble: average the network over flips of every spatial axis (2^d passes)."""
 
+    receptive_field_from = "net"  # flips do not change the field (tiling.receptive_halo)
+
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
@@ -88,7 +90,11 @@ def load(ref: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, An
         if not p.available:
             raise UserError(f"pretrained model {ref!r} is not installed ({p.path} missing)")
         ref = p.path
-    return load_model(ref, device=device)
+    from medsr.inference.tiling import remember_receptive_field
+
+    net, info = load_model(ref, device=device)
+    remember_receptive_field(net, info)  # stored with the weights: no probe on this run
+    return net, info
 
 
 def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[int, int, int]:
@@ -104,6 +110,12 @@ def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[
     else:
         raise UserError("a 2D model needs to know which axes it upsamples")
     return tuple(f)  # type: ignore[return-value]
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds no NaN or infinity, without a volume-sized boolean temporary
+    (min and max propagate NaN and show infinities)."""
+    return a.size == 0 or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
 
 def run_settings(device: torch.device, channels_last: bool | None = None,
@@ -136,23 +148,31 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
 
     dev = torch.device(device)
     channels_last, precision = run_settings(dev, channels_last, precision)
-    out = np.asarray(data, dtype=np.float32)
+    out = data
     for p in passes:
         norm = p.info.get("normalisation") or {}
-        lo, hi = input_range(out, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
-        x = (out - lo) / (hi - lo)
+        f32 = np.asarray(out, dtype=np.float32)
+        lo, hi = input_range(f32, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
         net = p.runnable(dev, channels_last, compile_model, tta, precision)
         with torch.inference_mode(), autocast(dev, precision):
             if p.model.spatial_dims == 2:
-                y = apply_2d(net, x.astype(np.float32, copy=False), p.factors, device=dev,
+                del f32  # apply_2d normalises slab by slab: no volume-sized copy
+                y = apply_2d(net, out, p.factors, device=dev,
                              batch=batch, max_memory=max_memory, tile=tile, fuse=fuse,
-                             progress=progress, channels_last=channels_last, blend=blend)
+                             progress=progress, channels_last=channels_last, blend=blend,
+                             normalise=(lo, hi))
             else:
-                y = apply_3d(net, x.astype(np.float32, copy=False), p.factors, device=dev,
+                # normalised in place in a float32 copy of our own (never the caller's):
+                # the same float32 arithmetic as (out - lo) / (hi - lo)
+                x = f32 if f32 is not out and f32.base is None else f32.copy()
+                del f32
+                x -= lo
+                x /= hi - lo
+                y = apply_3d(net, x, p.factors, device=dev,
                              max_memory=max_memory, tile=tile, progress=progress,
                              channels_last=channels_last, blend=blend)
-        del x
-        if not np.isfinite(y).all():  # damaged weights or overflow: never write NaN
+                del x
+        if not all_finite(y):  # damaged weights or overflow: never write NaN
             name = p.info.get("name") or p.info.get("architecture") or "the network"
             raise UserError(f"network {name} produced NaN or infinite values (damaged "
                             "weights, or intensities far outside its training range); "

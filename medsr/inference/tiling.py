@@ -57,12 +57,15 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
                   halo: Sequence[int], out: torch.Tensor | None = None,
                   device: torch.device | str = "cpu", pad_edges: bool = True,
                   progress: Callable[[int], None] | None = None,
-                  channels_last: bool = False, blend: str = "crop") -> torch.Tensor:
+                  channels_last: bool = False, blend: str = "crop",
+                  out_on_device: bool = False) -> torch.Tensor:
     """Apply ``net`` (LR (N,C,*sp) -> HR (N,C,*sp*scale)) tile by tile.
 
     ``x`` may live on the CPU while ``net`` runs on ``device``: each tile is copied over
-    (pinned, non-blocking on CUDA) and its core copied back into ``out`` (CPU float32,
-    allocated here unless given). ``progress`` is called with the number of tiles done.
+    (pinned, non-blocking on CUDA) and its core copied into ``out`` (float32, allocated
+    here unless given: on the CPU, or on ``device`` with ``out_on_device``, where the
+    loop then makes no host copy and no host synchronisation; ``x`` may already live
+    there). ``progress`` is called with the number of tiles done.
     ``channels_last`` feeds tiles in channels-last layout (faster oneDNN convolutions on
     CPU; the network should be converted with :func:`to_channels_last` too).
     ``blend``: ``"crop"`` keeps each tile's core (exact for receptive fields within the
@@ -80,10 +83,11 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
     offset = halo if pad_edges else [0] * nd
     n_out_ch = None
     device = torch.device(device)
+    home = device if out_on_device else (out.device if out is not None else torch.device("cpu"))
     ranges = [_starts(n, t) for n, t in zip(spatial, tile)]
     gaussian = blend == "gaussian"
     if gaussian:  # per-axis weights of each tile and their sums (the separable normaliser)
-        weights = [[_axis_window(a, b, h, n, s) for a, b in r]
+        weights = [[_axis_window(a, b, h, n, s).to(home) for a, b in r]
                    for r, h, n, s in zip(ranges, halo, spatial, scale)]
         norms = [sum(ws) for ws in weights]
     for count, cores in enumerate(itertools.product(*ranges), start=1):
@@ -102,7 +106,9 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
             keep.append(slice(first, first + (v1 - v0) * scale[ax]))
             dst.append(slice(v0 * scale[ax], v1 * scale[ax]))
         piece = x[(slice(None), slice(None), *src)]
-        if device.type == "cuda":
+        if piece.device == device:
+            pass
+        elif device.type == "cuda":
             piece = piece.pin_memory().to(device, non_blocking=True)
         else:
             piece = piece.to(device)
@@ -114,7 +120,7 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
             n_out_ch = y.shape[1]
             alloc = torch.zeros if gaussian else torch.empty
             out = alloc((x.shape[0], n_out_ch, *[n * s for n, s in zip(spatial, scale)]),
-                        dtype=torch.float32)
+                        dtype=torch.float32, device=home)
         region = (slice(None), slice(None), *dst)
         if gaussian:
             index = [r.index(c) for r, c in zip(ranges, cores)]
@@ -122,9 +128,9 @@ def tiled_forward(net: Net, x: torch.Tensor, scale: Sequence[int], tile: Sequenc
             for ax, i in enumerate(index):
                 wa = weights[ax][i][dst[ax]].reshape([-1 if d == ax else 1 for d in range(nd)])
                 w = wa if w is None else w * wa
-            out[region] += core.float().cpu() * w
+            out[region] += core.float().to(out.device) * w
         else:
-            out[region] = core.float().cpu()
+            out[region] = core.float().to(out.device)
         if progress is not None:
             progress(count)
     assert out is not None
@@ -156,6 +162,65 @@ def conv_layers(net: torch.nn.Module) -> list[torch.nn.Module]:
             if isinstance(m, (torch.nn.modules.conv._ConvNd, FusedConvAct))]
 
 
+# Halos measured in this process, by architecture (see :func:`architecture_key`): the probe
+# runs once per architecture and settings, not once per call or per loaded copy.
+_HALOS: dict[tuple, int] = {}
+# The checkpoint metadata key of a stored halo (written with the weights; see
+# :func:`receptive_field_info`).
+FIELD_KEY = "receptive_field"
+
+
+def architecture_key(net: torch.nn.Module) -> tuple:
+    """What a network's receptive field depends on, hashable: each module's class, its
+    ``extra_repr`` (kernel sizes, dilations, strides, padding) and its plain settings
+    (scale, interpolation method, centre-frame slice, ...), in module order. The
+    weights do not enter: :func:`measured_radius` probes the architecture with random
+    weights. Conv + activation fused for the CPU (:class:`~medsr.inference.fusion.
+    FusedConvAct`) gives its own key, and the same halo."""
+    net = getattr(net, "_orig_mod", net)
+    parts = []
+    for name, m in net.named_modules():
+        plain = tuple(sorted(
+            (k, repr(v)) for k, v in vars(m).items()
+            if not k.startswith("_") and k != "training"
+            and isinstance(v, (int, float, str, bool, tuple, slice, type(None)))))
+        parts.append((name, type(m).__qualname__, m.extra_repr(), plain))
+    return tuple(parts)
+
+
+def receptive_field_info(net: torch.nn.Module) -> dict[str, int]:
+    """The metadata to store with a model's weights (under :data:`FIELD_KEY`) so that
+    loading it needs no probe: the halo of :func:`receptive_halo` with its defaults."""
+    return {"halo": receptive_halo(net), "extra": 3, "cap": 32}
+
+
+def remember_receptive_field(net: torch.nn.Module, info: dict | None) -> int | None:
+    """Seed ``net``'s halo from its checkpoint metadata ``info`` (:data:`FIELD_KEY`), when
+    present and plausible: an integer within [4, the analytic bound of the layers] (a
+    halo beyond that bound would be a stale or edited value; the bound always covers the
+    field). Returns the halo used, or None (then :func:`receptive_halo` measures)."""
+    field = (info or {}).get(FIELD_KEY)
+    if not isinstance(field, dict):
+        return None
+    halo, extra, cap = field.get("halo"), field.get("extra", 3), field.get("cap", 32)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (halo, extra, cap)):
+        return None
+    if not 4 <= halo <= _analytic_bound(net, extra, cap):
+        return None
+    try:
+        net._medsr_halo = ((extra, cap, True), int(halo))
+    except AttributeError:
+        return None
+    return int(halo)
+
+
+def _analytic_bound(net: torch.nn.Module, extra: int, cap: int) -> int:
+    radius = 0
+    for m in conv_layers(net):
+        radius += max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
+    return int(min(cap, max(4, radius + extra)))
+
+
 def receptive_halo(net: torch.nn.Module, extra: int = 3, cap: int = 32,
                    probe: bool = True) -> int:
     """A tile halo (input voxels) covering ``net``'s receptive field, within [4, ``cap``].
@@ -165,24 +230,33 @@ def receptive_halo(net: torch.nn.Module, extra: int = 3, cap: int = 32,
     branches (SP-VDSR's skip runs beside its body, not after it), so with ``probe`` the
     field is also measured (:func:`measured_radius`) and the smaller is used: outputs do
     not change, since both cover the field, but a smaller halo costs less compute at
-    every tile and volume edge. Cached on the module.
+    every tile and volume edge.
+
+    Measured once: cached on the module, seeded from its checkpoint metadata
+    (:func:`remember_receptive_field`; a deep copy keeps it), and cached per process by
+    :func:`architecture_key`. A wrapper that runs its inner network on flipped inputs
+    (``receptive_field_from`` names the inner module) has the inner network's halo.
     """
+    inner = getattr(type(net), "receptive_field_from", None)
+    if inner:
+        return receptive_halo(getattr(net, inner), extra, cap, probe)
     cached = getattr(net, "_medsr_halo", None)
     key = (extra, cap, probe)
     if cached is not None and cached[0] == key:
         return cached[1]
-    radius = 0
-    for m in conv_layers(net):
-        radius += max((k - 1) // 2 * d for k, d in zip(m.kernel_size, m.dilation))
-    bound = int(min(cap, max(4, radius + extra)))
-    halo = bound
-    if probe:
-        measured = measured_radius(net, bound)
-        if measured is not None:
-            halo = int(max(4, min(bound, measured)))
+    arch = (architecture_key(net), key)
+    halo = _HALOS.get(arch)
+    if halo is None:
+        bound = _analytic_bound(net, extra, cap)
+        halo = bound
+        if probe:
+            measured = measured_radius(net, bound)
+            if measured is not None:
+                halo = int(max(4, min(bound, measured)))
+        _HALOS[arch] = halo
     try:
         net._medsr_halo = (key, halo)
-    except AttributeError:  # modules that refuse attributes: recompute next time
+    except AttributeError:  # modules that refuse attributes: the process cache serves
         pass
     return halo
 

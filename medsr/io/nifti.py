@@ -25,6 +25,14 @@ output dtype is ``dtype`` or ``meta['dtype']`` or float32. Integers are rounded 
 clipped, never wrapped (``cast_to_dtype``); the one exception is a source that was
 itself stored with scl_slope/inter and no explicit ``dtype``: then nibabel computes a
 new slope/intercept so no precision is lost to rounding.
+
+Compressed files (.nii.gz, .mgz) go through the fastest deflate installed
+(:func:`medsr.io.deflate.gzip_backend`: ISA-L's igzip (``isal``, a core dependency),
+else zlib-ng, else Python's gzip; ``MEDSR_GZIP=isal|zlib-ng|gzip`` picks one). Writing is plain gzip
+(one member, mtime 0, no file name: the same bytes for the same data) at level 1 as
+nibabel writes it. A 3D NIfTI is read in one pass: decompressed slab by slab straight
+into the C-ordered array (no second full copy), and the stream's CRC is checked at its
+end (no second decompression).
 """
 
 from __future__ import annotations
@@ -44,13 +52,14 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from medsr.errors import InputError, UserError
+from medsr.io.deflate import SLAB_BYTES, backend_errors, gzip_open, stream_3d
 from medsr.io.dtype import cast_to_dtype
 from medsr.io.formats import captured_logs, check_declared_size, check_voxel_size
 from medsr.volume import Volume
 
 # Exceptions nibabel, zlib and gzip raise on broken files.
 _BROKEN = (ImageFileError, HeaderDataError, EOFError, zlib.error, gzip.BadGzipFile, OSError,
-           ValueError, KeyError, IndexError, struct.error, MemoryError)
+           ValueError, KeyError, IndexError, struct.error, MemoryError, *backend_errors())
 # Deflate cannot compress better than about 1032:1; a header asking for more is lying.
 _MAX_DEFLATE_RATIO = 1100
 _UNITS_IN = {"mm": "mm", "micron": "um", "meter": "m"}
@@ -193,10 +202,23 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None,
     path = Path(path)
     low = path.name.lower()
     is_mgh = low.endswith((".mgz", ".mgh"))
+    klass = nib.MGHImage
     if not is_mgh:
-        _check_nifti_header(path, _raw_nifti_header(path))
+        hdr = _raw_nifti_header(path)
+        _check_nifti_header(path, hdr)
+        klass = nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image
     with captured_logs("nibabel", "nibabel.global") as messages:
-        vol = _read_nifti(path, is_mgh, volume, max_voxels)
+        if low.endswith((".nii.gz", ".mgz")):
+            try:
+                with gzip_open(path) as stream:
+                    vol = _read_nifti(path, is_mgh, volume, max_voxels, stream, klass)
+            except InputError:
+                raise
+            except _BROKEN as exc:
+                raise InputError(f"{path}: truncated or corrupt compressed data "
+                                 f"({_reason(exc)})") from exc
+        else:
+            vol = _read_nifti(path, is_mgh, volume, max_voxels)
     for text in messages:
         warnings.warn(f"{path}: {text}", stacklevel=2)
     return vol
@@ -214,9 +236,15 @@ def _verify_gzip(path: Path) -> None:
 
 
 def _read_nifti(path: Path, is_mgh: bool, volume: int | None,
-                max_voxels: int | None) -> Volume:
+                max_voxels: int | None, stream: gzip.GzipFile | None = None,
+                klass: type | None = None) -> Volume:
+    """``stream``: the decompressing reader of a compressed ``path`` (its image class
+    ``klass``), read once to its end (the CRC check); None: nibabel opens ``path``."""
     try:
-        img = nib.load(path)
+        if stream is None:
+            img = nib.load(path)
+        else:
+            img = klass.from_stream(stream)  # header now, data below
     except _BROKEN as exc:
         raise InputError(f"{path}: cannot read ({_reason(exc)})") from exc
     if getattr(img, "affine", None) is None or not hasattr(img, "dataobj"):
@@ -236,10 +264,15 @@ def _read_nifti(path: Path, is_mgh: bool, volume: int | None,
     check_voxel_size(path, np.linalg.norm(affine[:3, :3], axis=0), "voxel size (affine)")
     index = _select_volume(path, shape, volume)
     try:
-        data = np.asanyarray(img.dataobj[index] if index else img.dataobj)
+        data = stream_3d(img, stream) if stream is not None and not index else None
+        if data is None:
+            data = np.asanyarray(img.dataobj[index] if index else img.dataobj)
+        if stream is not None:
+            while stream.read(SLAB_BYTES):  # to the end: the gzip CRC and length checks
+                pass
     except _BROKEN as exc:
         raise InputError(f"{path}: truncated or corrupt data ({_reason(exc)})") from exc
-    if path.name.lower().endswith((".gz", ".mgz")):
+    if stream is None and path.name.lower().endswith((".gz", ".mgz")):
         _verify_gzip(path)
     if data.dtype.names:  # RGB24 / RGBA32 NIfTI: fields become channels
         data = np.stack([data[name] for name in data.dtype.names], axis=-1)
@@ -310,6 +343,9 @@ def write_nifti(vol: Volume, path: str | os.PathLike, *, dtype: str | None = Non
     if rescale:
         # The source was scaled integers: let nibabel choose slope/inter again.
         data = np.nan_to_num(np.asarray(data, dtype=np.float64))
+    elif np.issubdtype(out_dtype, np.integer):
+        if not _cast_while_writing(data, out_dtype):  # else nibabel casts as it writes
+            data = cast_to_dtype(data, out_dtype)
     else:
         data = cast_to_dtype(data, out_dtype)
     if data.ndim == 4:  # channels -> NIfTI vector dimension 5, so they read back as one volume
@@ -329,8 +365,31 @@ def write_nifti(vol: Volume, path: str | os.PathLike, *, dtype: str | None = Non
         img.header.set_slope_inter(1.0, 0.0)
     if description is not None:
         img.header["descrip"] = description.encode("utf-8", "replace")[:79]
-    nib.save(img, path)
+    _save(img, path)
     return path
+
+
+def _save(img, path: Path) -> None:
+    """``nib.save``, compressed files through :func:`gzip_open` (the fast deflate)."""
+    if path.name.lower().endswith((".nii.gz", ".mgz")):
+        with gzip_open(path, "wb") as f:
+            img.to_stream(f)
+    else:
+        nib.save(img, path)
+
+
+def _cast_while_writing(data: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether float ``data`` can go to nibabel as they are, with scaling fixed at (1, 0)
+    and the integer ``dtype``: nibabel then rounds and casts plane by plane as it writes
+    (the same bytes as :func:`cast_to_dtype`, NaN to 0 included, without a
+    volume-sized integer copy). Not when a value would be clipped: cast_to_dtype's
+    count of clipped voxels is wanted then."""
+    if not np.issubdtype(data.dtype, np.floating) or data.size == 0:
+        return False
+    info = np.iinfo(dtype)
+    lo, hi = np.nanmin(data), np.nanmax(data)  # NaN only where all are NaN
+    return bool(np.isfinite(lo) and np.isfinite(hi) and np.rint(lo) >= info.min
+                and np.rint(hi) <= info.max)
 
 
 def write_mgh(vol: Volume, path: str | os.PathLike, *, dtype: str | None = None) -> Path:
@@ -347,5 +406,5 @@ def write_mgh(vol: Volume, path: str | os.PathLike, *, dtype: str | None = None)
     else:
         out = np.dtype(np.float32)
     data = cast_to_dtype(vol.data, out)
-    nib.save(nib.MGHImage(data, vol.affine), path)
+    _save(nib.MGHImage(data, vol.affine), path)
     return path
