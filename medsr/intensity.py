@@ -103,3 +103,17 @@ def _shifted(p: np.ndarray, ax: int, radius: int, n: int, off: int) -> np.ndarra
     s = [slice(None)] * p.ndim
     s[ax] = slice(radius + off, radius + off + n)
     return p[tuple(s)]
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether ``a`` holds no NaN or infinity, without a volume-sized boolean temporary
+    (min and max propagate NaN and show infinities)."""
+    return a.size == 0 or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+
+
+def count_below(a: np.ndarray, value: float) -> int:
+    """How many elements of ``a`` are below ``value``, counted slab by slab along the first
+    axis (no volume-sized boolean temporary)."""
+    step = max(1, (1 << 22) // max(1, int(np.prod(a.shape[1:]))))
+    return sum(int(np.count_nonzero(a[i:i + step] < value))
+               for i in range(0, max(1, a.shape[0]), step))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from medsr import io, models, pretrained
+from medsr import intensity, io, models, pretrained
 from medsr.errors import InputError
 from medsr.inference import model_sr, tiling
 from medsr.io import deflate
@@ -257,11 +257,11 @@ def test_in_place_normalisation_changes_no_bit_and_not_the_input(dtype):
 
 def test_all_finite():
     a = np.zeros((5, 6, 7), np.float32)
-    assert model_sr.all_finite(a) and model_sr.all_finite(a[:0])
+    assert intensity.all_finite(a) and intensity.all_finite(a[:0])
     for bad in (np.nan, np.inf, -np.inf):
         b = a.copy()
         b[2, 3, 4] = bad
-        assert not model_sr.all_finite(b)
+        assert not intensity.all_finite(b)
 
 
 @pytest.mark.parametrize("shape", [(16, 16, 4), (1, 5, 2), (37, 3, 61), (9,), (20, 30)])
@@ -315,6 +315,17 @@ def test_device_resident_path_gives_the_host_paths_bits(name, factors, blend, tt
     with torch.inference_mode():  # float32 input on the device path: never written
         model_sr.apply_2d(runnable, f32, factors, on_device=True, **kw)
     assert np.array_equal(f32, data.astype(np.float32))
+
+
+def test_count_below_counts_as_numpy_does_without_a_volume_sized_mask():
+    a = np.random.default_rng(1).normal(size=(300, 200, 200)).astype(np.float32)
+    assert intensity.count_below(a, 0) == int(np.count_nonzero(a < 0))
+    assert intensity.count_below(a[:0], 0) == 0
+    tracemalloc.start()
+    intensity.count_below(a, 0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < a.nbytes / 8  # a boolean mask of the whole would be a quarter of it
 
 
 def test_tiles_accumulate_where_asked():

@@ -20,7 +20,7 @@ from torch import nn
 from medsr import pretrained
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d, apply_3d
-from medsr.intensity import input_range
+from medsr.intensity import all_finite, input_range
 
 
 def use_all_cores() -> None:
@@ -110,12 +110,6 @@ def pass_factors(model: nn.Module, axes: int | tuple[int, int] | None) -> tuple[
     else:
         raise UserError("a 2D model needs to know which axes it upsamples")
     return tuple(f)  # type: ignore[return-value]
-
-
-def all_finite(a: np.ndarray) -> bool:
-    """Whether ``a`` holds no NaN or infinity, without a volume-sized boolean temporary
-    (min and max propagate NaN and show infinities)."""
-    return a.size == 0 or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
 
 
 def run_settings(device: torch.device, channels_last: bool | None = None,

@@ -78,17 +78,30 @@ def project_onto_slices(vol: Volume, out: Volume, plan: OutputGrid,
                                  f"thickness {mm:g} mm from {source})")
 
 
+def estimate_for(vol: Volume, grid: OutputGrid, run: RunOptions, kind: str | None, *,
+                 auto: bool) -> Any:
+    """The slice-profile estimate the projection step will consult (None when it will
+    not: a profile was given, ``auto`` is off, not a scan, or not its thick axis alone
+    upsampled). Made before the network runs, so that its temporaries and the output are
+    never in memory together."""
+    if run.profile is not None or not (auto and kind is None
+                                       and thick_axis_upsampled(vol, grid)):
+        return None
+    return auto_slice_profile(vol)
+
+
 def project(vol: Volume, out: Volume, grid: OutputGrid, run: RunOptions,
-            kind: str | None, *, auto: bool) -> tuple[Volume, list[str]]:
+            kind: str | None, *, auto: bool, estimate: Any = None) -> tuple[Volume, list[str]]:
     """The projection step: onto the slices under ``run.profile`` when given; with no
-    profile and ``auto``, under the estimate for a scan whose thick axis alone is
-    upsampled, when the estimate is confident (a note either way)."""
+    profile and ``auto``, under the estimate (``estimate``, from :func:`estimate_for`,
+    else made here) for a scan whose thick axis alone is upsampled, when the estimate is
+    confident (a note either way)."""
     if run.profile is not None:
         out, note = project_onto_slices(vol, out, grid, run.profile, run.slice_thickness)
         return out, [note]
     if not (auto and kind is None and thick_axis_upsampled(vol, grid)):
         return out, []
-    est = auto_slice_profile(vol)
+    est = auto_slice_profile(vol) if estimate is None else estimate
     if est is not None and est.confident:
         out, _ = project_onto_slices(vol, out, grid, est.family, est.width_mm)
         return out, [f"slice profile: {est.describe()}: projected onto the scan's slices "

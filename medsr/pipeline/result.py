@@ -14,6 +14,7 @@ import numpy as np
 from medsr import io
 from medsr.adapters import spacing_unit
 from medsr.errors import InputError
+from medsr.intensity import all_finite, count_below
 from medsr.options import WriteOptions
 from medsr.volume import Volume
 
@@ -63,7 +64,7 @@ def clip_overshoot(vol: Volume, out: Volume) -> tuple[Volume, str | None]:
         return out, None
     if vol.data.size == 0 or vol.data.min() < 0:
         return out, None
-    n = int(np.count_nonzero(data < 0))
+    n = count_below(data, 0)
     if n == 0:
         return out, None
     if data.flags.writeable and not np.may_share_memory(data, vol.data):
@@ -79,7 +80,7 @@ def write_result(vol: Volume, out: Volume, input_path: Path, out_path: Path, t0:
                  keep_overshoot: bool = False) -> InferResult:
     """Write ``out`` in the format ``out_path`` names (video by its suffix) and report;
     a non-negative input's output is clipped at 0 unless ``keep_overshoot``."""
-    if np.issubdtype(out.data.dtype, np.inexact) and not np.all(np.isfinite(out.data)):
+    if np.issubdtype(out.data.dtype, np.inexact) and not all_finite(out.data):
         raise InputError(f"{input_path}: {method} produced non-finite values (the input's "
                          "range overflows the arithmetic); rescale the image")
     if not keep_overshoot:

@@ -11,7 +11,7 @@ from medsr.adapters import for_kind, kind_of
 from medsr.geometry import OutputGrid
 from medsr.inference.resolvers import choose_resolver
 from medsr.options import RunOptions
-from medsr.pipeline.projection import project
+from medsr.pipeline.projection import estimate_for, project
 from medsr.pipeline.result import clip_overshoot
 from medsr.progress import progress_bar
 from medsr.volume import Volume
@@ -48,12 +48,13 @@ def super_resolve_volume(vol: Volume, grid: OutputGrid, run: RunOptions | None =
     kind = kind_of(vol)  # "frames" | "stack" (microscopy TIFF) | None (scans)
     resolver = choose_resolver(vol, grid, run, kind=kind, passes=passes)
     adapt = for_kind(kind)
+    estimate = estimate_for(vol, grid, run, kind, auto=auto_profile)  # before the output
     if resolver.network:
         with progress_bar(f"{label}: super-resolving", run.progress) as update:
             out = adapt(vol, grid, partial(resolver, progress=update))
     else:
         out = adapt(vol, grid, resolver)
-    out, projected = project(vol, out, grid, run, kind, auto=auto_profile)
+    out, projected = project(vol, out, grid, run, kind, auto=auto_profile, estimate=estimate)
     notes = [*resolver.notes, *projected]
     if run.tta and not resolver.network:
         notes.append(f"--tta applies to networks; {resolver.method} did not use it")

@@ -145,8 +145,9 @@ def estimate_profile(vol: Volume) -> ProfileEstimate | None:
         # one difference along each axis (lag: one slice spacing) whitens the spectrum;
         # a lag of whole slices commutes with the folding
         lag = max(1, int(round(s_t / sp[a])))
-        src = np.diff(np.take(data, np.arange(lag, data.shape[a]), axis=a)
-                      - np.take(data, np.arange(data.shape[a] - lag), axis=a), axis=t)
+        ahead, behind = [slice(None)] * 3, [slice(None)] * 3  # views, not copies
+        ahead[a], behind[a] = slice(lag, None), slice(None, data.shape[a] - lag)
+        src = np.diff(data[tuple(ahead)] - data[tuple(behind)], axis=t)
         p2 = np.fft.fftshift(_patch_spectrum(src, a, t, n_a, n_t), axes=0)
         f_a = np.fft.fftshift(np.fft.fftfreq(n_a)) / sp[a]
         m_max = int(math.ceil(s_t / (2.0 * sp[a]))) + 1
