@@ -22,3 +22,15 @@ def oblique_affine() -> np.ndarray:
     m[:3, :3] = rz @ rx @ np.diag([-0.9, 1.1, 3.0])
     m[:3, 3] = [12.5, -30.25, 7.0]
     return m
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, restored afterwards: tests that time training
+    steps or compare runs share the machine with the other xdist worker."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -24,12 +24,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "inference.md"
 TINY = {"depth": 2, "features": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,13 +41,7 @@ from medsr.volume import Volume
 TINY = {"architecture": "sp_vdsr", "depth": 3, "features": 8}  # keeps the tests fast
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The machine is shared: one thread, restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _phantom(shape=(40, 36, 32), seed=0) -> np.ndarray:

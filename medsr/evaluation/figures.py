@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from medsr.extras import pyplot
-from medsr.io.common import atomic_path
+from medsr.io.common import save_figure
 
 
 def comparison_figure(panels: dict[str, np.ndarray], reference: np.ndarray,
@@ -45,11 +45,7 @@ def comparison_figure(panels: dict[str, np.ndarray], reference: np.ndarray,
         fig.colorbar(im, ax=axes[1, -1], fraction=0.046, pad=0.04, label="|error|")
     if title:
         fig.suptitle(title)
-    out = Path(out_png)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_png, dpi=100)
 
 
 def _short_name(path: str, width: int = 28) -> str:
@@ -137,11 +133,7 @@ def file_comparison_figure(records: list[dict], previews: list[dict],
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out_png)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_png, dpi=90)
 
 
 def benchmark_figure(out_dir: Path, name: str, lr: np.ndarray, outputs: dict[str, np.ndarray],

@@ -15,6 +15,7 @@ import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from medsr import __version__
 from medsr.errors import OutputError
@@ -325,3 +326,14 @@ def _swap(new: Path, final: Path, parent: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (no half-written PNG) and close it."""
+    from matplotlib import pyplot  # an optional dependency: only figure writers get here
+
+    out = Path(path)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    pyplot.close(fig)
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.extras import pyplot
-from medsr.io.common import atomic_path
+from medsr.io.common import save_figure
 
 PSNR_MIN_SPAN_DB = 1.0  # a validation PSNR axis spans at least this
 SSIM_MIN_SPAN = 0.02
@@ -75,8 +75,4 @@ def training_curve(metrics_csv: str | os.PathLike, out_png: str | os.PathLike) -
     axes[1].set_xlabel("step")
     axes[1].set_title("validation (normalised intensities)")
     fig.tight_layout()
-    out = Path(out_png)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_png, dpi=100)
