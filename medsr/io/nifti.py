@@ -202,6 +202,8 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None,
     path = Path(path)
     low = path.name.lower()
     is_mgh = low.endswith((".mgz", ".mgh"))
+    if is_mgh and path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (not an MGH/MGZ image)")
     klass = nib.MGHImage
     if not is_mgh:
         hdr = _raw_nifti_header(path)
@@ -245,7 +247,7 @@ def _read_nifti(path: Path, is_mgh: bool, volume: int | None,
             img = nib.load(path)
         else:
             img = klass.from_stream(stream)  # header now, data below
-    except _BROKEN as exc:
+    except (*_BROKEN, TypeError) as exc:  # TypeError: nibabel on a header cut short
         raise InputError(f"{path}: cannot read ({_reason(exc)})") from exc
     if getattr(img, "affine", None) is None or not hasattr(img, "dataobj"):
         raise InputError(f"{path}: not a volume image ({type(img).__name__})")
