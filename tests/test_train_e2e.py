@@ -4,6 +4,7 @@ predict -> NIfTI written and read back -> medsr eval tables and figures."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import nibabel as nib
@@ -96,6 +97,9 @@ def test_train_checkpoint_predict_eval(tmp_path, capsys):
     assert len(rows) == 5 * len(files)
     result = json.loads((ev / "eval.json").read_text())
     assert set(result["summary"]["model"]) >= {"psnr_mean", "psnr_std", "ssim_mean", "nrmse_std"}
+    # the model's identity, as the infer sidecars and the cohort summary record it
+    best = (run / "checkpoints/best.safetensors").read_bytes()
+    assert result["checkpoint_sha256"] == hashlib.sha256(best).hexdigest()
     assert (ev / "eval.md").read_text().count("| vol0.nii.gz |") == 3
     assert sorted(p.name for p in (ev / "figures").iterdir()) == ["vol0.png", "vol1.png",
                                                                   "vol2.png"]

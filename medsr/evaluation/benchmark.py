@@ -36,6 +36,7 @@ from medsr.interpolate import resize
 from medsr.io.common import atomic_path, check_output
 from medsr.models.checkpoint import load_model
 from medsr.pipeline import super_resolve_volume
+from medsr.provenance import sha256_of
 from medsr.volume import Volume
 
 __all__ = ["BASELINES", "METRICS", "benchmark_command", "benchmark_model", "default_axis",
@@ -283,6 +284,7 @@ def benchmark_command(*, data: list[str] | None, run: str | None = None,
                                  device=str(dev), tta=tta,
                                  figures_dir=tmp / "figures" if figures else None)
         result["checkpoint"] = str(ckpt)
+        result["checkpoint_sha256"] = sha256_of(ckpt)  # the identity sidecars and cohorts use
         written = report.write_benchmark_tables(result, tmp)
     paths = {k: folder / p.name for k, p in written.items()}
     print(report.benchmark_markdown(result), end="")
