@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from medsr.errors import UserError
 from medsr.inference.apply import apply_2d
 from medsr.inference.normalise import Normalisation
 from medsr.interpolate import resize
-from medsr.progress import LogProgress, progress_mode
+from medsr.progress import progress_bar
 from medsr.selfsup.axes import ThroughPlane, detect_through_plane, scan_profile
 from medsr.selfsup.budget import (
     FEW_STEPS,
@@ -92,23 +91,6 @@ def flip_sets(tp: ThroughPlane, shape: tuple[int, ...]) -> list[tuple[int, ...]]
 def _training_array(vol: Volume) -> np.ndarray:
     data = np.asarray(vol.data, dtype=np.float32)
     return data.mean(axis=3) if data.ndim == 4 else data
-
-
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=False)
 
 
 def _seed(seed: int, device: torch.device) -> None:
@@ -341,36 +323,21 @@ def super_resolve_self_supervised(
     if train_s <= 0:  # set-up and inference alone do not fit: refuse, do not overrun
         raise BudgetTooShort(budget_s, setup, est_infer, n_flips if tta else 1)
     _seed(seed, dev)
-    mode = progress_mode(progress)  # a bar on a terminal, log lines in a batch job's log
-    with _progress_bar(mode == "bar") as bar:
-        on_step = on_slices = None
-        if mode == "log":
-            train_log = LogProgress("self-supervised training")
-            on_slices = LogProgress("applying")
-
-            def on_step(step: int, planned: int, loss: float) -> None:
-                train_log(step, planned or None, f"loss {loss:.4f}")
-        if bar is not None:
-            t_train = bar.add_task("self-supervised training", total=None, info="")
-            t_apply = bar.add_task("applying", total=None, info="", start=False)
-
-            def on_step(step: int, planned: int, loss: float) -> None:
-                bar.update(t_train, completed=step, total=planned or None,
-                           info=f"loss {loss:.4f}")
-
-            def on_slices(done: int, total: int) -> None:
-                bar.start_task(t_apply)
-                bar.update(t_apply, completed=done, total=total)
+    # medsr's one progress reporter: a bar on a terminal, timed lines in a batch job's log
+    with progress_bar("self-supervised training", progress) as train_update:
+        def on_step(step: int, planned: int, loss: float) -> None:
+            train_update(step, planned or None, f"loss {loss:.4f}")
 
         rep = train(model, st.sampler, seconds=train_s + reserve, reserve_s=reserve,
                     seed=seed, device=dev, batch=batch, lr=lr, max_steps=steps,
                     loss=loss, progress=on_step)
-        if fine_tuned and prior_weight > 0:
-            mix_prior(model, prior, prior_weight)
-        t_apply0 = time.perf_counter()
+    if fine_tuned and prior_weight > 0:
+        mix_prior(model, prior, prior_weight)
+    t_apply0 = time.perf_counter()
+    with progress_bar("applying", progress) as on_slices:
         out = apply(vol, model, device=dev, tta=tta, progress=on_slices,
                     kernel=st.kernel if consistency else None)
-        apply_s = time.perf_counter() - t_apply0
+    apply_s = time.perf_counter() - t_apply0
     fitted = Fitted(model, tp, st.kernel, st.thickness, st.source, st.started, rep,
                     {"profile": st.profile, **st.evidence})
     probe = st.evidence.get("auto_probe_mse_default"), st.evidence.get("auto_probe_mse_lanczos")

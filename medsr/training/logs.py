@@ -3,6 +3,7 @@ and the progress bar (a log line per logged step off a terminal)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -10,9 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.progress import Progress as RichProgress
-
 from medsr import distributed
+from medsr.progress import progress_bar
 
 log = logging.getLogger("medsr.train")
 
@@ -75,21 +75,21 @@ def _fmt(v: Any) -> str:
 
 
 class Progress:
-    """A rich progress bar on a terminal, a log line per logged step otherwise."""
+    """Training progress: medsr's one reporter (:func:`medsr.progress.progress_bar`) as a
+    bar on a terminal; otherwise a log line per logged step (with the validation scores)."""
 
     def __init__(self, total: int, start: int, enabled: bool | None) -> None:
         self.total = total
         self.tty = sys.stderr.isatty() if enabled is None else enabled
-        self.bar: RichProgress | None = None
+        self._stack = contextlib.ExitStack()
+        self.bar: Any = None
         if self.tty and distributed.is_main_process():
-            self.bar = RichProgress(transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("training", total=total, completed=start)
+            self.bar = self._stack.enter_context(progress_bar("training", True))
+            self.bar(start, total)
 
     def update(self, step: int, row: dict[str, Any]) -> None:
         if self.bar is not None:
-            desc = f"loss {row['loss']:.4g}" if "loss" in row else None
-            self.bar.update(self.task, completed=step, **({"description": desc} if desc else {}))
+            self.bar(step, self.total, f"loss {row['loss']:.4g}" if "loss" in row else "")
         elif row and distributed.is_main_process():
             extra = (f" val_psnr {row['val_psnr']:.3f} val_ssim {row['val_ssim']:.4f}"
                      if "val_psnr" in row else "")
@@ -97,5 +97,4 @@ class Progress:
                      extra)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        self._stack.close()
