@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,16 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
 
 
-def sidecar_path(output: str | Path) -> Path:
-    """``lr.nii.gz`` -> ``lr.json`` (same stem, beside the output)."""
-    out = Path(output)
-    name = out.name
-    for suffix in (".nii.gz", ".tar.gz"):
-        if name.lower().endswith(suffix):
-            return out.with_name(name[: -len(suffix)] + ".json")
-    return out.with_name((Path(name).stem if Path(name).suffix else name) + ".json")
-
-
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     for name in ("scale", "fwhm", "thickness"):
@@ -100,9 +88,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medsr import __version__, io
-    from medsr.degrade import Degradation, degrade_volume, load_preset
-    from medsr.io.common import atomic_path, check_output
+    from medsr.degrade import Degradation, degrade_file, load_preset
 
     overrides = _overrides(args)
     if args.preset:
@@ -111,33 +97,9 @@ def run(args: argparse.Namespace) -> int:
         d = Degradation.from_dict(overrides)
     else:
         raise UserError("give --preset NAME or --scale K (see medsr degrade --help)")
-    out = check_output(args.output, args.overwrite, [Path(args.input)])
-    side = check_output(sidecar_path(out), args.overwrite, [Path(args.input)])
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    d.set_random_state(seed)
-
-    hr = io.read(args.input)
-    lr = degrade_volume(hr, d)
-    lr.meta.pop("degradation", None)
-    written = io.write(lr, out, overwrite=args.overwrite, dtype=args.dtype,
-                       inputs=[Path(args.input)])
-    record = {
-        "medsr_version": __version__,
-        "command": "medsr degrade",
-        "input": str(Path(args.input)),
-        "output": str(written),
-        "preset": args.preset,
-        "seed": seed,
-        "degradation": d.to_dict(),
-        "drawn": d.last_params,
-        "hr_shape": list(hr.data.shape),
-        "lr_shape": list(lr.data.shape),
-        "hr_affine": hr.affine.tolist(),
-        "lr_affine": lr.affine.tolist(),
-    }
-    with atomic_path(side) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"{Path(args.input).name}: {'x'.join(map(str, hr.spatial_shape))} -> "
-          f"{'x'.join(map(str, lr.spatial_shape))} ({written}, parameters in {side.name})",
-          file=sys.stderr)
+    rec = degrade_file(args.input, args.output, d, seed=args.seed, overwrite=args.overwrite,
+                       dtype=args.dtype, preset=args.preset)
+    print(f"{Path(args.input).name}: {'x'.join(map(str, rec['hr_shape'][:3]))} -> "
+          f"{'x'.join(map(str, rec['lr_shape'][:3]))} ({rec['output']}, parameters in "
+          f"{Path(rec['sidecar']).name})", file=sys.stderr)
     return 0

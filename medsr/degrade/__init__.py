@@ -20,6 +20,7 @@ _WHERE = {
     **dict.fromkeys(("Degradationd", "Downsampled", "RandNoised", "SliceProfileBlurd"),
                     "dictionary"),
     **dict.fromkeys(("Downsample", "lr_affine", "lr_shape"), "downsample"),
+    **dict.fromkeys(("degrade_file", "sidecar_path"), "file"),
     "RandNoise": "noise",
     **dict.fromkeys(("available_presets", "load_preset"), "presets"),
 }
