@@ -99,14 +99,21 @@ def int_in_range(lo: int, hi: int):
     return parse
 
 
+def _numbers(text: str, *, per_axis: bool) -> list[float]:
+    """The comma-separated numbers of ``text``, none empty; ``per_axis``: 1 to 3 of them,
+    "x" also separating (``1x1x4``)."""
+    items = (text.replace("x", ",") if per_axis else text).split(",")
+    if any(not i.strip() for i in items) or per_axis and not 1 <= len(items) <= 3:
+        raise argparse.ArgumentTypeError(
+            f"expected one number or a comma list of 2 or 3, got {text!r}" if per_axis
+            else f"expected a number or a comma list, got {text!r}")
+    return [_number(i.strip(), text) for i in items]
+
+
 def positive_list(hi: float = math.inf, lo: float = 0.0):
     """An argparse type: 1 to 3 comma-separated finite numbers in (lo, hi], none empty."""
     def parse(text: str) -> list[float]:
-        items = text.replace("x", ",").split(",")
-        if not 1 <= len(items) <= 3 or any(not i.strip() for i in items):
-            raise argparse.ArgumentTypeError(
-                f"expected one number or a comma list of 2 or 3, got {text!r}")
-        values = [_number(i.strip(), text) for i in items]
+        values = _numbers(text, per_axis=True)
         if not all(math.isfinite(v) and v > 0 for v in values):
             raise argparse.ArgumentTypeError(f"expected positive finite numbers, got {text!r}")
         if any(v > hi or v < lo for v in values):
@@ -135,11 +142,7 @@ def width_list(hi: float):
     """An argparse type: a profile width, one number in (0, hi] or a comma list of 2 or 3 in
     [0, hi] (0: no blur along that axis), not all zero."""
     def parse(text: str) -> list[float]:
-        items = text.replace("x", ",").split(",")
-        if not 1 <= len(items) <= 3 or any(not i.strip() for i in items):
-            raise argparse.ArgumentTypeError(
-                f"expected one number or a comma list of 2 or 3, got {text!r}")
-        values = [_number(i.strip(), text) for i in items]
+        values = _numbers(text, per_axis=True)
         if not all(math.isfinite(v) and 0 <= v <= hi for v in values) or max(values) <= 0:
             raise argparse.ArgumentTypeError(
                 f"expected a positive width up to {hi:g} (per axis: 0 to {hi:g}, not all 0; "
@@ -152,10 +155,7 @@ def width_list(hi: float):
 def nonneg_list(hi: float):
     """An argparse type: one or more comma-separated finite numbers in [0, hi]."""
     def parse(text: str) -> list[float]:
-        items = text.split(",")
-        if any(not i.strip() for i in items):
-            raise argparse.ArgumentTypeError(f"expected a number or a comma list, got {text!r}")
-        values = [_number(i.strip(), text) for i in items]
+        values = _numbers(text, per_axis=False)
         if not all(math.isfinite(v) and 0 <= v <= hi for v in values):
             raise argparse.ArgumentTypeError(
                 f"expected finite numbers from 0 to {hi:g}, got {text!r}")
