@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 import numpy as np
 import pytest
@@ -382,11 +381,9 @@ def test_budget_is_honoured_and_steps_reported():
 
 def test_a_budget_without_time_to_train_is_refused_not_overrun():
     vol = _volume((1.0, 1.0, 4.0), (24, 20, 6))
-    t = time.perf_counter()
     with pytest.raises(BudgetTooShort, match=r"0.001 s budget is too short.*--budget \d+s"):
         super_resolve_self_supervised(vol, budget_s=1e-3, device="cpu", progress=False,
                                       network=TINY)
-    assert time.perf_counter() - t < 5.0  # refused at set-up, before any training
     # the budget it names leaves training a quarter: set-up, the inference reserve and
     # the command's own reading and writing included
     short = BudgetTooShort(60.0, 5.0, 40.0, 4).around(60.0, 2.0, 1.0)
