@@ -92,9 +92,12 @@ def test_sidecar_follows_the_output_rules(tmp_path, monkeypatch, capsys):
     assert main(args) == 0
     capsys.readouterr()
     assert main(args) == 2  # the output exists: refused, sidecar untouched
-    first = Path("o.json").read_text()
+    first = Path("o.json").stat()
     Path("o.nii.gz").unlink()  # a medsr sidecar without its output is stale: replaced
-    assert main(args) == 0 and Path("o.json").read_text() != first
+    assert main(args) == 0
+    again = Path("o.json").stat()  # written anew (atomically: a new file), not kept
+    assert (again.st_ino, again.st_mtime_ns) != (first.st_ino, first.st_mtime_ns)
+    assert json.loads(Path("o.json").read_text())["output"]["path"].endswith("o.nii.gz")
     Path("o.nii.gz").unlink()
     Path("o.json").write_text('{"mine": 1}')  # a JSON medsr did not write: refused
     capsys.readouterr()
