@@ -118,9 +118,10 @@ def _fmt(values: Sequence[float] | None) -> str:
 def process_cohort(inputs: Sequence[Path], outputs: Sequence[Path],
                    infer_one: Callable[[Path, Path], Any], *, skip_existing: bool = False,
                    rank: int = 0, world_size: int = 1,
-                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
-                   ) -> list[dict[str, str]]:
-    """Run ``infer_one(input, output)`` on this rank's share; one summary row per scan."""
+                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+                   model_path: str | None = None) -> list[dict[str, str]]:
+    """Run ``infer_one(input, output)`` on this rank's share; one summary row per scan
+    (``model_path``: the --model argument, so a checkpoint's SHA-256 is found by path)."""
     rows: list[dict[str, str]] = []
     for i, (src, dst) in enumerate(zip(inputs, outputs)):
         if i % world_size != rank:
@@ -137,7 +138,8 @@ def process_cohort(inputs: Sequence[Path], outputs: Sequence[Path],
             result = infer_one(src, dst)
             row.update(status="ok", shape_in=_fmt(result.shape_in),
                        shape_out=_fmt(result.shape_out), spacing_in=_fmt(result.spacing_in),
-                       spacing_out=_fmt(result.spacing_out), **_method_model(result))
+                       spacing_out=_fmt(result.spacing_out),
+                       **_method_model(result, model_path))
             log(result.summary())
         except UserError as exc:
             msg = str(exc) if str(src) in str(exc) else f"{src}: {exc}"
@@ -151,16 +153,18 @@ def process_cohort(inputs: Sequence[Path], outputs: Sequence[Path],
     return rows
 
 
-def _method_model(result: Any) -> dict[str, str]:
-    """The summary's method ("cubic", "network", "self-supervised", ...) and model (the
-    network's name or checkpoint; "" for classical methods) of an InferResult."""
+def _method_model(result: Any, given: str | None = None) -> dict[str, str]:
+    """The summary's method ("cubic", "network", "self-supervised", ...), model (the
+    network's name or checkpoint; "" for classical methods) and the weights' SHA-256 of an
+    InferResult (``given``: the --model argument, the checkpoint's full path)."""
     method = str(getattr(result, "method", "") or "")
     model = str(getattr(result, "model", "") or "")
     if model and method == model:  # a network: its name was the method shown
         method = "network"
     if getattr(result, "tta", False):
         method += " + tta"
-    sha = " + ".join(m["sha256"] or "" for m in model_identity(model)) if model else ""
+    sha = (" + ".join(m["sha256"] or "" for m in model_identity(model, given))
+           if model else "")
     return {"method": method, "model": model, "model_sha256": sha}
 
 
@@ -235,7 +239,8 @@ def run_cohort(inputs: Sequence[str], list_file: str | None, output: str | None,
         return infer_file_with_sidecar(src, dst, options, sidecar=sidecar, command=command)
 
     rows = process_cohort(paths, outputs, infer_one, skip_existing=skip_existing, rank=rank,
-                          world_size=world)
+                          world_size=world,
+                          model_path=str(options.run.model) if options.run.model else None)
     rows = gather_rows(rows, paths)
     failed = sum(r["status"] == "failed" for r in rows)
     if rank == 0:

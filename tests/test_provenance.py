@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,19 @@ def test_cohort_summary_has_the_model_hash(tmp_path, monkeypatch):
     want = _sha(PRETRAINED["thick-slice-x4"].path)
     assert [r["model_sha256"] for r in rows] == [want, want]
     assert sorted(p.name for p in Path("out").glob("*.json")) == ["a_sr.json", "b_sr.json"]
+
+
+def test_cohort_summary_hashes_a_checkpoint_given_by_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shipped = PRETRAINED["thick-slice-x4"].path
+    ckpt = tmp_path / "models" / "mine.safetensors"
+    ckpt.parent.mkdir()
+    shutil.copy(shipped, ckpt)
+    shutil.copy(shipped.with_suffix(".json"), ckpt.with_suffix(".json"))
+    a = _scan(tmp_path / "in" / "a.nii.gz")
+    b = _scan(tmp_path / "in" / "b.nii.gz")
+    assert main(["infer", str(a), str(b), "-o", "out", "--model", str(ckpt),
+                 "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(Path("out/medsr_summary.csv").open()))
+    assert [r["model_sha256"] for r in rows] == [_sha(ckpt)] * 2
+
