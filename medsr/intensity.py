@@ -1,4 +1,8 @@
-"""Robust intensity ranges: the percentiles every network's input is normalised by.
+"""Robust intensity ranges and the one normaliser every network's input goes through.
+
+:func:`robust_range` / :func:`input_range` give the percentiles; :class:`Normalisation`
+maps them to [0, 1] and back, in float32, for training, inference (on the host or, in
+place, on a device tensor) and self-supervised SR alike.
 
 numpy and scipy only, so that inference need not import training
 (:mod:`medsr.training.data`, whose package imports MONAI's datasets). Training's
@@ -8,6 +12,8 @@ numpy and scipy only, so that inference need not import training
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -117,3 +123,48 @@ def count_below(a: np.ndarray, value: float) -> int:
     step = max(1, (1 << 22) // max(1, int(np.prod(a.shape[1:]))))
     return sum(int(np.count_nonzero(a[i:i + step] < value))
                for i in range(0, max(1, a.shape[0]), step))
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """x -> (x - lo) / (hi - lo) and back, in float32: the one normaliser.
+
+    ``apply_`` / ``invert_`` work in place on a float32 numpy array or a torch tensor (on
+    any device); ``apply`` / ``invert`` take any array. The arithmetic is the same
+    float32 subtraction and division everywhere, so training, the host runner, the device
+    runner and self-supervised SR see the same values for the same input."""
+
+    lo: float
+    hi: float
+
+    @classmethod
+    def fit(cls, data: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.5),
+            mask: np.ndarray | None = None) -> Normalisation:
+        """The normaliser of ``data``'s robust range (:func:`robust_range`)."""
+        return cls(*robust_range(np.asarray(data), *percentiles, mask=mask))
+
+    def apply(self, data: Any) -> np.ndarray:
+        """A normalised float32 copy of ``data``."""
+        return self.apply_(np.array(data, dtype=np.float32))
+
+    def apply_(self, x: Any) -> Any:
+        """Normalise ``x`` (float32 numpy or torch) in place; returns it."""
+        x -= self.lo
+        if isinstance(x, np.ndarray):
+            x /= self.hi - self.lo
+        else:  # a 0-d tensor divisor keeps true division on a GPU (a host scalar may
+            x /= x.new_tensor(self.hi - self.lo)  # become a multiply by its reciprocal)
+        return x
+
+    def invert(self, data: Any) -> np.ndarray:
+        """Back to the input's units, float32 (in place when ``data`` is float32 already)."""
+        return self.invert_(np.asarray(data, dtype=np.float32))
+
+    def invert_(self, y: Any) -> Any:
+        """Back to the input's units in place (float32 numpy or torch); returns it."""
+        y *= self.hi - self.lo
+        y += self.lo
+        return y
+
+    def to_dict(self) -> dict[str, float]:
+        return {"lo": self.lo, "hi": self.hi}

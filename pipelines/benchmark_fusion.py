@@ -24,7 +24,7 @@ from medsr.geometry import plan_grid
 from medsr.inference.apply import apply_2d
 from medsr.inference.model_sr import use_all_cores
 from medsr.inference.resolvers import model_passes
-from medsr.intensity import input_range
+from medsr.intensity import Normalisation, input_range
 from medsr.pipeline import super_resolve_volume
 
 
@@ -38,9 +38,9 @@ def main() -> int:
         passes = model_passes(plan, None, torch.device("cpu"))
         p = passes[0]
         norm = p.info.get("normalisation") or {}  # as the runner normalises
-        lo, hi = input_range(lr.data, float(norm.get("lower", 0.5)),
-                             float(norm.get("upper", 99.5)))
-        x = ((lr.data - lo) / (hi - lo)).astype(np.float32)
+        scale = Normalisation(*input_range(lr.data, float(norm.get("lower", 0.5)),
+                                           float(norm.get("upper", 99.5))))
+        x = scale.apply(lr.data)
         variants = {
             "planes (y, z) only": dict(slice_axis=0),
             "planes (x, z) only": dict(slice_axis=1),
@@ -56,7 +56,7 @@ def main() -> int:
                 ax = v["slice_axis"]
                 xs = np.moveaxis(x, ax, 0)
                 y = np.stack([apply_2d(p.model, s[None], (1, 1, 4))[0] for s in xs])
-                y = np.moveaxis(y, 0, ax) * (hi - lo) + lo
+                y = scale.invert_(np.moveaxis(y, 0, ax))
             secs = time.perf_counter() - t
             print(f"{profile:8s} {name:26s} PSNR {metrics.psnr(hr.data, y, data_range=rng):6.2f}"
                   f"  SSIM {metrics.ssim(hr.data, y, data_range=rng):.4f}  {secs:5.1f} s",

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from medsr.inference.normalise import Normalisation
+    from medsr.intensity import Normalisation
     from medsr.selfsup import apply, fit, train
     from medsr.selfsup.api import LEARNING_RATE
     from medsr.selfsup.network import initial_model

@@ -297,7 +297,7 @@ def test_device_resident_path_gives_the_host_paths_bits(name, factors, blend, tt
     data = (np.random.default_rng(6).random((21, 18, 7)) * 1000).astype(np.int16)
     before = data.copy()
     kw = dict(device="cpu", tile=(9, 8), batch=3, channels_last=True, blend=blend,
-              normalise=(12.5, 980.25))
+              normalise=intensity.Normalisation(12.5, 980.25))
     with torch.inference_mode():
         host = model_sr.apply_2d(runnable, data, factors, on_device=False, **kw)
         device = model_sr.apply_2d(runnable, data, factors, on_device=True, **kw)

@@ -25,6 +25,7 @@ from medsr.inference.tiling import (
     receptive_halo,
     tiled_forward,
 )
+from medsr.intensity import Normalisation
 
 
 @dataclass
@@ -95,7 +96,7 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
              progress: Callable[[int, int], None] | None = None,
              channels_last: bool = False, blend: str = "crop",
              on_device: bool | None = None,
-             normalise: tuple[float, float] | None = None) -> np.ndarray:
+             normalise: Normalisation | None = None) -> np.ndarray:
     """Run a 2D network over the planes of ``data`` (I, J, K), float32 in, float32 out.
 
     ``tile`` / ``batch`` default to :func:`medsr.inference.tiling.plan_work`'s choice
@@ -107,8 +108,8 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
     output comes back once. The arithmetic is the CPU's (float32, the same order), so
     on the CPU both ways give the same bits.
 
-    ``normalise`` (lo, hi): the network sees (float32(data) - lo) / (hi - lo), computed
-    slab by slab (on the device, there), so no normalised copy of the volume is made."""
+    ``normalise``: the network sees ``normalise.apply(data)``, computed slab by slab (on
+    the device, there), so no normalised copy of the volume is made."""
     shape = data.shape
     jobs = plan_planes(model.scale, factors, shape, fuse=fuse)
     halo = receptive_halo(model) if halo is None else int(halo)
@@ -137,9 +138,7 @@ def apply_2d(model: nn.Module, data: np.ndarray, factors: Sequence[int], *,
                 x = torch.from_numpy(np.ascontiguousarray(src[a:b]))[:, None]
             else:
                 xs = np.array(src[a:b], dtype=np.float32, order="C")  # a copy, always
-                xs -= normalise[0]
-                xs /= normalise[1] - normalise[0]
-                x = torch.from_numpy(xs)[:, None]
+                x = torch.from_numpy(normalise.apply_(xs))[:, None]
             y = tiled_forward(model, x, job.scale, tile2, (halo, halo), device=device,
                               channels_last=channels_last, blend=blend)
             if job.weight == 1.0:
@@ -156,7 +155,7 @@ def _apply_2d_on_device(model: nn.Module, data: np.ndarray, jobs: list[PlaneJob]
                         out_shape: tuple[int, ...], dev: torch.device, halo: int,
                         batch: int | None, max_memory: float, tile: Sequence[int] | None,
                         progress: Callable[[int, int], None] | None, channels_last: bool,
-                        blend: str, normalise: tuple[float, float] | None) -> np.ndarray:
+                        blend: str, normalise: Normalisation | None) -> np.ndarray:
     """:func:`apply_2d` with the input, its normalisation, the fused output and every
     tile on ``dev``. The input goes over in its own dtype (an int16 scan: half the
     bytes of float32)."""
@@ -168,12 +167,10 @@ def _apply_2d_on_device(model: nn.Module, data: np.ndarray, jobs: list[PlaneJob]
     if dev.type == "cuda":
         src_all = src_all.pin_memory()
     src_all = src_all.to(dev, non_blocking=True).to(torch.float32)
-    if normalise is not None:  # in place on the device; a 0-d device divisor keeps true
-        lo, hi = normalise     # division (a host scalar may become a reciprocal multiply)
+    if normalise is not None:  # in place on the device
         if src_all.data_ptr() == torch.from_numpy(host).data_ptr():
             src_all = src_all.clone()  # the CPU: never write the caller's array
-        src_all -= lo
-        src_all /= torch.tensor(hi - lo, dtype=torch.float32, device=dev)
+        normalise.apply_(src_all)
     out = torch.zeros(out_shape, dtype=torch.float32, device=dev)
     width = width_of(model)
     total = sum(shape[j.slice_axis] for j in jobs)

@@ -20,7 +20,7 @@ from torch import nn
 from medsr import pretrained
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d, apply_3d
-from medsr.intensity import all_finite, input_range
+from medsr.intensity import Normalisation, all_finite, input_range
 
 
 def use_all_cores() -> None:
@@ -146,7 +146,8 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
     for p in passes:
         norm = p.info.get("normalisation") or {}
         f32 = np.asarray(out, dtype=np.float32)
-        lo, hi = input_range(f32, float(norm.get("lower", 0.5)), float(norm.get("upper", 99.5)))
+        scale = Normalisation(*input_range(f32, float(norm.get("lower", 0.5)),
+                                           float(norm.get("upper", 99.5))))
         net = p.runnable(dev, channels_last, compile_model, tta, precision)
         with torch.inference_mode(), autocast(dev, precision):
             if p.model.spatial_dims == 2:
@@ -154,15 +155,12 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
                 y = apply_2d(net, out, p.factors, device=dev,
                              batch=batch, max_memory=max_memory, tile=tile, fuse=fuse,
                              progress=progress, channels_last=channels_last, blend=blend,
-                             normalise=(lo, hi))
+                             normalise=scale)
             else:
-                # normalised in place in a float32 copy of our own (never the caller's):
-                # the same float32 arithmetic as (out - lo) / (hi - lo)
+                # normalised in place in a float32 copy of our own (never the caller's)
                 x = f32 if f32 is not out and f32.base is None else f32.copy()
                 del f32
-                x -= lo
-                x /= hi - lo
-                y = apply_3d(net, x, p.factors, device=dev,
+                y = apply_3d(net, scale.apply_(x), p.factors, device=dev,
                              max_memory=max_memory, tile=tile, progress=progress,
                              channels_last=channels_last, blend=blend)
                 del x
@@ -171,7 +169,5 @@ def run_passes(data: np.ndarray, passes: Sequence[Pass], *, device: torch.device
             raise UserError(f"network {name} produced NaN or infinite values (damaged "
                             "weights, or intensities far outside its training range); "
                             "nothing was written")
-        y *= hi - lo
-        y += lo
-        out = y
+        out = scale.invert_(y)
     return out

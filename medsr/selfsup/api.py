@@ -24,7 +24,7 @@ from medsr import geometry
 from medsr.devices import select_device
 from medsr.errors import UserError
 from medsr.inference.apply import apply_2d
-from medsr.inference.normalise import Normalisation
+from medsr.intensity import Normalisation
 from medsr.interpolate import resize
 from medsr.progress import progress_bar
 from medsr.selfsup.axes import ThroughPlane, detect_through_plane, scan_profile

@@ -6,16 +6,10 @@ from medsr.training.data.dataset import (
            StepShardSampler,
            load_volumes,
 )
-from medsr.training.data.normalise import (
-           RobustNormalise,
-           RobustNormalised,
-           denormalise,
-           normalise,
-           robust_range,
-)
+from medsr.training.data.normalise import RobustNormalise, RobustNormalised, robust_range
 from medsr.training.data.sampling import SamplingSpec, draw
 from medsr.training.data.sources import list_items, split_items
 
 __all__ = ["IndexRangeSampler", "RobustNormalise", "RobustNormalised", "SRPatchDataset",
-           "SamplingSpec", "StepShardSampler", "denormalise", "draw", "list_items",
-           "load_volumes", "normalise", "robust_range", "split_items"]
+           "SamplingSpec", "StepShardSampler", "draw", "list_items", "load_volumes",
+           "robust_range", "split_items"]

@@ -2,7 +2,8 @@
 
 x' = (x - lo) / (hi - lo) with lo, hi the ``lower`` / ``upper`` percentiles of the
 volume (inside a mask when given). Nothing is clipped: real intensities outside the
-window stay representable and :func:`denormalise` is the exact inverse.
+window stay representable and :meth:`medsr.intensity.Normalisation.invert` undoes it.
+These are the MONAI transform forms (array and dictionary) of that one normaliser.
 """
 
 from __future__ import annotations
@@ -10,18 +11,8 @@ from __future__ import annotations
 import numpy as np
 from monai.transforms import MapTransform, Transform
 
-# the ranges live in medsr.intensity (numpy only, shared with inference); re-exported here
-from medsr.intensity import background_level, input_range, robust_range  # noqa: F401
-
-
-def normalise(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Map [lo, hi] to [0, 1] (float32)."""
-    return ((np.asarray(data, dtype=np.float64) - lo) / (hi - lo)).astype(np.float32)
-
-
-def denormalise(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Inverse of :func:`normalise` (float32)."""
-    return (np.asarray(data, dtype=np.float64) * (hi - lo) + lo).astype(np.float32)
+# the ranges and the one normaliser live in medsr.intensity (shared with inference)
+from medsr.intensity import Normalisation, robust_range
 
 
 class RobustNormalise(Transform):
@@ -33,7 +24,7 @@ class RobustNormalise(Transform):
 
     def __call__(self, data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         self.last_range = robust_range(data, self.lower, self.upper, mask)
-        return normalise(data, *self.last_range)
+        return Normalisation(*self.last_range).apply(data)
 
 
 class RobustNormalised(MapTransform):
@@ -51,8 +42,8 @@ class RobustNormalised(MapTransform):
         d = dict(data)
         keys = [k for k in self.key_iterator(d)]
         mask = d.get(self.mask_key)
-        lo, hi = robust_range(d[keys[0]], self.lower, self.upper, mask)
+        norm = Normalisation.fit(d[keys[0]], (self.lower, self.upper), mask)
         for k in keys:
-            d[k] = normalise(d[k], lo, hi)
-        d["norm"] = (lo, hi)
+            d[k] = norm.apply(d[k])
+        d["norm"] = (norm.lo, norm.hi)
         return d
