@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import frames_data  # noqa: E402
 
 from medsr.adapters.colour import luma  # noqa: E402
+from medsr.cli.train import add_run_arguments  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "frames_x4.yaml"
@@ -194,20 +195,15 @@ def parse_args(doc: str, name: str, data: str, argv: list[str] | None,
                         help="train frames-x4-mf (neighbouring frames as channels)")
     ap.add_argument("--config", help="another training config (default: the shipped one)")
     ap.add_argument("--steps", type=int, help="override train.steps")
-    ap.add_argument("--run-dir", help=f"default runs/{name}")
+    add_run_arguments(ap, run_dir=f"runs/{name}")
     ap.add_argument("--data", help=f"default runs/data/{data}")
     ap.add_argument("--no-install", action="store_true", help="do not copy into medsr/weights")
     if multi_frame:
-        ap.add_argument("--opencv-photos", action="store_true",
-                        help="also train on the photographs among OpenCV's samples "
-                             "(frames_data.OPENCV_PHOTOS)")
-        ap.add_argument("--wallpaper-photos", action="store_true",
-                        help="also train on the photographs in Debian's wallpaper packages "
-                             "(frames_data.WALLPAPER_PHOTOS)")
+        for s, (_, what) in frames_data.PHOTO_SETS.items():  # --opencv-photos ...
+            ap.add_argument(f"--{s}-photos", action="store_true",
+                            help=f"also train on {' '.join(what.split())}")
         ap.add_argument("--install-from", metavar="RUN_DIR",
                         help="do not train: install the best checkpoint of a finished run")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override (repeatable), as for medsr train")
     args = ap.parse_args(argv)
     mf = getattr(args, "multi_frame", False)
     args.run_dir = args.run_dir or str(ROOT / "runs" / (f"{name}_mf" if mf else name))
@@ -230,7 +226,7 @@ def run_training(config: Path, args: argparse.Namespace, what: str,
     sets = [f"data.path={args.data}", *(extra or [])]
     if args.steps:
         sets.append(f"train.steps={args.steps}")
-    sets += list(getattr(args, "set", []) or [])
+    sets += list(getattr(args, "sets", []) or [])
     cfg = load_config(config, sets)
     t0 = time.perf_counter()
     summary = train(cfg, args.run_dir, progress=False)

@@ -72,31 +72,34 @@ def positive_float(text: str) -> float:
     return v
 
 
+def _in_range(name: str, convert, lo, hi, bounds: str):
+    """An argparse type named ``name``: ``convert(text)``, refused outside [lo, hi]
+    ("expected a <name> from <bounds>")."""
+    def parse(text: str):
+        v = convert(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected a {name} from {bounds}, got {text!r}")
+        return v
+    parse.__name__ = name
+    return parse
+
+
 def float_in_range(lo: float, hi: float, *, positive: bool = False):
     """An argparse type: a finite number in [lo, hi] (and > 0 with ``positive``)."""
-    def parse(text: str) -> float:
-        v = positive_float(text) if positive else finite_float(text)
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected a number from {lo:g} to {hi:g}, "
-                                             f"got {text!r}")
-        return v
-    parse.__name__ = "number"
-    return parse
+    return _in_range("number", positive_float if positive else finite_float, lo, hi,
+                     f"{lo:g} to {hi:g}")
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def int_in_range(lo: int, hi: int):
     """An argparse type: a whole number in [lo, hi]."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, "
-                                             f"got {text!r}")
-        return v
-    parse.__name__ = "whole number"
-    return parse
+    return _in_range("whole number", _whole, lo, hi, f"{lo} to {hi}")
 
 
 def _numbers(text: str, *, per_axis: bool) -> list[float]:
@@ -110,18 +113,32 @@ def _numbers(text: str, *, per_axis: bool) -> list[float]:
     return [_number(i.strip(), text) for i in items]
 
 
+def _checked_list(name: str, per_axis: bool, *checks):
+    """An argparse type named ``name``: the numbers of :func:`_numbers`, refused with the
+    first failing ``(ok, message)`` check's message (``ok(values)`` false)."""
+    def parse(text: str) -> list[float]:
+        values = _numbers(text, per_axis=per_axis)
+        for ok, message in checks:
+            if not ok(values):
+                raise argparse.ArgumentTypeError(f"{message}, got {text!r}")
+        return values
+    parse.__name__ = name
+    return parse
+
+
+def _finite_in(lo: float, hi: float):
+    """A check: every value finite and in [lo, hi]."""
+    return lambda values: all(math.isfinite(v) and lo <= v <= hi for v in values)
+
+
 def positive_list(hi: float = math.inf, lo: float = 0.0):
     """An argparse type: 1 to 3 comma-separated finite numbers in (lo, hi], none empty."""
-    def parse(text: str) -> list[float]:
-        values = _numbers(text, per_axis=True)
-        if not all(math.isfinite(v) and v > 0 for v in values):
-            raise argparse.ArgumentTypeError(f"expected positive finite numbers, got {text!r}")
-        if any(v > hi or v < lo for v in values):
-            raise argparse.ArgumentTypeError(f"expected numbers from {lo:g} to {hi:g}, "
-                                             f"got {text!r}")
-        return values
-    parse.__name__ = "number list"
-    return parse
+    return _checked_list(
+        "number list", True,
+        (lambda values: all(math.isfinite(v) and v > 0 for v in values),
+         "expected positive finite numbers"),
+        (lambda values: not any(v > hi or v < lo for v in values),
+         f"expected numbers from {lo:g} to {hi:g}"))
 
 
 def output_dtype(text: str) -> str:
@@ -141,27 +158,18 @@ def output_dtype(text: str) -> str:
 def width_list(hi: float):
     """An argparse type: a profile width, one number in (0, hi] or a comma list of 2 or 3 in
     [0, hi] (0: no blur along that axis), not all zero."""
-    def parse(text: str) -> list[float]:
-        values = _numbers(text, per_axis=True)
-        if not all(math.isfinite(v) and 0 <= v <= hi for v in values) or max(values) <= 0:
-            raise argparse.ArgumentTypeError(
-                f"expected a positive width up to {hi:g} (per axis: 0 to {hi:g}, not all 0; "
-                f"no blur: --profile none), got {text!r}")
-        return values
-    parse.__name__ = "width"
-    return parse
+    in_range = _finite_in(0.0, hi)
+    return _checked_list(
+        "width", True,
+        (lambda values: in_range(values) and max(values) > 0,
+         f"expected a positive width up to {hi:g} (per axis: 0 to {hi:g}, not all 0; "
+         "no blur: --profile none)"))
 
 
 def nonneg_list(hi: float):
     """An argparse type: one or more comma-separated finite numbers in [0, hi]."""
-    def parse(text: str) -> list[float]:
-        values = _numbers(text, per_axis=False)
-        if not all(math.isfinite(v) and 0 <= v <= hi for v in values):
-            raise argparse.ArgumentTypeError(
-                f"expected finite numbers from 0 to {hi:g}, got {text!r}")
-        return values
-    parse.__name__ = "number list"
-    return parse
+    return _checked_list("number list", False,
+                         (_finite_in(0.0, hi), f"expected finite numbers from 0 to {hi:g}"))
 
 
 def positive_int(text: str) -> int:

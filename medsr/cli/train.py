@@ -11,13 +11,20 @@ from medsr.extras import require
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="YAML config (see configs/ and docs/training.md)")
-    parser.add_argument("--run-dir", help="where the run is written (default runs/<config>-<time>)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.steps=1000 (repeatable)")
+    add_run_arguments(parser)
     parser.add_argument("--resume", metavar="DIR",
                         help="continue the run in DIR from its last checkpoint")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar (default: when stderr is a terminal)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser,
+                      run_dir: str = "runs/<config>-<time>") -> None:
+    """``--run-dir`` (default ``run_dir``) and the repeatable ``--set KEY=VALUE`` (into
+    ``sets``): shared by ``medsr train`` and the training pipelines."""
+    parser.add_argument("--run-dir", help=f"where the run is written (default {run_dir})")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.steps=1000 (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:
