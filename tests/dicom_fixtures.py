@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import rotations
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -24,11 +25,7 @@ PATIENT_BIRTH = "19610412"
 
 def rotation(deg_x: float, deg_y: float, deg_z: float = 0.0) -> np.ndarray:
     """Rz @ Ry @ Rx for angles in degrees."""
-    ax, ay, az = np.deg2rad([deg_x, deg_y, deg_z])
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    return rotations.rotation(*np.deg2rad([deg_x, deg_y, deg_z]))
 
 
 def truth_affine_lps(R: np.ndarray, pixel_spacing: Sequence[float], slice_spacing: float,
@@ -43,41 +40,46 @@ def truth_affine_lps(R: np.ndarray, pixel_spacing: Sequence[float], slice_spacin
     return A
 
 
+# The header every synthetic slice shares, as (keyword, value) rows; the private
+# Siemens-CSA-like tags are (tag, VR, value) rows.
+_SHARED = (
+    ("SpecificCharacterSet", "ISO_IR 100"), ("SOPClassUID", MR_IMAGE), ("Modality", "MR"),
+    ("PatientName", PATIENT_NAME), ("PatientID", PATIENT_ID),
+    ("PatientBirthDate", PATIENT_BIRTH), ("PatientSex", "F"),
+    ("InstitutionName", "St Elsewhere Hospital"), ("ReferringPhysicianName", "Ehrlich^Victor"),
+    ("StudyDate", "20240102"), ("StudyTime", "101010"), ("StudyID", "S1"),
+    ("AccessionNumber", "ACC123"), ("ImageType", ["ORIGINAL", "PRIMARY", "M", "ND"]),
+    ("ScanningSequence", "SE"), ("SequenceVariant", "NONE"), ("ScanOptions", ""),
+    ("MRAcquisitionType", "2D"), ("EchoTime", "12"), ("RepetitionTime", "500"),
+    ("EchoTrainLength", "1"), ("PositionReferenceIndicator", ""),
+    ("WindowCenter", "100"), ("WindowWidth", "400"),
+)
+_PRIVATE = ((0x00291010, "OB", b"private-secret"), (0x00290010, "LO", "SIEMENS CSA HEADER"))
+# int16 greyscale pixels
+_PIXEL_FORMAT = (("SamplesPerPixel", 1), ("PhotometricInterpretation", "MONOCHROME2"),
+                 ("BitsAllocated", 16), ("BitsStored", 16), ("HighBit", 15),
+                 ("PixelRepresentation", 1))
+
+
 def base_dataset(study_uid: str, series_uid: str, frame_uid: str, *,
                  series_number: int = 7, description: str = "synthetic oblique") -> Dataset:
     ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = MR_IMAGE
-    ds.Modality = "MR"
-    ds.PatientName = PATIENT_NAME
-    ds.PatientID = PATIENT_ID
-    ds.PatientBirthDate = PATIENT_BIRTH
-    ds.PatientSex = "F"
-    ds.InstitutionName = "St Elsewhere Hospital"
-    ds.ReferringPhysicianName = "Ehrlich^Victor"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = frame_uid
-    ds.StudyDate = "20240102"
-    ds.StudyTime = "101010"
-    ds.StudyID = "S1"
-    ds.AccessionNumber = "ACC123"
-    ds.SeriesNumber = series_number
-    ds.SeriesDescription = description
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-    ds.ScanningSequence = "SE"
-    ds.SequenceVariant = "NONE"
-    ds.ScanOptions = ""
-    ds.MRAcquisitionType = "2D"
-    ds.EchoTime = "12"
-    ds.RepetitionTime = "500"
-    ds.EchoTrainLength = "1"
-    ds.PositionReferenceIndicator = ""
-    ds.WindowCenter = "100"
-    ds.WindowWidth = "400"
-    ds.add_new(0x00291010, "OB", b"private-secret")  # a private tag (Siemens CSA-like)
-    ds.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
+    ds.update(dict(_SHARED))
+    ds.update({"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid,
+               "FrameOfReferenceUID": frame_uid, "SeriesNumber": series_number,
+               "SeriesDescription": description})
+    for tag, vr, value in _PRIVATE:
+        ds.add_new(tag, vr, value)
     return ds
+
+
+def _save(ds: Dataset, path: Path) -> None:
+    """Write ``ds`` as a Part 10 file (explicit VR little endian)."""
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.update({"MediaStorageSOPClassUID": ds.SOPClassUID,
+                         "MediaStorageSOPInstanceUID": ds.SOPInstanceUID,
+                         "TransferSyntaxUID": ExplicitVRLittleEndian})
+    ds.save_as(path, enforce_file_format=True)
 
 
 def write_series(out_dir: Path, stored: np.ndarray, A_lps: np.ndarray, *,
@@ -106,31 +108,21 @@ def write_series(out_dir: Path, stored: np.ndarray, A_lps: np.ndarray, *,
     for n, k in enumerate(ks):
         ds = base_dataset(study_uid, series_uid, frame_uid, series_number=series_number,
                           description=description)
-        ds.SOPInstanceUID = generate_uid()
-        sop_uids.append(ds.SOPInstanceUID)
-        ds.InstanceNumber = int(numbers[n])
         ipp = A_lps[:3, :] @ np.array([0.0, 0.0, k, 1.0])
-        ds.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
-        ds.ImageOrientationPatient = [f"{v:.8f}" for v in np.concatenate([row_cos, col_cos])]
-        ds.PixelSpacing = [f"{row_spacing:.6f}", f"{col_spacing:.6f}"]
-        ds.SliceThickness = f"{np.linalg.norm(A_lps[:3, 2]):.6f}"
-        ds.Rows, ds.Columns = stored.shape[1], stored.shape[0]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.RescaleSlope = f"{slope:g}"
-        ds.RescaleIntercept = f"{intercept:g}"
         plane = stored[:, :, int(k)].T.astype("<i2")  # (rows, cols)
-        ds.PixelData = np.ascontiguousarray(plane).tobytes()
-        fm = FileMetaDataset()
-        fm.MediaStorageSOPClassUID = ds.SOPClassUID
-        fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        fm.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta = fm
-        ds.save_as(out_dir / secrets.token_hex(6), enforce_file_format=True)
+        ds.update(dict(_PIXEL_FORMAT))
+        ds.update({
+            "SOPInstanceUID": generate_uid(), "InstanceNumber": int(numbers[n]),
+            "ImagePositionPatient": [f"{v:.6f}" for v in ipp],
+            "ImageOrientationPatient": [f"{v:.8f}" for v in np.concatenate([row_cos, col_cos])],
+            "PixelSpacing": [f"{row_spacing:.6f}", f"{col_spacing:.6f}"],
+            "SliceThickness": f"{np.linalg.norm(A_lps[:3, 2]):.6f}",
+            "Rows": stored.shape[1], "Columns": stored.shape[0],
+            "RescaleSlope": f"{slope:g}", "RescaleIntercept": f"{intercept:g}",
+            "PixelData": np.ascontiguousarray(plane).tobytes(),
+        })
+        sop_uids.append(ds.SOPInstanceUID)
+        _save(ds, out_dir / secrets.token_hex(6))
     return {"study_uid": study_uid, "series_uid": series_uid, "frame_uid": frame_uid,
             "sop_uids": sop_uids}
 
@@ -150,15 +142,8 @@ def oblique_case(shape: tuple[int, int, int] = (12, 10, 6), seed: int = 0) -> di
 def write_non_image(path: Path, study_uid: str) -> None:
     """A pixel-less DICOM object (a Basic Text SR-like header) in the directory."""
     ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "SR"
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.PatientName = PATIENT_NAME
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = ds.SOPClassUID
-    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = fm
-    ds.save_as(path, enforce_file_format=True)
+    ds.update({"SOPClassUID": "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+               "SOPInstanceUID": generate_uid(), "Modality": "SR",
+               "StudyInstanceUID": study_uid, "SeriesInstanceUID": generate_uid(),
+               "PatientName": PATIENT_NAME})
+    _save(ds, path)

@@ -5,17 +5,10 @@ import pytest
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+from rotations import rotation
 
 from medsr import geometry
 from medsr.errors import UserError
-
-
-def rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def make_affine(spacing, flips=(1, 1, 1), angles=(0.3, -0.2, 0.5), origin=(-90.0, 12.5, 40.0)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from rotations import rotation
 
 from medsr.errors import UserError
 from medsr.geometry import (
@@ -17,17 +18,8 @@ from medsr.geometry import (
 from medsr.interpolate import METHODS, resize, resize_torch, resize_volume
 from medsr.volume import Volume
 
-
-def _rotation(ax: float, ay: float, az: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 AFFINES = {
-    "oblique": lambda: np.block([[_rotation(0.3, -0.2, 0.5) @ np.diag([0.9, 1.1, 3.0]),
+    "oblique": lambda: np.block([[rotation(0.3, -0.2, 0.5) @ np.diag([0.9, 1.1, 3.0]),
                                   np.array([[-40.0], [12.0], [7.5]])], [np.zeros((1, 3)), 1]]),
     "flipped": lambda: np.array([[-1.0, 0, 0, 30], [0, 0, 2.5, -20], [0, -1.2, 0, 11],
                                  [0, 0, 0, 1]]),

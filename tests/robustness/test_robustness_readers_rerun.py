@@ -57,6 +57,21 @@ def _run(cli, tmp_path: Path, src: Path, out_name: str, method: str = "linear",
 
 # ------------------------------------------------------------------ 1. float32 overflow
 
+def _upsample_finite_or_refused(cli, tmp_path, src, method, error):
+    """``medsr infer src --scale 2``: never a traceback or a numpy overflow warning; a
+    finite output, or one error line matching ``error`` and no output. The process."""
+    out = tmp_path / "o.nii.gz"
+    proc = cli.run_one(["infer", src, "-o", out, "--method", method, "--scale", "2"], tmp_path)
+    assert "Traceback" not in proc.stderr and "overflow encountered" not in proc.stderr, \
+        proc.stderr
+    if proc.returncode == 0:
+        assert np.all(np.isfinite(np.asanyarray(nib.load(out).dataobj)))
+    else:
+        h.assert_one_line_error(proc, error)
+        assert not out.exists()
+    return proc
+
+
 @pytest.mark.parametrize("method", ["linear", "cubic", "lanczos"])
 @pytest.mark.parametrize("peak", [3e38, -3.4e38, 1e38])
 def test_float32_near_max_never_gives_non_finite_output(cli, tmp_path, method, peak):
@@ -65,17 +80,9 @@ def test_float32_near_max_never_gives_non_finite_output(cli, tmp_path, method, p
     data[2:5, 3:6, 1:3] = peak
     data[0, 0, 0] = -peak / 3
     src = h.nifti(tmp_path / "in" / "big.nii.gz", data)
-    proc = cli.run_one(["infer", src, "-o", tmp_path / "o.nii.gz", "--method", method,
-                        "--scale", "2"], tmp_path)
-    assert "Traceback" not in proc.stderr and "overflow encountered" not in proc.stderr, \
-        proc.stderr
+    proc = _upsample_finite_or_refused(cli, tmp_path, src, method, "overflow")
     if proc.returncode == 0:
-        out = np.asanyarray(nib.load(tmp_path / "o.nii.gz").dataobj)
-        assert np.all(np.isfinite(out))
         assert "error" not in proc.stderr, proc.stderr
-    else:
-        h.assert_one_line_error(proc, "overflow")
-        assert not (tmp_path / "o.nii.gz").exists()
 
 
 @pytest.mark.parametrize("method", ["linear", "cubic", "lanczos"])
@@ -86,16 +93,8 @@ def test_float64_beyond_float32_never_gives_non_finite_output(cli, tmp_path, met
     (tmp_path / "in").mkdir()
     data = np.full((8, 8, 4), peak)
     data[::2] = -peak
-    src = h.nifti(tmp_path / "in" / "big64.nii", data)
-    proc = cli.run_one(["infer", src, "-o", tmp_path / "o.nii.gz", "--method", method,
-                        "--scale", "2"], tmp_path)
-    assert "Traceback" not in proc.stderr and "overflow encountered" not in proc.stderr, \
-        proc.stderr
-    if proc.returncode == 0:
-        assert np.all(np.isfinite(np.asanyarray(nib.load(tmp_path / "o.nii.gz").dataobj)))
-    else:
-        h.assert_one_line_error(proc, "non-finite|overflow")
-        assert not (tmp_path / "o.nii.gz").exists()
+    _upsample_finite_or_refused(cli, tmp_path, h.nifti(tmp_path / "in" / "big64.nii", data),
+                                method, "non-finite|overflow")
 
 
 def test_moderate_float32_values_still_work(cli, tmp_path):
