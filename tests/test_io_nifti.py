@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from io_checks import write_over_existing
 from nibabel.testing import data_path
 
 import medsr.io as mio
@@ -323,11 +324,7 @@ def test_unreadable_file(tmp_path):
 def test_existing_output_kept_unless_overwrite(tmp_path):
     vol = Volume(np.zeros((3, 3, 3), np.float32), np.eye(4))
     out = tmp_path / "o.nii.gz"
-    out.write_bytes(b"precious")
-    with pytest.raises(OutputError, match="overwrite"):
-        mio.write(vol, out)
-    assert out.read_bytes() == b"precious"
-    mio.write(vol, out, overwrite=True)
+    write_over_existing(vol, out, match="overwrite")
     np.testing.assert_array_equal(nib.load(out).get_fdata(), 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.nii.gz"]  # no temp leftovers
 

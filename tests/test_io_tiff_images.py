@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from io_checks import write_over_existing
 from PIL import Image
 
 from medsr import io as mio
@@ -279,11 +280,7 @@ def test_overwrite_and_input_protection(tmp_path, rng):
     Image.fromarray(arr).save(tmp_path / "in.png")
     vol = mio.read(tmp_path / "in.png")
     out = tmp_path / "out.png"
-    out.write_bytes(b"keep me")
-    with pytest.raises(OutputError, match="exists"):
-        mio.write(vol, out)
-    assert out.read_bytes() == b"keep me"
-    mio.write(vol, out, overwrite=True)
+    write_over_existing(vol, out, match="exists")
     np.testing.assert_array_equal(np.asarray(Image.open(out)), arr)
     with pytest.raises(OutputError, match="input"):  # never the input, even with overwrite
         mio.write(vol, tmp_path / "in.png", overwrite=True)
