@@ -55,8 +55,8 @@ from medsr.devices import select_device
 from medsr.geometry import plan_grid
 from medsr.inference.classical import super_resolve
 from medsr.inference.model_sr import run_settings, use_all_cores
+from medsr.inference.receptive_field import conv_layers
 from medsr.inference.resolvers import model_passes
-from medsr.inference.tiling import conv_layers
 from medsr.pipeline import super_resolve_volume
 from medsr.volume import Volume
 

@@ -15,12 +15,8 @@ from medsr.errors import UserError
 from medsr.inference import model_sr
 from medsr.inference.accelerate import prepare, resolve_precision
 from medsr.inference.fusion import FusedConvAct, fuse_conv_act, fusion_available
-from medsr.inference.tiling import (
-    MAX_HALO_OVERHEAD,
-    plan_work,
-    receptive_halo,
-    tiled_forward,
-)
+from medsr.inference.receptive_field import receptive_halo
+from medsr.inference.tiling import MAX_HALO_OVERHEAD, plan_work, tiled_forward
 from medsr.models.upsample import Interpolate
 
 needs_onednn = pytest.mark.skipif(not fusion_available(), reason="no oneDNN in this build")

@@ -9,7 +9,8 @@ from medsr import geometry, models
 from medsr.cli import main
 from medsr.inference.apply import apply_2d, plan_planes
 from medsr.inference.model_sr import FlipEnsemble
-from medsr.inference.tiling import receptive_halo, reflect_pad
+from medsr.inference.receptive_field import receptive_halo
+from medsr.inference.tiling import reflect_pad
 from medsr.intensity import background_level
 from medsr.models.checkpoint import save_model
 from medsr.training.build import CREATE_KEYS

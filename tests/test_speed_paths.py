@@ -24,6 +24,7 @@ import torch
 from medsr import intensity, io, models, pretrained
 from medsr.errors import InputError
 from medsr.inference import model_sr, tiling
+from medsr.inference import receptive_field as rf
 from medsr.io import deflate
 from medsr.io.dtype import cast_to_dtype
 from medsr.models.checkpoint import read_checkpoint
@@ -39,27 +40,27 @@ def test_shipped_weights_carry_their_halo(p):
     """The stored halo is what the probe measures on the architecture, in the safetensors
     metadata and in the JSON beside it."""
     _, info = read_checkpoint(p.path)
-    field = info[tiling.FIELD_KEY]
+    field = info[rf.FIELD_KEY]
     sidecar = json.loads(p.path.with_suffix(".json").read_text())
-    assert sidecar[tiling.FIELD_KEY] == field == {"halo": field["halo"], "extra": 3, "cap": 32}
+    assert sidecar[rf.FIELD_KEY] == field == {"halo": field["halo"], "extra": 3, "cap": 32}
     net, _ = model_sr.load(p.name, "cpu")
     fresh = copy.deepcopy(net)
     fresh._medsr_halo = None
-    tiling._HALOS.clear()
-    assert tiling.receptive_halo(fresh) == field["halo"]
+    rf._HALOS.clear()
+    assert rf.receptive_halo(fresh) == field["halo"]
 
 
 def test_loading_a_shipped_model_runs_no_probe(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the receptive field was probed")
 
-    monkeypatch.setattr(tiling, "measured_radius", refuse)
-    monkeypatch.setattr(tiling, "_HALOS", {})
+    monkeypatch.setattr(rf, "measured_radius", refuse)
+    monkeypatch.setattr(rf, "_HALOS", {})
     net, info = model_sr.load("thick-slice-x4", "cpu")
     p = model_sr.Pass(net, info, (1, 1, 4))
     for tta in (False, True):  # the prepared (fused, channels-last) copy and the flips
         runnable = p.runnable(torch.device("cpu"), True, False, tta)
-        assert tiling.receptive_halo(runnable) == info[tiling.FIELD_KEY]["halo"]
+        assert rf.receptive_halo(runnable) == info[rf.FIELD_KEY]["halo"]
     data = np.random.default_rng(0).random((12, 10, 3), dtype=np.float32) * 100
     out = model_sr.run_passes(data, [p], device=torch.device("cpu"))
     assert out.shape == (12, 10, 12)
@@ -67,19 +68,19 @@ def test_loading_a_shipped_model_runs_no_probe(monkeypatch):
 
 def test_the_probe_runs_once_per_architecture(monkeypatch):
     calls = []
-    real = tiling.measured_radius
-    monkeypatch.setattr(tiling, "measured_radius",
+    real = rf.measured_radius
+    monkeypatch.setattr(rf, "measured_radius",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(tiling, "_HALOS", {})
+    monkeypatch.setattr(rf, "_HALOS", {})
     make = lambda **kw: models.create("sp_vdsr", spatial_dims=2, scale=(1, 4), **kw)  # noqa: E731
     a, b = make(depth=3, features=8), make(depth=3, features=8)
-    assert tiling.receptive_halo(a) == tiling.receptive_halo(b)
+    assert rf.receptive_halo(a) == rf.receptive_halo(b)
     assert len(calls) == 1  # b: same architecture, other weights
     deeper = make(depth=5, features=8)
-    assert tiling.receptive_halo(deeper) > tiling.receptive_halo(a)
+    assert rf.receptive_halo(deeper) > rf.receptive_halo(a)
     cubic = make(depth=3, features=8, interpolation="cubic")
-    assert tiling.architecture_key(cubic) != tiling.architecture_key(a)
-    tiling.receptive_halo(cubic)
+    assert rf.architecture_key(cubic) != rf.architecture_key(a)
+    rf.receptive_halo(cubic)
     assert len(calls) == 3
 
 
@@ -87,7 +88,7 @@ def test_the_probe_runs_once_per_architecture(monkeypatch):
                                    [7], None])
 def test_implausible_stored_halos_are_measured_instead(field):
     net = models.create("sp_vdsr", spatial_dims=2, scale=(1, 4), depth=3, features=8)
-    assert tiling.remember_receptive_field(net, {tiling.FIELD_KEY: field}) is None
+    assert rf.remember_receptive_field(net, {rf.FIELD_KEY: field}) is None
     assert getattr(net, "_medsr_halo", None) is None
 
 

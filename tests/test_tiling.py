@@ -84,7 +84,7 @@ def test_channels_last_layout_gives_the_same_result(nd):
 
 def test_receptive_halo_bounds_the_receptive_field():
     """Outputs beyond the halo do not change when the input changes: the halo is enough."""
-    from medsr.inference.tiling import receptive_halo
+    from medsr.inference.receptive_field import receptive_halo
 
     net = small_net(2, (1, 1))
     h = receptive_halo(net, extra=0)

@@ -18,13 +18,8 @@ import torch
 from torch import nn
 
 from medsr.errors import UserError
-from medsr.inference.tiling import (
-    conv_layers,
-    n_tiles,
-    plan_work,
-    receptive_halo,
-    tiled_forward,
-)
+from medsr.inference.receptive_field import conv_layers, receptive_halo
+from medsr.inference.tiling import n_tiles, plan_work, tiled_forward
 from medsr.intensity import Normalisation
 
 

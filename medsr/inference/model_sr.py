@@ -35,7 +35,7 @@ def use_all_cores() -> None:
 class FlipEnsemble(nn.Module):
     """Self-ensemble: average the network over flips of every spatial axis (2^d passes)."""
 
-    receptive_field_from = "net"  # flips do not change the field (tiling.receptive_halo)
+    receptive_field_from = "net"  # flips do not change the field (receptive_field.receptive_halo)
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -90,7 +90,7 @@ def load(ref: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, An
         if not p.available:
             raise UserError(f"pretrained model {ref!r} is not installed ({p.path} missing)")
         ref = p.path
-    from medsr.inference.tiling import remember_receptive_field
+    from medsr.inference.receptive_field import remember_receptive_field
 
     net, info = load_model(ref, device=device)
     remember_receptive_field(net, info)  # stored with the weights: no probe on this run

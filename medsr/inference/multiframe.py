@@ -25,7 +25,8 @@ from torch import nn
 from medsr.errors import UserError
 from medsr.geometry import OutputGrid
 from medsr.inference.model_sr import FlipEnsemble
-from medsr.inference.tiling import receptive_halo, tile_for_memory, tiled_forward
+from medsr.inference.receptive_field import receptive_halo
+from medsr.inference.tiling import tile_for_memory, tiled_forward
 from medsr.intensity import input_range
 from medsr.interpolate import resize
 from medsr.volume import Volume

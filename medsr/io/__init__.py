@@ -149,10 +149,10 @@ def write(vol: Volume, path: str | os.PathLike, *, overwrite: bool = False,
             format_options.pop("description", None)
     with atomic_path(out) as tmp:
         if fmt == "nifti":
-            from medsr.io.nifti import write_nifti
+            from medsr.io.nifti_write import write_nifti
             write_nifti(vol, tmp, dtype=dtype, **format_options)
         elif fmt == "mgh":
-            from medsr.io.nifti import write_mgh
+            from medsr.io.nifti_write import write_mgh
             write_mgh(vol, tmp, dtype=dtype, **format_options)
         elif fmt == "tiff":
             from medsr.io.tiff import write_tiff

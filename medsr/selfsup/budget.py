@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from medsr.errors import UserError
-from medsr.inference.tiling import receptive_halo, reflect_pad
+from medsr.inference.receptive_field import receptive_halo
+from medsr.inference.tiling import reflect_pad
 from medsr.selfsup.axes import ThroughPlane
 
 # reserve this many times the estimated inference time (the estimate runs real planes

@@ -33,7 +33,8 @@ _ENV.pop("PYTHONWARNINGS", None)
 
 # Imported once by the driver so that no child pays for them.
 _PRELOAD = ("numpy", "torch", "nibabel", "tifffile", "PIL.Image", "medsr.cli", "medsr.pipeline",
-            "medsr.io", "medsr.io.nifti", "medsr.io.tiff", "medsr.io.image2d", "medsr.io.dicom",
+            "medsr.io", "medsr.io.nifti", "medsr.io.nifti_write", "medsr.io.tiff",
+            "medsr.io.image2d", "medsr.io.dicom",
             "medsr.models.checkpoint", "medsr.models", "medsr.evaluation", "medsr.pretrained",
             "medsr.models.complexity", "medsr.cli.infer", "medsr.cli.eval", "medsr.cli.models")
 
