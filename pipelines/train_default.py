@@ -143,6 +143,21 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
 """
 
 
+def ship_weights(src: Path, dst: Path) -> dict:
+    """Copy the run's best checkpoint to ``dst`` with its receptive field stored in the
+    metadata (what ``medsr infer`` reads instead of probing the network on every run,
+    issue 24); the tensors are unchanged. Returns the info written."""
+    from medsr.inference.receptive_field import FIELD_KEY, receptive_field_info
+    from medsr.models.checkpoint import load_model, read_checkpoint, save_model
+
+    state, info = read_checkpoint(src)
+    net, _ = load_model(src, device="cpu")
+    info = {k: v for k, v in info.items() if k not in ("format", "medsr_version")}
+    info[FIELD_KEY] = receptive_field_info(net)
+    save_model(dst, state, info)
+    return json.loads(dst.with_suffix(".json").read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2)
@@ -167,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                                args.runs, args.sets, args.init) for n in names]
         for fut in futures:
             name, secs, run_dir = fut.result()
-            src = run_dir / "checkpoints" / "best.safetensors"
-            shutil.copyfile(src, out / f"{name}.safetensors")
-            info = json.loads(src.with_suffix(".json").read_text())
+            info = ship_weights(run_dir / "checkpoints" / "best.safetensors",
+                                out / f"{name}.safetensors")
             info["name"] = name.replace("_", "-")
             info["training_seconds"] = round(secs, 1)
             (out / f"{name}.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

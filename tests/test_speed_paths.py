@@ -50,6 +50,27 @@ def test_shipped_weights_carry_their_halo(p):
     assert rf.receptive_halo(fresh) == field["halo"]
 
 
+def test_the_training_pipeline_ships_the_halo_it_measures(tmp_path):
+    """pipelines/train_default.py stores the receptive field when it ships a run's
+    checkpoint: stamping a shipped model again reproduces its file byte for byte."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "train_default", Path(__file__).resolve().parents[1] / "pipelines/train_default.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    src = pretrained.PRETRAINED["thick-slice-x4"].path
+    state, info = read_checkpoint(src)
+    bare = {k: v for k, v in info.items() if k != rf.FIELD_KEY}
+    from medsr.models.checkpoint import save_model
+
+    run = save_model(tmp_path / "best.safetensors", state, bare)  # as a run leaves it
+    assert rf.FIELD_KEY not in read_checkpoint(run)[1]
+    shipped = mod.ship_weights(run, tmp_path / "x.safetensors")
+    assert shipped[rf.FIELD_KEY] == info[rf.FIELD_KEY]
+    assert (tmp_path / "x.safetensors").read_bytes() == src.read_bytes()
+
+
 def test_loading_a_shipped_model_runs_no_probe(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the receptive field was probed")
