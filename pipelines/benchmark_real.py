@@ -15,7 +15,10 @@ are cropped to their central 192 x 192 (the whole head height), to keep the run 
 Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
 ``medsr infer`` does with no flags: the shipped default model chosen by the factors),
 ``default+proj`` (one-axis only: the default projected onto the LR slices under the
-true profile, ``--slice-profile gaussian|rect``, see medsr.pipeline.projection.project_onto_slices),
+true slice profile, see medsr.pipeline.projection.project_onto_slices: the LR here is the
+profile *then* area sampling, so its slices are the named profile convolved with a box of
+k voxels, given as taps, ``--slice-profile FILE.npy`` (:func:`true_profile`); the bare
+``--slice-profile gaussian|rect`` would assume the profile alone, a narrower one),
 and with ``--selfsup S`` ``selfsup`` (one-axis only: ``--self-supervised`` with a budget
 of S seconds, told the profile; 60 s in the issue, 300 s optional and slow; it upsamples
 to isotropic voxels, so where the reference's thick axis is coarser than its in-plane
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,6 +90,17 @@ def degrade(hr, factors, profile: str):
     return degrade_volume(hr, d)
 
 
+def true_profile(profile: str, k: int) -> np.ndarray:
+    """The slice profile :func:`degrade` acquires along an axis downsampled by ``k``, as
+    taps on the output (HR) grid: the named profile (width k HR voxels) convolved with
+    the area sampling's mean over the k voxels of an LR voxel (even length for even k:
+    centred between its middle taps, where the LR sample lies). The projection under it
+    re-acquires :func:`degrade`'s slices exactly, as only the true profile can."""
+    from medsr.degrade.profiles import profile_kernel
+
+    return np.convolve(profile_kernel(PROFILES[profile], float(k)), np.full(k, 1.0 / k))
+
+
 def run(method: str, lr, factors, profile: str, device, budget: float,
         weights: dict | None = None):
     """(SR array or None when the method does not apply, seconds); ``weights`` maps a
@@ -111,9 +126,13 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
     t0 = time.perf_counter()
     if method in ("default", "default+proj"):  # the runner of medsr infer
         passes = model_passes(plan, None, device)
-        out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
-                                   slice_profile=PROFILES[profile]
-                                   if method == "default+proj" else None).volume
+        with tempfile.TemporaryDirectory() as tmp:
+            taps = None
+            if method == "default+proj":  # --slice-profile FILE.npy
+                taps = Path(tmp) / "profile.npy"
+                np.save(taps, true_profile(profile, max(factors)))
+            out = super_resolve_volume(lr, plan, passes=passes, device=device,
+                                       progress=False, slice_profile=taps).volume
     elif method == "selfsup":
         from medsr.selfsup.api import super_resolve_self_supervised
 

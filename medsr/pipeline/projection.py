@@ -65,9 +65,13 @@ def project_onto_slices(vol: Volume, out: Volume, plan: OutputGrid,
     from medsr.selfsup.consistency import project
 
     name, taps = read_slice_profile(slice_profile)
-    tp, kernel, mm, source = scan_profile(vol, name, slice_thickness, taps)
     up = [a for a in range(3) if plan.factors[a] > 1 + 1e-6]
     k = int(round(float(plan.factors[up[0]]))) if len(up) == 1 else 0
+    # the profile sampled on the plan's grid (spacing s_t / k), not on the grid of the
+    # scan's own task (s_t / ceil(s_t / s_in)): they differ where the native voxels are
+    # anisotropic, e.g. a 3 mm axis over 0.96 mm voxels upsampled x2
+    tp, kernel, mm, source = scan_profile(vol, name, slice_thickness, taps,
+                                          k=k if k >= 1 else None)
     if (len(up) != 1 or up[0] != tp.axis or abs(plan.factors[up[0]] - k) > 1e-6
             or np.any(plan.factors < 1 - 1e-6)):
         raise UserError("--slice-profile needs the thick axis upsampled by an integer factor "

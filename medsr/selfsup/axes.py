@@ -17,7 +17,7 @@ middle tap, summing to 1): a Gaussian with FWHM = slice thickness, a box (rect) 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -43,6 +43,17 @@ class ThroughPlane:
     @property
     def exact(self) -> bool:
         return float(self.k) == self.factor
+
+    def on_grid(self, k: int) -> ThroughPlane:
+        """The same thick axis super-resolved by the integer factor ``k`` instead: output
+        spacing s_t / k. A plan may upsample the thick axis by another factor than the
+        task's own (which aims at the finest in-plane spacing: a 3 mm axis over 0.96 mm
+        voxels is k = 4, a plan's x2 is a 1.5 mm grid), and a slice profile sampled on
+        the task's grid is then the wrong width and centring on the plan's."""
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"the factor must be a positive integer, got {k}")
+        return replace(self, factor=float(k), k=k, spacing_hr=self.spacing[self.axis] / k)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,9 +148,16 @@ def profile_kernel(tp: ThroughPlane, thickness_mm: float, profile: str = "gaussi
 
 
 def scan_profile(vol: Volume, profile: str = "gaussian", thickness: float | None = None,
-                 kernel: np.ndarray | None = None) -> tuple[ThroughPlane, np.ndarray, float, str]:
+                 kernel: np.ndarray | None = None, k: int | None = None
+                 ) -> tuple[ThroughPlane, np.ndarray, float, str]:
     """(task, slice profile on the fine grid, thickness mm, where it came from) of a
-    thick-slice scan: what the training pairs and the projection onto the slices share."""
+    thick-slice scan: what the training pairs and the projection onto the slices share.
+
+    ``k``: the integer factor of the fine grid when it is not the task's own (a plan's
+    upsampling of the thick axis, :meth:`ThroughPlane.on_grid`); the task returned is
+    then on that grid too."""
     tp = detect_through_plane(vol)
+    if k is not None:
+        tp = tp.on_grid(k)
     mm, source = slice_thickness(vol, tp, thickness)
     return tp, profile_kernel(tp, mm, profile, kernel), mm, source
