@@ -6,8 +6,9 @@ network was trained on): a head CT (0.96 x 0.96 x 1.5 mm), a T1 of another adult
 Each reference is cropped so every factor divides its grid. Nothing is added to it: a
 real scan's own noise stays in the reference and in the simulated LR.
 
-Degradations: ``gaussian`` (Gaussian profile, FWHM = k voxels) and ``box`` (rect profile,
-thickness = spacing), area sampling, along the two fine axes (``in-plane x2/x4``) or the
+Degradations (:func:`degrade`): ``gaussian`` (Gaussian slice profile, FWHM = k voxels)
+and ``box`` (block average: a box profile, thickness = spacing), each sampled at the LR
+voxel centres, along the two fine axes (``in-plane x2/x4``) or the
 coarse one (``one-axis x2/x4/x6``; the slab's 10 slices are too few, so its one-axis
 cases run along its second axis). References wider than 192 voxels in-plane (the CT)
 are cropped to their central 192 x 192 (the whole head height), to keep the run short.
@@ -15,10 +16,8 @@ are cropped to their central 192 x 192 (the whole head height), to keep the run 
 Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
 ``medsr infer`` does with no flags: the shipped default model chosen by the factors),
 ``default+proj`` (one-axis only: the default projected onto the LR slices under the
-true slice profile, see medsr.pipeline.projection.project_onto_slices: the LR here is the
-profile *then* area sampling, so its slices are the named profile convolved with a box of
-k voxels, given as taps, ``--slice-profile FILE.npy`` (:func:`true_profile`); the bare
-``--slice-profile gaussian|rect`` would assume the profile alone, a narrower one),
+true slice profile, ``--slice-profile gaussian|rect``, see
+medsr.pipeline.projection.project_onto_slices),
 and with ``--selfsup S`` ``selfsup`` (one-axis only: ``--self-supervised`` with a budget
 of S seconds, told the profile; 60 s in the issue, 300 s optional and slow; it upsamples
 to isotropic voxels, so where the reference's thick axis is coarser than its in-plane
@@ -40,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -82,23 +80,24 @@ def factors_of(case: str, thick: int) -> tuple[int, int, int]:
 
 
 def degrade(hr, factors, profile: str):
-    from medsr.degrade import Degradation, degrade_volume
+    """The LR acquisition of ``hr``: along every axis downsampled by k, each LR voxel is
+    the slice profile (Gaussian of FWHM k voxels, or a box of width k: exactly the mean of
+    its k voxels) integrated over the HR voxels and sampled at the LR voxel's centre
+    (``benchmark_selfsup.slice_weights``, written from first principles, independent of
+    ``medsr.degrade``); the LR affine is ``medsr.degrade.downsample.lr_affine``. No extra
+    area sampling on top: the profile *is* the acquisition, as in 2D multi-slice MRI."""
+    from benchmark_selfsup import slice_weights
 
-    d = Degradation.from_dict({"scale": list(factors), "profile": PROFILES[profile],
-                               "downsample": "area"})
-    d.set_random_state(0)
-    return degrade_volume(hr, d)
+    from medsr.degrade.downsample import lr_affine
 
-
-def true_profile(profile: str, k: int) -> np.ndarray:
-    """The slice profile :func:`degrade` acquires along an axis downsampled by ``k``, as
-    taps on the output (HR) grid: the named profile (width k HR voxels) convolved with
-    the area sampling's mean over the k voxels of an LR voxel (even length for even k:
-    centred between its middle taps, where the LR sample lies). The projection under it
-    re-acquires :func:`degrade`'s slices exactly, as only the true profile can."""
-    from medsr.degrade.profiles import profile_kernel
-
-    return np.convolve(profile_kernel(PROFILES[profile], float(k)), np.full(k, 1.0 / k))
+    data = np.asarray(hr.data, dtype=np.float64)
+    for axis, k in enumerate(factors):
+        if k > 1:
+            w = slice_weights(data.shape[axis], k, PROFILES[profile])
+            data = np.moveaxis(np.tensordot(w, np.moveaxis(data, axis, 0), axes=(1, 0)),
+                               0, axis)
+    return type(hr)(np.ascontiguousarray(data, dtype=np.float32),
+                    lr_affine(hr.affine, hr.spatial_shape, list(factors)), {"format": "nifti"})
 
 
 def run(method: str, lr, factors, profile: str, device, budget: float,
@@ -126,13 +125,9 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
     t0 = time.perf_counter()
     if method in ("default", "default+proj"):  # the runner of medsr infer
         passes = model_passes(plan, None, device)
-        with tempfile.TemporaryDirectory() as tmp:
-            taps = None
-            if method == "default+proj":  # --slice-profile FILE.npy
-                taps = Path(tmp) / "profile.npy"
-                np.save(taps, true_profile(profile, max(factors)))
-            out = super_resolve_volume(lr, plan, passes=passes, device=device,
-                                       progress=False, slice_profile=taps).volume
+        out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
+                                   slice_profile=PROFILES[profile]  # --slice-profile P
+                                   if method == "default+proj" else None).volume
     elif method == "selfsup":
         from medsr.selfsup.api import super_resolve_self_supervised
 
