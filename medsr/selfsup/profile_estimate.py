@@ -34,7 +34,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from medsr.degrade.profiles import gaussian_kernel, rect_kernel
 from medsr.errors import UserError
 from medsr.volume import Volume
 
@@ -42,7 +41,8 @@ FAMILIES = ("gaussian", "rect")
 WIDTHS = np.geomspace(0.4, 2.5, 41)  # candidate widths, in slice spacings
 SEGMENT = 32            # slices per thick-axis segment (fewer when the scan has fewer)
 MIN_SEGMENT = 8         # below this many slices the spectrum has too few bins to decide
-MAX_PATCHES = 4000      # 2D patches per fine axis (planes taken evenly), for speed
+MAX_PATCHES = 500       # 2D patches per fine axis (planes taken evenly), for speed
+OVERLAP = 0.5           # patch step / patch length (about)
 CONFIDENT_RATIO = 2.0   # other family's distance / best distance for a confident call
 MAX_RMS = 0.25          # root mean square log-spectrum error of a confident match
 PRIOR = 1e-5            # pull towards width = spacing (breaks ties on coarse fine grids)
@@ -73,37 +73,103 @@ class ProfileEstimate:
         return asdict(self)
 
 
-def _patch_spectrum(data: np.ndarray, a: int, t: int, n_a: int, n_t: int) -> np.ndarray:
+def _patch_spectrum(x: np.ndarray, n_a: int, n_t: int) -> np.ndarray:
     """Mean 2D power spectrum (fft2 order, axes (a, t)) of (n_a, n_t) patches of the
-    planes (a, t) of ``data``: half-overlapping, mean removed, 2D Hann window."""
-    x = np.moveaxis(data, (a, t), (-2, -1))
-    x = x.reshape(-1, *x.shape[-2:])
-
-    def starts(n: int, m: int) -> list[int]:
-        return sorted(set(range(0, n - m + 1, max(1, m // 2))) | {n - m})
-
-    corners = [(i, j) for i in starts(x.shape[1], n_a) for j in starts(x.shape[2], n_t)]
-    planes = np.arange(x.shape[0])
-    if x.shape[0] * len(corners) > MAX_PATCHES:  # planes evenly, for speed
-        keep = max(1, MAX_PATCHES // len(corners))
-        planes = np.unique(np.linspace(0, x.shape[0] - 1, keep).astype(int))
-    w = np.outer(np.hanning(n_a + 2)[1:-1], np.hanning(n_t + 2)[1:-1])
-    acc = np.zeros((n_a, n_t))
-    for i, j in corners:
-        p = x[planes, i:i + n_a, j:j + n_t].astype(np.float64)
-        p = (p - p.mean(axis=(1, 2), keepdims=True)) * w
-        acc += (np.abs(np.fft.fft2(p)) ** 2).sum(axis=0)
-    return acc / (len(corners) * planes.size * float(np.sum(w * w)))
+    planes ``x`` (planes, a, t): half-overlapping, mean removed, 2D Hann window; float32,
+    one batched real FFT (the negative t frequencies by the spectrum's symmetry)."""
+    p = np.concatenate([x[:, i:i + n_a, j:j + n_t] for i in _starts(x.shape[1], n_a)
+                        for j in _starts(x.shape[2], n_t)])
+    p -= p.mean(axis=(1, 2), keepdims=True)
+    w = np.outer(np.hanning(n_a + 2)[1:-1], np.hanning(n_t + 2)[1:-1]).astype(np.float32)
+    p *= w
+    f = np.fft.rfft2(p)
+    half = (f.real * f.real + f.imag * f.imag).sum(axis=0, dtype=np.float64)
+    full = np.empty((n_a, n_t))
+    full[:, :half.shape[1]] = half
+    neg = np.arange(half.shape[1], n_t)  # P(u, -v) = P(-u, v)
+    full[:, neg] = half[(-np.arange(n_a)) % n_a][:, n_t - neg]
+    return full / (p.shape[0] * float(np.sum(w.astype(np.float64) ** 2)))
 
 
-def _response(family: str, width_vox: float, freq_cyc_per_vox: np.ndarray,
-              centre: float) -> np.ndarray:
-    """|H|^2 of the profile's fine-grid taps at the given frequencies."""
-    kern = gaussian_kernel if family == "gaussian" else rect_kernel
-    taps = kern(width_vox, centre)
-    j = np.arange(taps.size) - (taps.size - 1) / 2.0
-    h = np.cos(2.0 * np.pi * np.multiply.outer(freq_cyc_per_vox, j)) @ taps
-    return h * h
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
+
+
+def _responses(family: str, widths_vox: np.ndarray, freq_cyc_per_vox: np.ndarray,
+               centre: float) -> np.ndarray:
+    """|H|^2 (widths, *freq shape) of the profiles' fine-grid taps (each the profile
+    integrated over a fine voxel, as :mod:`medsr.degrade.profiles` makes them; computed
+    here for all widths at once) at the given frequencies."""
+    w = np.asarray(widths_vox, dtype=np.float64)[:, None]
+    if family == "gaussian":
+        sigma = w / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        radius = int(math.ceil(4.0 * float(sigma.max()) + 1.0))
+    else:
+        radius = int(math.ceil(float(w.max()) / 2.0 + 0.5))
+    j = np.arange(-radius, radius + 1 + (centre > 0), dtype=np.float64) - centre
+    if family == "gaussian":
+        cdf = 0.5 * _erf(np.concatenate([j - 0.5, j + 0.5])[None, :]
+                         / (sigma * math.sqrt(2.0)))
+    else:
+        cdf = np.clip(np.concatenate([j - 0.5, j + 0.5])[None, :] + w / 2.0, 0.0, w)
+    taps = np.clip(cdf[:, j.size:] - cdf[:, :j.size], 0.0, None)
+    taps /= taps.sum(axis=1, keepdims=True)
+    f = np.asarray(freq_cyc_per_vox, dtype=np.float64)
+    h = taps @ np.cos(2.0 * np.pi * np.multiply.outer(j, f.ravel()))
+    return (h * h).reshape(w.size, *f.shape)
+
+
+def _starts(n: int, m: int) -> np.ndarray:
+    """Starts of patches of length m over n samples, evenly spread, about half
+    overlapping (at least one patch; none nearly repeating another)."""
+    count = 1 + int(round((n - m) / (OVERLAP * m)))
+    return np.unique(np.round(np.linspace(0, n - m, count)).astype(int))
+
+
+def _folds(data: np.ndarray, t: int, fine: list[int], sp: list[float], n_t: int) -> list:
+    """Per fine axis a: (alias frequencies in cycles / fine voxel (n_t, aliases), the
+    whitened (a, t) patch power at them (n_t, aliases, n_t), the fine spacing)."""
+    s_t = sp[t]
+    v = np.fft.fftfreq(n_t) / s_t  # the slices' frequencies, cycles / mm
+    folds = []
+    for a in fine:
+        b = 3 - a - t
+        n_a = int(round(n_t * s_t / sp[a]))
+        lag = max(1, int(round(s_t / sp[a])))
+        corners = _starts(data.shape[a] - lag, n_a).size * _starts(data.shape[t] - 1, n_t).size
+        planes = np.arange(data.shape[b])
+        if planes.size * corners > MAX_PATCHES:  # planes evenly, for speed
+            keep = max(1, MAX_PATCHES // corners)
+            planes = np.unique(np.linspace(0, planes.size - 1, keep).astype(int))
+        x = np.moveaxis(np.take(data, planes, axis=b), (b, a, t), (0, 1, 2))
+        x = np.asarray(x, dtype=np.float32)
+        # one difference along each axis (lag: one slice spacing) whitens the spectrum;
+        # a lag of whole slices commutes with the folding
+        src = np.diff(x[:, lag:] - x[:, :-lag], axis=2)
+        p2 = np.fft.fftshift(_patch_spectrum(src, n_a, n_t), axes=0)
+        f_a = np.fft.fftshift(np.fft.fftfreq(n_a)) / sp[a]
+        m_max = int(math.ceil(s_t / (2.0 * sp[a]))) + 1
+        alias = np.add.outer(v, np.arange(-m_max, m_max + 1) / s_t)  # (n_t, aliases)
+        inside = np.abs(alias) < 0.5 / sp[a] - 1e-9
+        power = np.stack([np.interp(alias, f_a, p2[:, j]) for j in range(n_t)], axis=-1)
+        power *= inside[..., None]
+        folds.append((alias * sp[a], power, sp[a]))
+    return folds
+
+
+def _distances(fam: str, folds: list, n_t: int, s_t: float, centre: float) -> np.ndarray:
+    """Per candidate width (:data:`WIDTHS`): the distance between Z's spectrum along the
+    fine axes and along the thick axis (all widths at once)."""
+    z = np.zeros((WIDTHS.size, n_t, n_t))
+    for alias_vox, power, s_a in folds:
+        r = _responses(fam, WIDTHS * s_t / s_a, alias_vox, centre)  # (widths, n_t, m)
+        z += np.einsum("wum,umv->wuv", r, power)
+    # Z's spectrum along the fine axis against along the thick axis
+    m_a, m_t = z[:, :, 1:].mean(axis=2)[:, 1:], z[:, 1:, :].mean(axis=1)[:, 1:]
+    diff = np.log(np.maximum(m_a, 1e-30)) - np.log(np.maximum(m_t, 1e-30))
+    # a faint pull towards thickness = spacing breaks ties (fine grids too coarse to tell
+    # narrow widths apart)
+    return np.mean(diff ** 2, axis=1) + PRIOR * np.log(WIDTHS) ** 2
 
 
 def thick_axis(vol: Volume) -> tuple[int, list[int], int] | None:
@@ -138,40 +204,9 @@ def estimate_profile(vol: Volume) -> ProfileEstimate | None:
     if n_t < MIN_SEGMENT:
         return ProfileEstimate("gaussian", s_t, False, t, s_t, math.nan, 1.0,
                                f"too few samples ({n_t} slices a patch) to compare spectra")
-    v = np.fft.fftfreq(n_t) / s_t  # the slices' frequencies, cycles / mm
-    folds = []  # per fine axis: (alias frequencies in cycles / fine voxel, their power)
-    for a in fine:
-        n_a = int(round(n_t * s_t / sp[a]))
-        # one difference along each axis (lag: one slice spacing) whitens the spectrum;
-        # a lag of whole slices commutes with the folding
-        lag = max(1, int(round(s_t / sp[a])))
-        ahead, behind = [slice(None)] * 3, [slice(None)] * 3  # views, not copies
-        ahead[a], behind[a] = slice(lag, None), slice(None, data.shape[a] - lag)
-        src = np.diff(data[tuple(ahead)] - data[tuple(behind)], axis=t)
-        p2 = np.fft.fftshift(_patch_spectrum(src, a, t, n_a, n_t), axes=0)
-        f_a = np.fft.fftshift(np.fft.fftfreq(n_a)) / sp[a]
-        m_max = int(math.ceil(s_t / (2.0 * sp[a]))) + 1
-        alias = np.add.outer(v, np.arange(-m_max, m_max + 1) / s_t)  # (n_t, aliases)
-        inside = np.abs(alias) < 0.5 / sp[a] - 1e-9
-        power = np.stack([np.interp(alias, f_a, p2[:, j]) for j in range(n_t)], axis=-1)
-        power *= inside[..., None]
-        folds.append((alias * sp[a], power, sp[a]))
+    folds = _folds(data, t, fine, sp, n_t)
     centre = 0.5 if tp_k % 2 == 0 else 0.0  # where the slices lie on the fine grid
-    dist: dict[str, np.ndarray] = {}
-    for fam in FAMILIES:
-        d = np.empty(WIDTHS.size)
-        for i, r in enumerate(WIDTHS):
-            z = np.zeros((n_t, n_t))
-            for alias_vox, power, s_a in folds:
-                z += np.einsum("um,umv->uv", _response(fam, r * s_t / s_a, alias_vox, centre),
-                               power)
-            # Z's spectrum along the fine axis against along the thick axis
-            m_a, m_t = z[:, 1:].mean(axis=1)[1:], z[1:, :].mean(axis=0)[1:]
-            diff = np.log(np.maximum(m_a, 1e-30)) - np.log(np.maximum(m_t, 1e-30))
-            # a faint pull towards thickness = spacing breaks ties (fine grids too coarse
-            # to tell narrow widths apart)
-            d[i] = float(np.mean(diff ** 2)) + PRIOR * math.log(r) ** 2
-        dist[fam] = d
+    dist = {fam: _distances(fam, folds, n_t, s_t, centre) for fam in FAMILIES}
     best = {fam: _refine(dist[fam]) for fam in FAMILIES}
     fam = min(FAMILIES, key=lambda f: best[f][1])
     other = FAMILIES[1 - FAMILIES.index(fam)]
