@@ -1,6 +1,6 @@
 """Estimate the through-plane slice profile of a thick-slice scan from the scan itself.
 
-Non-adversarial (no training; about 0.05 s for the shipped example on one core). The
+Non-adversarial (no training; about 0.05 s of CPU for the shipped example). The
 in-plane axes of a thick-slice scan are fine; blur an in-plane axis a with a candidate
 profile h and sample it at the slice spacing, and the result Z is acquired alike along a
 (with h) and along the thick axis t (with the true profile). When h is the true profile
