@@ -11,25 +11,22 @@ import numpy as np
 from medsr.errors import UserError
 from medsr.geometry import OutputGrid
 from medsr.options import RunOptions
+from medsr.selfsup.profile_estimate import estimate_profile, thick_axis
 from medsr.volume import Volume
 
-# medsr.selfsup is imported where used: it is lazy on purpose (``medsr infer`` on a NIfTI
-# imports no self-supervised module unless a profile is given or estimated).
+# The profile estimate and axis detection are numpy only; the rest of medsr.selfsup
+# (torch, scipy) is imported where used.
 
 
 def auto_slice_profile(vol: Volume) -> Any:
     """The slice profile of ``vol``'s thick axis estimated from the scan
     (:func:`medsr.selfsup.profile_estimate.estimate_profile`), None without a thick axis."""
-    from medsr.selfsup.profile_estimate import estimate_profile
-
     return estimate_profile(vol)
 
 
 def thick_axis_upsampled(vol: Volume, plan: OutputGrid) -> bool:
     """Whether ``plan`` upsamples only ``vol``'s thick axis, by an integer factor (what
     the projection onto the slices needs)."""
-    from medsr.selfsup.profile_estimate import thick_axis
-
     axes = thick_axis(vol)
     up = [a for a in range(3) if plan.factors[a] > 1 + 1e-6]
     if axes is None or len(up) != 1 or up[0] != axes[0] or np.any(plan.factors < 1 - 1e-6):

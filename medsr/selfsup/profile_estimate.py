@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from medsr.errors import UserError
+from medsr.selfsup.axes import detect_through_plane
 from medsr.volume import Volume
 
 FAMILIES = ("gaussian", "rect")
@@ -211,8 +212,6 @@ def _prior() -> np.ndarray:
 def thick_axis(vol: Volume) -> tuple[int, list[int], int] | None:
     """(thick axis, fine axes, integer factor) of ``vol``, or None when no axis is thick (nearly
     isotropic, or fewer than two axes longer than one voxel)."""
-    from medsr.selfsup.axes import detect_through_plane
-
     try:
         tp = detect_through_plane(vol)
     except UserError:
