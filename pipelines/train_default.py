@@ -36,7 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "default"
 WEIGHTS = ROOT / "medsr" / "weights"
-PREVIOUS = "b976409"  # the commit whose medsr/weights the shipped defaults were fine-tuned from
+# the commit whose medsr/weights the shipped defaults were fine-tuned from, and its lineage:
+# b976409 (MNI152 template only) -> fca3aa5 (1000 steps on real scans, area / k-space
+# sampling) -> this commit's (1000 steps more, with decimate: profiles acquired as such)
+PREVIOUS = "2e34849"
+LINEAGE = ("itself fine-tuned 1000 steps on these real scans (commit fca3aa5) from the "
+           "MNI152-template-only weights of commit b976409")
 MODELS = ["thick_slice_x4", "in_plane_x2", "thick_slice_x2", "in_plane_x4", "thick_slice_x6",
           "thick_slice_x3", "thick_slice_x5"]
 
@@ -98,7 +103,7 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
          f" a random smooth look-up table (contrasts may reorder) for {smp['remap']:.0%} of "
          "patches" if smp.get("remap") else ""]).rstrip(";") or " none"
     init = ("fine-tuned from the previous default of the same name (medsr/weights at "
-            f"commit {PREVIOUS}, trained on the MNI152 template only), "
+            f"commit {PREVIOUS}, {LINEAGE}), "
             if cfg["model"].get("init") else "")
     tn = cfg["degradation"].get("target_noise") or {"kind": "none"}
     target_noise = ("none (targets as the sources are)" if tn["kind"] == "none" else
