@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr import pretrained
     from medsr.devices import select_device
     from medsr.inference.model_sr import use_all_cores
+    from medsr.selfsup.budget import BudgetTooShort
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, help="a folder of default weights to test "
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     rows_in = real_data.heldout()
     if args.subjects:
         rows_in = [r for r in rows_in if r["name"] in args.subjects.split(",")]
-    rows = json.loads(args.json.read_text())["rows"] if args.append else []
+    old = json.loads(args.json.read_text()) if args.append else {}
+    rows, refused = old.get("rows", []), old.get("refused", [])
     for row in rows_in:
         ref, thick = reference(row)
         for case in args.cases.split(","):
@@ -266,7 +268,17 @@ def main(argv: list[str] | None = None) -> int:
                 lr = degrade(ref, factors, profile)
                 for method in methods:
                     info: dict = {}
-                    sr, secs = run(method, lr, factors, profile, device, weights, info)
+                    try:
+                        sr, secs = run(method, lr, factors, profile, device, weights, info)
+                    except BudgetTooShort as exc:  # this machine: set-up + inference > budget
+                        refused.append({"subject": row["name"], "case": case,
+                                        "profile": profile, "method": method,
+                                        "refused": str(exc),
+                                        "load_average": [round(x, 2)
+                                                         for x in os.getloadavg()]})
+                        print(f"{row['name']:11s} {case:12s} {profile:8s} {method:13s} "
+                              f"refused: {exc}", flush=True)
+                        continue
                     if sr is None:
                         continue
                     assert sr.shape == ref.data.shape, (sr.shape, ref.data.shape)
@@ -285,11 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     methods = list(dict.fromkeys(m for m in METHODS + tuple(methods)
                                  + tuple(r["method"] for r in rows)
                                  for r in rows if r["method"] == m))
-    table = markdown(rows, methods)
+    table = markdown(rows, methods) + "".join(
+        f"\n{r['subject']} {r['case']} {r['profile']} {r['method']}: refused (load "
+        f"{r['load_average'][0]:.2f}): {r['refused']}\n" for r in refused)
     print(table)
     args.json.write_text(json.dumps({"weights": str(args.weights or "medsr/weights"),
                                      "compare": str(args.compare) if args.compare else None,
-                                     "rows": rows}, indent=1) + "\n")
+                                     "rows": rows, "refused": refused}, indent=1) + "\n")
     args.markdown.write_text(table)
     return 0
 

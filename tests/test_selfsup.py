@@ -374,8 +374,10 @@ def test_budget_is_honoured_and_steps_reported():
     assert rep["train"]["seconds"] > 0.5 * rep["train_s_allowed"] > 0.5
     assert rep["seconds"] >= rep["train"]["seconds"]  # the run's time includes training
     assert rep["through_plane"]["axis"] == 2 and rep["through_plane"]["k"] == 4
-    assert rep["slice_thickness_source"] == "spacing" and rep["init"] == "scratch"
-    assert out.spatial_shape == (48, 44, 48)
+    # no profile given: the widths are the estimate's (blind default), else the spacing
+    est = rep["profile_estimate"]
+    assert rep["slice_thickness_source"] == ("estimate" if est and est["best"] else "spacing")
+    assert rep["init"] == "scratch" and out.spatial_shape == (48, 44, 48)
     np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 1, 4)))
 
 

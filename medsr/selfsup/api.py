@@ -237,13 +237,14 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
 
 
 def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = None,
-        slice_profile: np.ndarray | None = None, profile: str = "gaussian", seed: int = 0,
+        slice_profile: np.ndarray | None = None, profile: str = "auto", seed: int = 0,
         device: str | torch.device = "auto", init: str = "auto", steps: int | None = None,
         batch: int = 16, patch: int = 48, lr: float = LEARNING_RATE,
         network: dict[str, Any] | None = None, loss: str = "mse",
         thick_companion: bool = True, gradient_weighted: bool = True,
         on_step: Callable[[int, int, float], None] | None = None) -> Fitted:
-    """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``."""
+    """Train a (1, k) network on pairs made from ``vol``'s fine axes for ``seconds``
+    (``profile`` as in :func:`super_resolve_self_supervised`; "auto": blind)."""
     dev = select_device(device)
     st = _prepare(vol, slice_thickness=slice_thickness, slice_profile=slice_profile,
                   profile=profile, seed=seed, device=dev, init=init, patch=patch,
@@ -252,11 +253,11 @@ def fit(vol: Volume, *, seconds: float = 240.0, slice_thickness: float | None = 
     rep = train(st.model, st.sampler, seconds=seconds, seed=seed, device=dev, batch=batch,
                 lr=lr, max_steps=steps, loss=loss, progress=on_step)
     return Fitted(st.model, st.tp, st.kernel, st.thickness, st.source, st.started, rep,
-                  {"profile": st.profile, **st.evidence})
+                  {"profile": st.profile, "projected": st.project, **st.evidence})
 
 
 def auto_start(vol: Volume, *, slice_thickness: float | None = None,
-               slice_profile: np.ndarray | None = None, profile: str = "gaussian",
+               slice_profile: np.ndarray | None = None, profile: str = "auto",
                seed: int = 0, device: str | torch.device = "auto", patch: int = 48
                ) -> dict[str, Any]:
     """Where ``init="auto"`` would start on ``vol`` and why, without training: ``init``
