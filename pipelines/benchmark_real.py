@@ -202,7 +202,7 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
     ss = [r for r in rows if "steps" in r]
     if ss:  # self-supervised runs: against cubic, with what they trained and under what load
         lines += ["", "| subject | case | profile | method | PSNR / SSIM | - cubic: PSNR, SSIM "
-                  "| steps | load (1 min) | profile used |", "|" + "---|" * 9]
+                  "| steps | start | load (1 min) | profile used |", "|" + "---|" * 10]
         cub = {(r["subject"], r["case"], r["profile"]): r for r in rows
                if r["method"] == "cubic"}
         wins = 0
@@ -213,6 +213,7 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
             wins += bool(c) and r["psnr"] > c["psnr"] and r["ssim"] > c["ssim"]
             lines.append(f"| {r['subject']} | {r['case']} | {r['profile']} | {r['method']} | "
                          f"{r['psnr']:.2f} / {r['ssim']:.3f} | {d} | {r['steps']} | "
+                         f"{r.get('init', '')} | "
                          f"{r['load_average'][0]:.2f} | {r['profile_used']} |")
         lines.append(f"\nSelf-supervised above cubic in PSNR and SSIM: {wins} of {len(ss)} runs.")
     return "\n".join(lines) + "\n"
