@@ -562,10 +562,10 @@ def _estimate(family: str, confident: bool, width: float = 9.0):
                            {family: [width, 0.01], other: [width * 1.3, 0.012]})
 
 
-def test_the_blind_default_mixes_both_profiles_unless_the_estimate_is_confident(monkeypatch):
-    """No profile given: a confident estimate is used; otherwise both families train the
-    network (one per batch) at the estimate's widths, and the report says so; a told
-    profile overrides all of it without estimating."""
+def test_the_blind_default_mixes_both_profiles(monkeypatch):
+    """No profile given: both families train the network (one per batch) at the
+    estimate's widths, and the report says so (a confident estimate alone only where
+    BLIND_TRUST_CONFIDENT is set); a told profile overrides all of it without estimating."""
     import medsr.selfsup.profile_estimate as pe
 
     vol = _volume((1.0, 1.0, 4.0), (24, 20, 8))
@@ -584,8 +584,13 @@ def test_the_blind_default_mixes_both_profiles_unless_the_estimate_is_confident(
     # a thickness given (or from the header) sets both widths
     _, rep = super_resolve_self_supervised(vol, slice_thickness=5.0, **kw)
     assert rep["profile_mixture"]["widths_mm"] == {"rect": 5.0, "gaussian": 5.0}
-    # a confident estimate is used alone, at its width
+    # a confident estimate still mixes (it can be confidently wrong), and says so
     monkeypatch.setattr(pe, "estimate_profile", lambda v: _estimate("rect", True, 4.4))
+    _, rep = super_resolve_self_supervised(vol, **kw)
+    assert rep["profile"] == "mixture" and "confident" in rep["profile_used"]
+    assert rep["profile_mixture"]["widths_mm"] == {"rect": 4.4, "gaussian": pytest.approx(5.72)}
+    # ... and is used alone where the module is set to trust it
+    monkeypatch.setattr("medsr.selfsup.api.BLIND_TRUST_CONFIDENT", True)
     _, rep = super_resolve_self_supervised(vol, **kw)
     assert rep["profile"] == "rect" and "profile_mixture" not in rep
     assert rep["slice_thickness_mm"] == pytest.approx(4.4)

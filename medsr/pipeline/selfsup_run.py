@@ -59,8 +59,8 @@ def run_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float
     """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
     spacing); the budget covers the whole command from ``opts.selfsup.budget_start``
     (default ``t0``) to the written output. With no ``--slice-profile`` the slice profile
-    of the training pairs is estimated from the scan (used when confident; otherwise the
-    pairs mix a box and a Gaussian: :func:`medsr.selfsup.api.blind_profiles`)."""
+    of the training pairs is not known: the pairs mix a box and a Gaussian at the widths
+    estimated from the scan (:func:`medsr.selfsup.api.blind_profiles`)."""
     from medsr.selfsup import FEW_STEPS, super_resolve_self_supervised
     from medsr.selfsup.budget import BudgetTooShort
 

@@ -62,11 +62,13 @@ LEARNING_RATE = 2e-3  # from scratch and when fine-tuning (measured: docs/self-s
 # share of the shipped default in a fine-tuned network's final weights (WiSE-FT); off:
 # measured +0.14 dB on the t1 slice, -1.2 dB on INIA19 at x4 box (docs/self-supervised.md)
 PRIOR_WEIGHT = 0.0
-# profile="auto" (no profile given): the estimate (medsr.selfsup.profile_estimate) is used
-# when it is confident; otherwise the pairs mix both families (BLIND_FAMILIES), one per
-# batch, at the widths below, and the output is projected onto the slices under their
-# mean kernel. Measured on the held-out real scans: docs/self-supervised.md
-BLIND_TRUST_CONFIDENT = True
+# profile="auto" (no profile given): the pairs mix both families (BLIND_FAMILIES), one per
+# batch, at the widths the estimate (medsr.selfsup.profile_estimate) fits to each, and the
+# output is projected onto the slices under their mean kernel; a confident estimate's
+# family alone only with BLIND_TRUST_CONFIDENT (off: confidently wrong on the CT's box
+# slices, -1.6 dB there; within 0.05 dB of the mixture where right). Measured on the
+# held-out real scans: docs/self-supervised.md, "Blind profile"
+BLIND_TRUST_CONFIDENT = False  # measured: a confident estimate can be wrong (CT x2 box)
 BLIND_FAMILIES = ("rect", "gaussian")
 BLIND_WIDTHS = "estimate"   # each family's best width from the estimate ("spacing": s_t)
 BLIND_PROJECTION = "mean"   # "mean" kernel of the mixture, or "none"
@@ -139,14 +141,15 @@ def blind_profiles(vol: Volume, thickness: float | None = None,
                    estimate: Any = "estimate") -> dict[str, Any]:
     """The slice profile(s) of the training pairs when none is given (``profile="auto"``):
 
-    * the estimate of :func:`medsr.selfsup.profile_estimate.estimate_profile`, when it is
-      confident (and ``BLIND_TRUST_CONFIDENT``): its family at its width (a thickness
-      given or from the header wins over the estimated width);
-    * otherwise a mixture of both families (``BLIND_FAMILIES``), each batch of pairs
-      degraded by one: each family at its best-fitting width in the estimate (a box of
-      width, a Gaussian of FWHM; ``BLIND_WIDTHS``), or both at the thickness when it is
-      given or in the header, or at the slice spacing without an estimate. The output is
-      projected onto the slices under the mixture's mean kernel (``BLIND_PROJECTION``).
+    * with ``BLIND_TRUST_CONFIDENT`` (off by default), the estimate of
+      :func:`medsr.selfsup.profile_estimate.estimate_profile` when it is confident: its
+      family at its width (a thickness given or from the header wins over the width);
+    * otherwise (by default always) a mixture of both families (``BLIND_FAMILIES``),
+      each batch of pairs degraded by one: each family at its best-fitting width in the
+      estimate (a box of width, a Gaussian of FWHM; ``BLIND_WIDTHS``), or both at the
+      thickness when it is given or in the header, or at the slice spacing without an
+      estimate. The output is projected onto the slices under the mixture's mean
+      kernel (``BLIND_PROJECTION``).
 
     Returns {"kernels": [fine-grid taps], "kernel": the projection's taps, "project",
     "profile" (the family, or "mixture"), "thickness_mm", "thickness_source",
@@ -365,8 +368,8 @@ def super_resolve_self_supervised(
     (task found, slice profile and where its thickness came from, steps trained, times).
     ``slice_profile``: a 1D kernel sampled on the output through-plane grid (overrides
     ``profile``, "gaussian" with FWHM = thickness or "rect" of width = thickness, or
-    "auto", the default: estimated, or a mixture of both when the estimate is not
-    confident, :func:`blind_profiles`; the report's "profile_used" says which).
+    "auto", the default: not known, a mixture of both at the widths the scan's estimate
+    fits, :func:`blind_profiles`; the report's "profile_used" says what was used).
     ``steps`` fixes the number of training steps (the budget still caps it); ``network``
     (``{"architecture": name, **hparams}``) replaces the default network (from scratch).
     A budget that set-up and inference alone do not fit in is refused (a UserError that
