@@ -266,10 +266,11 @@ def selfsup_part(report: dict[str, Any], family: str, estimated_mm: bool,
                  estimate: str | None, auto_profile: bool) -> dict[str, Any]:
     """What a self-supervised run adds to the record, from its report: its device and the
     slice profile, given (``--slice-profile``), estimated (the confident estimate was
-    used) or assumed (Gaussian), with its parameters (family, thickness and where it came
-    from, the taps on the output grid, the estimate's words)."""
-    used = bool(estimate) and "used for the training pairs" in str(estimate)
-    source = "given" if not auto_profile else "estimated" if used else "assumed"
+    used) or a mixture (of both families, not knowing which; family "mixture"), with its
+    parameters (family, thickness and where it came from, the taps on the output grid:
+    of the projection, the mixture's mean; the estimate's words)."""
+    mixed = report.get("profile") == "mixture"
+    source = "given" if not auto_profile else "mixture" if mixed else "estimated"
     profile = {
         "source": source,
         "family": report.get("profile") or family,
@@ -277,6 +278,7 @@ def selfsup_part(report: dict[str, Any], family: str, estimated_mm: bool,
         "thickness_source": "estimate" if estimated_mm else report.get("slice_thickness_source"),
         "kernel": report.get("slice_profile"),
         "estimate": estimate,
+        "mixture": report.get("profile_mixture"),
         "initial_weights": report.get("init") if report.get("init") != "scratch" else None,
     }
     return {"slice_profile": profile, "device": report.get("device"), "precision": "fp32"}

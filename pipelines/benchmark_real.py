@@ -16,20 +16,22 @@ are cropped to their central 192 x 192 (the whole head height), to keep the run 
 Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
 ``medsr infer`` does with no flags: the shipped default model chosen by the factors),
 ``default+proj`` (one-axis only: the default projected onto the LR slices under the
-true slice profile, ``--slice-profile gaussian|rect``, see
-medsr.pipeline.projection.project_onto_slices),
-and with ``--selfsup S`` ``selfsup`` (one-axis only: ``--self-supervised`` with a budget
-of S seconds, told the profile; 60 s in the issue, 300 s optional and slow; it upsamples
+true profile, ``--slice-profile gaussian|rect``, see medsr.pipeline.projection.project_onto_slices),
+and with ``--selfsup S[,S2...]`` ``selfsup Ss`` (one-axis only: ``--self-supervised``
+with a budget of S seconds, NOT told the profile: it estimates it, or trains on a mixture
+of box and Gaussian, as ``medsr infer --self-supervised`` does; 60 s in the issue, 300 s
+slow; ``--selfsup-told`` adds ``selfsup told Ss``, told the true profile); it upsamples
 to isotropic voxels, so where the reference's thick axis is coarser than its in-plane
-spacing (the CT, the ITK T1) its output is resampled to the reference grid by Lanczos).
+spacing (the CT, the ITK T1) its output is resampled to the reference grid by Lanczos.
+Its rows record the profile it used, the steps it trained and the load average.
 Every output
 is clipped at 0 where the input is non-negative, as ``medsr infer`` does.
 
 Metrics: PSNR and SSIM over the whole volume (3D) and the mean over slices across the
 last axis (2D), data range = reference max - min (``medsr.metrics``).
 
-    python pipelines/benchmark_real.py [--weights DIR] [--compare OLD_DIR] [--selfsup 60]
-        [--cases in-plane-x2] [--subjects itk_t1]
+    python pipelines/benchmark_real.py [--weights DIR] [--compare OLD_DIR] [--selfsup 60,300]
+        [--cases in-plane-x2] [--subjects itk_t1] [--profiles box] [--methods cubic]
     python pipelines/benchmark_quality.py real ...       # the same
 Writes docs/benchmarks/quality_real.{json,md} (``--json`` / ``--markdown`` elsewhere).
 """
@@ -38,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {"gaussian": "gaussian", "box": "rect"}
 CASES = {"in-plane-x2": (2, "in"), "in-plane-x4": (4, "in"), "one-axis-x2": (2, "one"),
          "one-axis-x4": (4, "one"), "one-axis-x6": (6, "one")}
-METHODS = ("nearest", "cubic", "lanczos", "ibp", "default", "default+proj", "selfsup")
+METHODS = ("nearest", "cubic", "lanczos", "ibp", "default", "default+proj")
+SELFSUP = re.compile(r"selfsup( told)? (\d+(?:\.\d+)?)s$")  # "selfsup 60s", "selfsup told 60s"
 MAX_INPLANE = 192  # larger references (the CT) are cropped to their central 192 x 192
 
 
@@ -100,10 +105,11 @@ def degrade(hr, factors, profile: str):
                     lr_affine(hr.affine, hr.spatial_shape, list(factors)), {"format": "nifti"})
 
 
-def run(method: str, lr, factors, profile: str, device, budget: float,
-        weights: dict | None = None):
+def run(method: str, lr, factors, profile: str, device, weights: dict | None = None,
+        info: dict | None = None):
     """(SR array or None when the method does not apply, seconds); ``weights`` maps a
-    method prefix ("old ") to the folder of default weights it uses."""
+    method prefix ("old ") to the folder of default weights it uses; ``info`` receives a
+    self-supervised run's profile used, steps and load average."""
     from medsr import pretrained
 
     for prefix, folder in sorted((weights or {}).items(), key=lambda kv: -len(kv[0])):
@@ -119,7 +125,8 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
     from medsr.pipeline.result import clip_overshoot
 
     one_axis = sum(k > 1 for k in factors) == 1
-    if method.endswith(("default+proj", "selfsup")) and not one_axis:
+    ss = SELFSUP.match(method)
+    if (method.endswith("default+proj") or ss) and not one_axis:
         return None, 0.0
     plan = plan_grid(lr, scale=factors)
     t0 = time.perf_counter()
@@ -128,11 +135,17 @@ def run(method: str, lr, factors, profile: str, device, budget: float,
         out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
                                    slice_profile=PROFILES[profile]  # --slice-profile P
                                    if method == "default+proj" else None).volume
-    elif method == "selfsup":
+    elif ss:
         from medsr.selfsup.api import super_resolve_self_supervised
 
-        out, _ = super_resolve_self_supervised(lr, budget_s=budget, profile=PROFILES[profile],
-                                               device=device, progress=False)
+        told = {"profile": PROFILES[profile]} if ss.group(1) else {}  # blind: "auto"
+        out, rep = super_resolve_self_supervised(lr, budget_s=float(ss.group(2)),
+                                                 device=device, progress=False, **told)
+        if info is not None:
+            info.update({"profile_used": rep.get("profile_used") or rep.get("profile"),
+                         "steps": rep["train"]["steps"], "init": rep.get("init"),
+                         "selfsup_seconds": rep["seconds"],
+                         "load_average": [round(x, 2) for x in os.getloadavg()]})
         if out.data.shape != tuple(plan.shape_out):  # it went to isotropic voxels
             from medsr.interpolate import resize
 
@@ -199,6 +212,23 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
     if gains_old:
         lines.append(f"Old default vs cubic: PSNR gain mean {np.mean(gains_old):+.2f} dB, "
                      f"min {np.min(gains_old):+.2f}, max {np.max(gains_old):+.2f}.")
+    ss = [r for r in rows if "steps" in r]
+    if ss:  # self-supervised runs: against cubic, with what they trained and under what load
+        lines += ["", "| subject | case | profile | method | PSNR / SSIM | - cubic: PSNR, SSIM "
+                  "| steps | start | load (1 min) | profile used |", "|" + "---|" * 10]
+        cub = {(r["subject"], r["case"], r["profile"]): r for r in rows
+               if r["method"] == "cubic"}
+        wins = 0
+        for r in ss:
+            c = cub.get((r["subject"], r["case"], r["profile"]))
+            d = (f"{r['psnr'] - c['psnr']:+.2f} dB, {r['ssim'] - c['ssim']:+.3f}"
+                 if c else "-")
+            wins += bool(c) and r["psnr"] > c["psnr"] and r["ssim"] > c["ssim"]
+            lines.append(f"| {r['subject']} | {r['case']} | {r['profile']} | {r['method']} | "
+                         f"{r['psnr']:.2f} / {r['ssim']:.3f} | {d} | {r['steps']} | "
+                         f"{r.get('init', '')} | "
+                         f"{r['load_average'][0]:.2f} | {r['profile_used']} |")
+        lines.append(f"\nSelf-supervised above cubic in PSNR and SSIM: {wins} of {len(ss)} runs.")
     return "\n".join(lines) + "\n"
 
 
@@ -208,24 +238,32 @@ def main(argv: list[str] | None = None) -> int:
     from medsr import pretrained
     from medsr.devices import select_device
     from medsr.inference.model_sr import use_all_cores
+    from medsr.selfsup.budget import BudgetTooShort
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, help="a folder of default weights to test "
                     "instead of medsr/weights (same file names)")
     ap.add_argument("--compare", type=Path, help="a folder of other (e.g. the previous) "
                     "default weights: adds 'old default' and 'old default+proj' rows")
-    ap.add_argument("--selfsup", type=float, default=0.0,
-                    help="add --self-supervised with this budget in seconds (60; slow)")
+    ap.add_argument("--selfsup", default="",
+                    help="add --self-supervised (not told the profile) with these budgets "
+                         "in seconds, e.g. 60,300 (slow): methods 'selfsup 60s', ...")
+    ap.add_argument("--selfsup-told", action="store_true",
+                    help="also 'selfsup told Ss': told the true slice profile")
+    ap.add_argument("--profiles", default=",".join(PROFILES),
+                    help="degradation profiles to run (gaussian,box)")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--subjects", help="comma-separated held-out names (default: all)")
-    ap.add_argument("--methods", default=",".join(m for m in METHODS if m != "selfsup"))
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--append", action="store_true",
                     help="add these rows to those already in --json (e.g. a later case)")
     ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/quality_real.json")
     ap.add_argument("--markdown", type=Path, default=ROOT / "docs/benchmarks/quality_real.md")
     args = ap.parse_args(argv)
     weights = {"": (args.weights or pretrained.WEIGHTS_DIR).resolve()}
-    methods = args.methods.split(",") + (["selfsup"] if args.selfsup > 0 else [])
+    budgets = [f"{float(b):g}" for b in args.selfsup.split(",") if b.strip()]
+    methods = [m for m in args.methods.split(",") if m] + [f"selfsup {b}s" for b in budgets]
+    methods += [f"selfsup told {b}s" for b in budgets if args.selfsup_told]
     if args.compare:
         weights["old "] = args.compare.resolve()
         methods += [f"old {m}" for m in methods if m.startswith("default")]
@@ -234,36 +272,52 @@ def main(argv: list[str] | None = None) -> int:
     rows_in = real_data.heldout()
     if args.subjects:
         rows_in = [r for r in rows_in if r["name"] in args.subjects.split(",")]
-    rows = json.loads(args.json.read_text())["rows"] if args.append else []
+    old = json.loads(args.json.read_text()) if args.append else {}
+    rows, refused = old.get("rows", []), old.get("refused", [])
     for row in rows_in:
         ref, thick = reference(row)
         for case in args.cases.split(","):
             factors = factors_of(case, thick)
-            for profile in PROFILES:
+            for profile in args.profiles.split(","):
                 lr = degrade(ref, factors, profile)
                 for method in methods:
-                    sr, secs = run(method, lr, factors, profile, device, args.selfsup,
-                                   weights)
+                    info: dict = {}
+                    try:
+                        sr, secs = run(method, lr, factors, profile, device, weights, info)
+                    except BudgetTooShort as exc:  # this machine: set-up + inference > budget
+                        refused.append({"subject": row["name"], "case": case,
+                                        "profile": profile, "method": method,
+                                        "refused": str(exc),
+                                        "load_average": [round(x, 2)
+                                                         for x in os.getloadavg()]})
+                        print(f"{row['name']:11s} {case:12s} {profile:8s} {method:13s} "
+                              f"refused: {exc}", flush=True)
+                        continue
                     if sr is None:
                         continue
                     assert sr.shape == ref.data.shape, (sr.shape, ref.data.shape)
                     r = {"subject": row["name"], "contrast": row["contrast"], "case": case,
                          "factors": list(factors), "profile": profile, "method": method,
-                         **scores(ref.data, sr), "seconds": secs}
+                         **scores(ref.data, sr), "seconds": secs, **info}
                     rows.append(r)
                     print(f"{row['name']:11s} {case:12s} {profile:8s} {method:13s} PSNR "
                           f"{r['psnr']:6.2f} ({r['psnr_slices']:6.2f}) SSIM {r['ssim']:.4f} "
-                          f"({r['ssim_slices']:.4f}) {secs:6.1f} s", flush=True)
+                          f"({r['ssim_slices']:.4f}) {secs:6.1f} s"
+                          + (f" steps {info['steps']} load {info['load_average'][0]}"
+                             f" profile: {info['profile_used']}" if info else ""), flush=True)
     order = {c: i for i, c in enumerate(CASES)}
     rows.sort(key=lambda r: ([x["name"] for x in real_data.heldout()].index(r["subject"]),
                              order[r["case"]]))
     methods = list(dict.fromkeys(m for m in METHODS + tuple(methods)
+                                 + tuple(r["method"] for r in rows)
                                  for r in rows if r["method"] == m))
-    table = markdown(rows, methods)
+    table = markdown(rows, methods) + "".join(
+        f"\n{r['subject']} {r['case']} {r['profile']} {r['method']}: refused (load "
+        f"{r['load_average'][0]:.2f}): {r['refused']}\n" for r in refused)
     print(table)
     args.json.write_text(json.dumps({"weights": str(args.weights or "medsr/weights"),
                                      "compare": str(args.compare) if args.compare else None,
-                                     "rows": rows}, indent=1) + "\n")
+                                     "rows": rows, "refused": refused}, indent=1) + "\n")
     args.markdown.write_text(table)
     return 0
 

@@ -457,8 +457,10 @@ def test_budget_is_honoured_and_steps_reported():
     assert rep["train"]["seconds"] > 0.5 * rep["train_s_allowed"] > 0.5
     assert rep["seconds"] >= rep["train"]["seconds"]  # the run's time includes training
     assert rep["through_plane"]["axis"] == 2 and rep["through_plane"]["k"] == 4
-    assert rep["slice_thickness_source"] == "spacing" and rep["init"] == "scratch"
-    assert out.spatial_shape == (48, 44, 48)
+    # no profile given: the widths are the estimate's (blind default), else the spacing
+    est = rep["profile_estimate"]
+    assert rep["slice_thickness_source"] == ("estimate" if est and est["best"] else "spacing")
+    assert rep["init"] == "scratch" and out.spatial_shape == (48, 44, 48)
     np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 1, 4)))
 
 
@@ -601,3 +603,90 @@ def test_a_2d_image_with_one_coarse_axis_end_to_end():
     assert out.spatial_shape == (40, 36, 1)
     np.testing.assert_array_equal(out.affine, geometry.upsampled_affine(vol.affine, (1, 3, 1)))
     assert np.isfinite(out.data).all()
+
+
+# ------------------------------------------------------------ blind profile (no profile given)
+def test_a_mixture_sampler_degrades_each_batch_with_one_of_its_kernels():
+    k = 4
+    data = _phantom((30, 28, 6))
+    tp = detect_through_plane(_volume((1, 1, 4.0), (4, 4, 4)))
+    kernels = [profile_kernel(tp, 4.0, "rect"), profile_kernel(tp, 4.0, "gaussian")]
+    mixed = PairSampler(data, (0, 1), 2, kernels, k, patch=16)
+    alone = [PairSampler(data, (0, 1), 2, kk, k, patch=16) for kk in kernels]
+    rng = np.random.default_rng(5)
+    used = set()
+    for _ in range(12):
+        lr, hr = mixed.sample(rng, 3)
+        src_i, s_i, b_i, a_i, flips = mixed.last_draw
+        used.add(mixed.last_kernel)
+        ref = alone[mixed.last_kernel].sources[src_i]
+        n_b, n_a = 16, 16
+        for n in range(3):
+            low = ref.lr_src[0][s_i[n], b_i[n]:b_i[n] + n_b, a_i[n] + 1:a_i[n] + n_a:k]
+            if flips[n, 0]:
+                low = low[::-1]
+            if flips[n, 1]:
+                low = low[:, ::-1]
+            np.testing.assert_array_equal(lr[n, 0].numpy(), low)
+    assert used == {0, 1}  # both kernels, one per batch
+    # one kernel draws nothing more from the stream than before (seeded runs unchanged)
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    alone[0].sample(a, 2)
+    PairSampler(data, (0, 1), 2, [kernels[0]], k, patch=16).sample(b, 2)
+    assert a.random() == b.random()
+
+
+def _estimate(family: str, confident: bool, width: float = 9.0):
+    from medsr.selfsup.profile_estimate import ProfileEstimate
+
+    other = "rect" if family == "gaussian" else "gaussian"
+    return ProfileEstimate(family, width, confident, 2, 4.0, 0.05, 3.0 if confident else 1.2,
+                           "" if confident else "the other fits nearly as well",
+                           {family: [width, 0.01], other: [width * 1.3, 0.012]})
+
+
+def test_the_blind_default_mixes_both_profiles(monkeypatch):
+    """No profile given: both families train the network (one per batch) at the
+    estimate's widths, and the report says so (a confident estimate alone only where
+    BLIND_TRUST_CONFIDENT is set); a told profile overrides all of it without estimating."""
+    import medsr.selfsup.profile_estimate as pe
+
+    vol = _volume((1.0, 1.0, 4.0), (24, 20, 8))
+    kw = dict(budget_s=60.0, steps=2, device="cpu", progress=False, network=TINY, tta=False)
+    monkeypatch.setattr(pe, "estimate_profile", lambda v: _estimate("gaussian", False))
+    out, rep = super_resolve_self_supervised(vol, **kw)
+    assert rep["profile"] == "mixture" and "mixture" in rep["profile_used"]
+    mix = rep["profile_mixture"]
+    assert mix["families"] == ["rect", "gaussian"]
+    assert mix["widths_mm"] == {"gaussian": 9.0, "rect": pytest.approx(11.7)}
+    tp = detect_through_plane(vol)
+    np.testing.assert_allclose(mix["kernels"][0], profile_kernel(tp, 11.7, "rect"))
+    np.testing.assert_allclose(mix["kernels"][1], profile_kernel(tp, 9.0, "gaussian"))
+    assert rep["profile_estimate"]["family"] == "gaussian"
+    assert rep["slice_thickness_source"] == "estimate"
+    # a thickness given (or from the header) sets both widths
+    _, rep = super_resolve_self_supervised(vol, slice_thickness=5.0, **kw)
+    assert rep["profile_mixture"]["widths_mm"] == {"rect": 5.0, "gaussian": 5.0}
+    # a confident estimate still mixes (it can be confidently wrong), and says so
+    monkeypatch.setattr(pe, "estimate_profile", lambda v: _estimate("rect", True, 4.4))
+    _, rep = super_resolve_self_supervised(vol, **kw)
+    assert rep["profile"] == "mixture" and "confident" in rep["profile_used"]
+    assert rep["profile_mixture"]["widths_mm"] == {"rect": 4.4, "gaussian": pytest.approx(5.72)}
+    # ... and is used alone where the module is set to trust it
+    monkeypatch.setattr("medsr.selfsup.api.BLIND_TRUST_CONFIDENT", True)
+    _, rep = super_resolve_self_supervised(vol, **kw)
+    assert rep["profile"] == "rect" and "profile_mixture" not in rep
+    assert rep["slice_thickness_mm"] == pytest.approx(4.4)
+    np.testing.assert_allclose(rep["slice_profile"], profile_kernel(tp, 4.4, "rect"))
+    assert "confident" in rep["profile_used"]
+
+    # told: no estimate at all, the given family at the thickness
+    def refuse(v):
+        raise AssertionError("a told profile must not be estimated")
+
+    monkeypatch.setattr(pe, "estimate_profile", refuse)
+    _, rep = super_resolve_self_supervised(vol, profile="rect", **kw)
+    assert rep["profile"] == "rect" and "profile_mixture" not in rep
+    np.testing.assert_allclose(rep["slice_profile"], profile_kernel(tp, 4.0, "rect"))
+    _, rep = super_resolve_self_supervised(vol, slice_profile=np.ones(4), **kw)
+    assert rep["profile"] == "kernel"

@@ -89,8 +89,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                          "with --self-supervised or --slice-profile")
     ss.add_argument("--slice-profile", metavar="auto|gaussian|rect|FILE.npy",
                     help="slice profile: auto (the default: estimated from a thick-slice "
-                         "scan and used when the estimate is confident, else Gaussian for "
-                         "--self-supervised and no projection), gaussian (FWHM = "
+                         "scan and used when the estimate is confident, else no projection; "
+                         "--self-supervised trains on a mixture of box and Gaussian at the "
+                         "estimated widths), gaussian (FWHM = "
                          "thickness), rect (box of width = thickness) or a 1D kernel on the "
                          "output grid; it projects the output onto the scan's slices")
     ss.add_argument("--save-model", metavar="PATH",

@@ -59,8 +59,8 @@ def run_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float
     """``--self-supervised``: the plan is the scan's own (its thick axis to the in-plane
     spacing); the budget covers the whole command from ``opts.selfsup.budget_start``
     (default ``t0``) to the written output. With no ``--slice-profile`` the slice profile
-    of the training pairs is estimated from the scan (used when confident; otherwise
-    Gaussian, as with no estimate)."""
+    of the training pairs is not known: the pairs mix a box and a Gaussian at the widths
+    estimated from the scan (:func:`medsr.selfsup.api.blind_profiles`)."""
     from medsr.selfsup import FEW_STEPS, super_resolve_self_supervised
     from medsr.selfsup.budget import BudgetTooShort
 
@@ -69,20 +69,9 @@ def run_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float
     start = t0 if ss.budget_start is None else ss.budget_start
     slice_thickness = run.slice_thickness
     name, kernel = projection.read_slice_profile(run.profile)
-    profile_note, estimated_mm = None, False
-    if run.auto_profile:
-        est = projection.auto_slice_profile(vol)
-        if est is not None and est.confident:
-            name = est.family
-            if slice_thickness is None:
-                slice_thickness, estimated_mm = est.width_mm, True
-            profile_note = (f"slice profile: {est.describe()}: used for the training pairs "
-                            "(--slice-profile gaussian|rect|FILE.npy sets it)")
-        elif est is not None:
-            profile_note = (f"slice profile: {est.describe()}: assumed Gaussian (FWHM = "
-                            "thickness) as without an estimate (--slice-profile "
-                            "gaussian|rect|FILE.npy sets it)")
-    now = time.perf_counter()  # the budget counts the imports and the estimate above
+    if run.auto_profile:  # blind: estimated, or a mixture of both families (in the budget)
+        name = "auto"
+    now = time.perf_counter()  # the budget counts the imports above
     sp = np.sort(np.asarray(vol.spacing, dtype=float))
     spent = now - start
     inner = self_supervised_budget(budget_s, spent, read_s, float(sp[-1] / max(sp[0], 1e-12)))
@@ -100,6 +89,11 @@ def run_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float
             progress=bool(run.progress) if run.progress is not None else None)
     except BudgetTooShort as short:  # said of the command's budget, not the inner one
         raise short.around(budget_s, spent, budget_s - spent - inner) from None
+    estimated_mm = report.get("slice_thickness_source") == "estimate"
+    profile_note = None
+    if run.auto_profile and report.get("profile_used"):
+        profile_note = (f"slice profile: {report['profile_used']} (--slice-profile "
+                        "gaussian|rect|FILE.npy sets it)")
     notes = _notes(report, budget_s, inner, ss.steps, estimated_mm, profile_note, FEW_STEPS)
     result = write_result(vol, out, input_path, out_path, t0, method="self-supervised",
                           notes=notes, write=opts.write, keep_overshoot=run.keep_overshoot)

@@ -9,6 +9,10 @@ fine samples, :func:`medsr.selfsup.axes.profile_kernel`). A pair is an HR patch 
 and its LR patch (P_b, L): exactly what a 2D network with scale (1, k) sees when it is
 applied to the planes (u, t) of the scan. Using both fine axes as a is the in-plane axis swap.
 
+With several kernels (a *mixture* of candidate profiles, when the scan's own profile is
+not known) every batch is degraded with one of them, drawn uniformly: the network learns
+to undo any of them (:func:`medsr.selfsup.api.blind_profiles`).
+
 Patches are drawn with probability proportional to the local gradient magnitude (plus a
 floor, so flat regions are not forgotten), with random flips of both plane axes.
 Everything is drawn from one ``numpy.random.Generator``: a seed fixes the sample stream.
@@ -57,7 +61,7 @@ def _sampling_source(x: np.ndarray, kernel: np.ndarray, k: int, axis: int) -> np
 @dataclass(eq=False)
 class _Source:
     hr: np.ndarray       # (slices, P_b axis, a axis) fine data
-    lr_src: np.ndarray   # blurred (and half-shifted) along the last axis
+    lr_src: list[np.ndarray]  # per kernel: blurred (and half-shifted) along the last axis
     cdf: np.ndarray      # cumulative sampling weight over valid patch origins
     origins_shape: tuple[int, int, int]
     patch: tuple[int, int]  # (P_b, P_a) HR patch, P_a a multiple of k
@@ -65,15 +69,20 @@ class _Source:
 
 
 class PairSampler:
-    """Draws (LR, HR) patch batches for a network with scale (1, k)."""
+    """Draws (LR, HR) patch batches for a network with scale (1, k).
+
+    ``kernel``: the slice profile on the fine grid, or a list of them (a mixture: each
+    batch is degraded with one, drawn uniformly; ``kernel`` is then the first)."""
 
     def __init__(self, data: np.ndarray, inplane_axes: tuple[int, ...], thick_axis: int,
-                 kernel: np.ndarray, k: int, patch: int = 48, gradient_weighted: bool = True,
-                 thick_companion: bool = True):
+                 kernel: np.ndarray | list[np.ndarray], k: int, patch: int = 48,
+                 gradient_weighted: bool = True, thick_companion: bool = True):
         if data.ndim != 3:
             raise ValueError(f"expected (I, J, K) data, got shape {data.shape}")
         self.k = int(k)
-        self.kernel = np.asarray(kernel, dtype=np.float64)
+        kernels = kernel if isinstance(kernel, (list, tuple)) else [kernel]
+        self.kernels = [np.asarray(kk, dtype=np.float64) for kk in kernels]
+        self.kernel = self.kernels[0]
         self.sources: list[_Source] = []
         # a thin slab's short fine axis (e.g. 10 slices at x4: 2 LR samples) would give
         # pairs unlike any plane the network is applied to: degrade only the long axes
@@ -95,7 +104,7 @@ class PairSampler:
     def _source(self, data: np.ndarray, axes: tuple[int, int, int], patch: int,
                 gradient_weighted: bool) -> _Source:
         hr = np.ascontiguousarray(np.transpose(data, axes), dtype=np.float32)
-        lr_src = _sampling_source(hr, self.kernel, self.k, axis=2)
+        lr_src = [_sampling_source(hr, kk, self.k, axis=2) for kk in self.kernels]
         n_b, n_a = hr.shape[1], hr.shape[2]
         if n_a < self.k:
             raise ValueError(f"an in-plane axis of {n_a} voxels is shorter than the factor")
@@ -125,6 +134,9 @@ class PairSampler:
         """(lr (B, 1, P_b, P_a / k), hr (B, 1, P_b, P_a)) float32, one source per batch."""
         which = int(rng.choice(len(self.sources), p=self.source_p))
         src = self.sources[which]
+        # one kernel of a mixture per batch (no draw for one kernel: the stream is as before)
+        kern = int(rng.integers(len(self.kernels))) if len(self.kernels) > 1 else 0
+        lr_src = src.lr_src[kern]
         p_b, p_a = src.patch
         k, off = self.k, (self.k - 1) // 2
         u = rng.random(batch) * src.cdf[-1]
@@ -132,12 +144,13 @@ class PairSampler:
         s_i, b_i, a_i = np.unravel_index(flat, src.origins_shape)
         flips = rng.random((batch, 2)) < 0.5
         self.last_draw = (which, s_i, b_i, a_i, flips)  # for inspection
+        self.last_kernel = kern
         lr = np.empty((batch, 1, p_b, p_a // k), dtype=np.float32)
         hr = np.empty((batch, 1, p_b, p_a), dtype=np.float32)
         for n in range(batch):
             s, b0, a0 = int(s_i[n]), int(b_i[n]), int(a_i[n])
             h = src.hr[s, b0:b0 + p_b, a0:a0 + p_a]
-            low = src.lr_src[s, b0:b0 + p_b, a0 + off:a0 + p_a:k]
+            low = lr_src[s, b0:b0 + p_b, a0 + off:a0 + p_a:k]
             if flips[n, 0]:
                 h, low = h[::-1], low[::-1]
             if flips[n, 1]:  # the LR grid is symmetric within the patch, so this is exact
