@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.geometry import plan_grid
     from medsr.interpolate import resize
     from medsr.pipeline.result import clip_overshoot
-    from medsr.selfsup import api
+    from medsr.selfsup import api, blind
     from medsr.selfsup.axes import detect_through_plane, profile_kernel
     from medsr.selfsup.profile_estimate import estimate_profile
 
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                         kw = {"profile": "gaussian"}
                     elif var == "est":
                         kw = {"profile": est.family, "slice_thickness": est.width_mm}
-                    api.BLIND_TRUST_CONFIDENT = False  # the mixture variants: always mixed
-                    api.BLIND_WIDTHS = "estimate" if var == "mixest" else "spacing"
+                    blind.BLIND_TRUST_CONFIDENT = False  # the mixture variants: always mixed
+                    blind.BLIND_WIDTHS = "estimate" if var == "mixest" else "spacing"
                     t0 = time.time()
                     fitted = api.fit(lr, seconds=1e9, steps=args.steps, device="cpu", **kw)
                     fit_s = time.time() - t0

@@ -649,7 +649,7 @@ def test_the_blind_default_mixes_both_profiles(monkeypatch):
     """No profile given: both families train the network (one per batch) at the
     estimate's widths, and the report says so (a confident estimate alone only where
     BLIND_TRUST_CONFIDENT is set); a told profile overrides all of it without estimating."""
-    import medsr.selfsup.profile_estimate as pe
+    import medsr.selfsup.blind as pe  # where the blind default looks the estimate up
 
     vol = _volume((1.0, 1.0, 4.0), (24, 20, 8))
     kw = dict(budget_s=60.0, steps=2, device="cpu", progress=False, network=TINY, tta=False)
@@ -673,7 +673,7 @@ def test_the_blind_default_mixes_both_profiles(monkeypatch):
     assert rep["profile"] == "mixture" and "confident" in rep["profile_used"]
     assert rep["profile_mixture"]["widths_mm"] == {"rect": 4.4, "gaussian": pytest.approx(5.72)}
     # ... and is used alone where the module is set to trust it
-    monkeypatch.setattr("medsr.selfsup.api.BLIND_TRUST_CONFIDENT", True)
+    monkeypatch.setattr("medsr.selfsup.blind.BLIND_TRUST_CONFIDENT", True)
     _, rep = super_resolve_self_supervised(vol, **kw)
     assert rep["profile"] == "rect" and "profile_mixture" not in rep
     assert rep["slice_thickness_mm"] == pytest.approx(4.4)
@@ -684,7 +684,10 @@ def test_the_blind_default_mixes_both_profiles(monkeypatch):
     def refuse(v):
         raise AssertionError("a told profile must not be estimated")
 
+    import medsr.selfsup.profile_estimate as estimator
+
     monkeypatch.setattr(pe, "estimate_profile", refuse)
+    monkeypatch.setattr(estimator, "estimate_profile", refuse)
     _, rep = super_resolve_self_supervised(vol, profile="rect", **kw)
     assert rep["profile"] == "rect" and "profile_mixture" not in rep
     np.testing.assert_allclose(rep["slice_profile"], profile_kernel(tp, 4.0, "rect"))

@@ -60,7 +60,7 @@ def run_self_supervised(vol: Volume, input_path: Path, out_path: Path, t0: float
     spacing); the budget covers the whole command from ``opts.selfsup.budget_start``
     (default ``t0``) to the written output. With no ``--slice-profile`` the slice profile
     of the training pairs is not known: the pairs mix a box and a Gaussian at the widths
-    estimated from the scan (:func:`medsr.selfsup.api.blind_profiles`)."""
+    estimated from the scan (:func:`medsr.selfsup.blind.blind_profiles`)."""
     from medsr.selfsup import FEW_STEPS, super_resolve_self_supervised
     from medsr.selfsup.budget import BudgetTooShort
 

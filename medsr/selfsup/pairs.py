@@ -11,7 +11,7 @@ applied to the planes (u, t) of the scan. Using both fine axes as a is the in-pl
 
 With several kernels (a *mixture* of candidate profiles, when the scan's own profile is
 not known) every batch is degraded with one of them, drawn uniformly: the network learns
-to undo any of them (:func:`medsr.selfsup.api.blind_profiles`).
+to undo any of them (:func:`medsr.selfsup.blind.blind_profiles`).
 
 Patches are drawn with probability proportional to the local gradient magnitude (plus a
 floor, so flat regions are not forgotten), with random flips of both plane axes.
