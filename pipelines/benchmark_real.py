@@ -241,24 +241,28 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.selfsup.budget import BudgetTooShort
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", type=Path, help="a folder of default weights to test "
-                    "instead of medsr/weights (same file names)")
-    ap.add_argument("--compare", type=Path, help="a folder of other (e.g. the previous) "
-                    "default weights: adds 'old default' and 'old default+proj' rows")
-    ap.add_argument("--selfsup", default="",
-                    help="add --self-supervised (not told the profile) with these budgets "
-                         "in seconds, e.g. 60,300 (slow): methods 'selfsup 60s', ...")
-    ap.add_argument("--selfsup-told", action="store_true",
-                    help="also 'selfsup told Ss': told the true slice profile")
-    ap.add_argument("--profiles", default=",".join(PROFILES),
-                    help="degradation profiles to run (gaussian,box)")
-    ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--subjects", help="comma-separated held-out names (default: all)")
-    ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--append", action="store_true",
-                    help="add these rows to those already in --json (e.g. a later case)")
-    ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/quality_real.json")
-    ap.add_argument("--markdown", type=Path, default=ROOT / "docs/benchmarks/quality_real.md")
+    options = {  # flag: argparse keywords
+        "--weights": dict(type=Path, help="a folder of default weights to test instead of "
+                          "medsr/weights (same file names)"),
+        "--compare": dict(type=Path, help="a folder of other (e.g. the previous) default "
+                          "weights: adds 'old default' and 'old default+proj' rows"),
+        "--selfsup": dict(default="", help="add --self-supervised (not told the profile) "
+                          "with these budgets in seconds, e.g. 60,300 (slow): methods "
+                          "'selfsup 60s', ..."),
+        "--selfsup-told": dict(action="store_true",
+                               help="also 'selfsup told Ss': told the true slice profile"),
+        "--profiles": dict(default=",".join(PROFILES),
+                           help="degradation profiles to run (gaussian,box)"),
+        "--cases": dict(default=",".join(CASES)),
+        "--subjects": dict(help="comma-separated held-out names (default: all)"),
+        "--methods": dict(default=",".join(METHODS)),
+        "--append": dict(action="store_true", help="add these rows to those already in "
+                         "--json (e.g. a later case)"),
+        "--json": dict(type=Path, default=ROOT / "docs/benchmarks/quality_real.json"),
+        "--markdown": dict(type=Path, default=ROOT / "docs/benchmarks/quality_real.md"),
+    }
+    for flag, kw in options.items():
+        ap.add_argument(flag, **kw)
     args = ap.parse_args(argv)
     weights = {"": (args.weights or pretrained.WEIGHTS_DIR).resolve()}
     budgets = [f"{float(b):g}" for b in args.selfsup.split(",") if b.strip()]
