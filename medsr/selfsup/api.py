@@ -131,7 +131,7 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
     evidence: dict[str, Any] = {}
     if profile == "auto" and slice_profile is None:
         blind = blind_profiles(vol, slice_thickness)
-        tp = detect_through_plane(vol)
+        tp = blind["task"]
         kernels, kernel = blind["kernels"], blind["kernel"]
         thickness, source = blind["thickness_mm"], blind["thickness_source"]
         project_out, profile = blind["project"], blind["profile"]

@@ -48,7 +48,8 @@ def blind_profiles(vol: Volume, thickness: float | None = None,
       estimate. The output is projected onto the slices under the mixture's mean
       kernel (``BLIND_PROJECTION``).
 
-    Returns {"kernels": [fine-grid taps], "kernel": the projection's taps, "project",
+    Returns {"task": the :class:`ThroughPlane` found, "kernels": [fine-grid taps],
+    "kernel": the projection's taps, "project",
     "profile" (the family, or "mixture"), "thickness_mm", "thickness_source",
     "description" (words for the summary), "estimate" (its dict, or None)}.
     ``estimate``: a :class:`ProfileEstimate` (or None) already made, else made here.
@@ -63,7 +64,8 @@ def blind_profiles(vol: Volume, thickness: float | None = None,
             mm, source = float(est.width_mm), "estimate"
         kern = profile_kernel(tp, mm, est.family)
         what = "box" if est.family == "rect" else "Gaussian, FWHM"
-        return {"kernels": [kern], "kernel": kern, "project": True, "profile": est.family,
+        return {"task": tp, "kernels": [kern], "kernel": kern, "project": True,
+                "profile": est.family,
                 "thickness_mm": mm, "thickness_source": source, "estimate": est_d,
                 "description": f"{what} {mm:.3g} mm (estimated, confident)"}
     widths = {fam: mm for fam in BLIND_FAMILIES}
@@ -75,7 +77,7 @@ def blind_profiles(vol: Volume, thickness: float | None = None,
     words = " and ".join(f"{'box' if fam == 'rect' else 'Gaussian, FWHM'} "
                          f"{widths[fam]:.3g} mm" for fam in BLIND_FAMILIES)
     proj = BLIND_PROJECTION == "mean"
-    return {"kernels": kernels, "kernel": _centred_mean(kernels), "project": proj,
+    return {"task": tp, "kernels": kernels, "kernel": _centred_mean(kernels), "project": proj,
             "profile": "mixture", "thickness_mm": float(np.mean(list(widths.values()))),
             "thickness_source": wsource, "estimate": est_d,
             "widths_mm": widths, "families": list(BLIND_FAMILIES),
