@@ -8,10 +8,11 @@ real scan's own noise stays in the reference and in the simulated LR.
 
 Degradations (:func:`degrade`): ``gaussian`` (Gaussian slice profile, FWHM = k voxels)
 and ``box`` (block average: a box profile, thickness = spacing), each sampled at the LR
-voxel centres, along the two fine axes (``in-plane x2/x4``) or the
-coarse one (``one-axis x2/x4/x6``; the slab's 10 slices are too few, so its one-axis
-cases run along its second axis). References wider than 192 voxels in-plane (the CT)
-are cropped to their central 192 x 192 (the whole head height), to keep the run short.
+voxel centres, along the first two axes (``in-plane x2/x4``) or along the first of the
+reference's finest axes (``one-axis x2/x4/x6``, :func:`one_axis`: the CT's and the ITK
+T1's coarser z and the b0's second axis carry blur of their own, no truth at a finer
+grid). References wider than 192 voxels in-plane (the CT) are cropped to
+their central 192 x 192 (the whole head height), to keep the run short.
 
 Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
 ``medsr infer`` does with no flags: the shipped default model chosen by the factors),
@@ -21,8 +22,8 @@ and with ``--selfsup S[,S2...]`` ``selfsup Ss`` (one-axis only: ``--self-supervi
 with a budget of S seconds, NOT told the profile: it estimates it, or trains on a mixture
 of box and Gaussian, as ``medsr infer --self-supervised`` does; 60 s in the issue, 300 s
 slow; ``--selfsup-told`` adds ``selfsup told Ss``, told the true profile); it upsamples
-to isotropic voxels, so where the reference's thick axis is coarser than its in-plane
-spacing (the CT, the ITK T1) its output is resampled to the reference grid by Lanczos.
+to the finest spacing, so where that is not the reference grid its output is resampled
+there by Lanczos.
 Its rows record the profile it used, the steps it trained and the load average.
 Every output
 is clipped at 0 where the input is non-negative, as ``medsr infer`` does.
@@ -59,14 +60,26 @@ SELFSUP = re.compile(r"selfsup( told)? (\d+(?:\.\d+)?)s$")  # "selfsup 60s", "se
 MAX_INPLANE = 192  # larger references (the CT) are cropped to their central 192 x 192
 
 
+def one_axis(spacing) -> int:
+    """The axis the one-axis cases thicken: the first of the reference's finest axes. Only
+    an axis as sharp as the finest is a truth for them, and a coarser or another one is
+    often not (``python pipelines/reference_blur.py``, box width of each axis's blur
+    against this one: the CT's 1.5 mm z 3.2 mm, reconstructed from thick slices; the ITK
+    T1's 3 mm z 4.1 mm; the b0's second axis 3.2 mm, its EPI phase encoding; the other
+    axes 0-1 mm), so a method that restores the in-plane resolution there is scored
+    against a blurred reference."""
+    return min(range(3), key=lambda a: (round(float(spacing[a]), 3), a))
+
+
 def reference(row: dict):
-    """The held-out volume of manifest ``row``, cropped so every factor divides it."""
+    """(The held-out volume of manifest ``row``, cropped so every factor divides it, the
+    axis of its one-axis cases)."""
     from medsr import io
 
     v = io.read(ROOT / row["file"])
     data = np.asarray(v.data, dtype=np.float32)
-    thick = 2 if data.shape[2] >= 48 else 1
-    size = [min(n, MAX_INPLANE) if a != thick else n for a, n in enumerate(data.shape)]
+    thick = one_axis(v.spacing)
+    size = [min(n, MAX_INPLANE) if a < 2 else n for a, n in enumerate(data.shape)]
     size = [n - n % (12 if a == thick else 4 if a < 2 else 1) for a, n in enumerate(size)]
     start = [(n - m) // 2 for n, m in zip(data.shape, size)]
     A = v.affine.copy()

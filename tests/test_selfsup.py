@@ -83,6 +83,16 @@ def test_one_slice_2d_image_uses_its_fine_axis():
     assert (tp.axis, tp.k, tp.inplane_axes) == (1, 3, (0,))
 
 
+def test_an_intermediate_axis_is_neither_fine_nor_thick():
+    # a CT's 1.5 mm slices across a thick axis of 1.9 mm over 0.96 mm voxels: the 1.5 mm
+    # axis is not on the fine grid, so it makes no training pairs and no estimate
+    tp = detect_through_plane(_volume((1.914, 0.957, 1.5), (12, 12, 12)))
+    assert (tp.axis, tp.k, tp.inplane_axes) == (0, 2, (1,))
+    # within the tolerance of the finest spacing an axis still counts as fine
+    tp = detect_through_plane(_volume((0.9, 0.95, 3.0), (12, 12, 12)))
+    assert tp.inplane_axes == (0, 1)
+
+
 def test_non_integer_factor_rounds_up_and_isotropic_is_refused():
     tp = detect_through_plane(_volume((1.0, 1.0, 2.5), (8, 8, 8)))
     assert (tp.k, tp.factor, tp.exact) == (3, 2.5, False)
@@ -358,6 +368,28 @@ def test_benchmark_real_acquires_what_the_named_profile_projects():
             inner = slice(2, 36 // k - 2)  # the borders are mirrored differently
             np.testing.assert_allclose(np.einsum("mn,ijn->ijm", a, truth)[..., inner],
                                        lr.data[..., inner], rtol=0, atol=1e-3)
+
+
+def test_reference_blur_measures_an_axis_made_of_thick_slices():
+    """pipelines/reference_blur.py finds the box a reference's axis was acquired with
+    (relative to its finest axis), and benchmark_real thickens the finest axis, not one
+    carrying blur of its own."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
+    try:
+        blur = importlib.import_module("reference_blur")
+        bench = importlib.import_module("benchmark_real")
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    fine = ndi.gaussian_filter(rng.standard_normal((96, 96, 288)), 0.7)  # 0.5 mm voxels
+    # slices 3 mm thick (a box of six voxels), reconstructed every 1.5 mm (three voxels)
+    thick = ndi.uniform_filter1d(fine, 6, axis=2, mode="wrap")[:, :, ::3]
+    sp = (0.5, 0.5, 1.5)
+    width, rms = blur.box_width(thick, sp, 2)
+    assert width == pytest.approx(3.0, rel=0.15) and rms < 0.2
+    assert blur.box_width(thick, sp, 1)[0] < 0.6  # about as sharp as axis 0
+    assert blur.box_width(thick, sp, 0) == (0.0, 0.0)
+    assert bench.one_axis(sp) == 0 and bench.one_axis((2.0, 1.0, 1.0)) == 1
 
 
 def test_mix_prior_averages_weights():

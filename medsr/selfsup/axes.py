@@ -25,6 +25,8 @@ from medsr.errors import UserError
 from medsr.volume import Volume
 
 MIN_FACTOR = 1.2  # below this the scan is not anisotropic enough to learn from itself
+FINE_TOLERANCE = 1.1  # an axis within this of the finest spacing is fine: its data make
+                      # training pairs on the fine grid (s_t / k) and feed the profile estimate
 PROFILES = ("gaussian", "rect")
 
 
@@ -35,7 +37,8 @@ class ThroughPlane:
     axis: int                     # through-plane axis t (0, 1 or 2)
     factor: float                 # exact s_t / s_in
     k: int                        # integer factor the network realises
-    inplane_axes: tuple[int, ...]  # fine axes longer than one voxel (training-pair sources)
+    inplane_axes: tuple[int, ...]  # fine axes (spacing within FINE_TOLERANCE of the finest),
+                                   # longer than one voxel: the training-pair sources
     spacing: tuple[float, float, float]
     spacing_hr: float             # s_t / k, the grid of the network output and the profile
 
@@ -84,7 +87,11 @@ def detect_through_plane(vol: Volume) -> ThroughPlane:
         factor, k = float(ki), ki
     else:
         k = int(math.ceil(factor))
-    inplane = tuple(ax for ax in fine if spacing[ax] < spacing[t] / MIN_FACTOR)
+    # an intermediate axis (a CT's 1.5 mm slices across a 1.9 mm thick axis over 0.96 mm
+    # voxels) is neither: its samples are not on the fine grid the pairs and the estimate
+    # assume, and its own slice profile is not the in-plane one
+    inplane = tuple(ax for ax in fine if spacing[ax] < spacing[t] / MIN_FACTOR
+                    and spacing[ax] <= s_in * FINE_TOLERANCE)
     return ThroughPlane(axis=t, factor=factor, k=k, inplane_axes=inplane or tuple(fine),
                         spacing=tuple(float(s) for s in spacing),
                         spacing_hr=float(spacing[t]) / k)
