@@ -8,9 +8,15 @@ slice stored as a one-slice NIfTI) checks 2D inputs.
 
 Degradations (the networks never see these exact parameters; they were trained with
 randomised profiles, widths, sampling and noise):
-    gaussian  Gaussian slice profile / PSF, FWHM = k voxels, area sampling
-    box       rect (box) profile, thickness = spacing, area sampling
-    kspace    k-space truncation (sinc interpolation model), no blur
+    gaussian  Gaussian slice profile / PSF, FWHM = k voxels, sampled at the LR voxel centres
+    box       box profile of width k (thickness = spacing): each LR voxel is exactly the
+              mean of its k HR voxels
+    kspace    k-space truncation (sinc interpolation model), no blur (medsr.degrade)
+``gaussian`` and ``box`` are the physical acquisition of the real-scan benchmark
+(``benchmark_real.degrade``, by ``benchmark_selfsup.slice_weights``) along every axis
+with a factor above 1: the profile *is* the acquisition, with no area sampling on top
+(a profile followed by area averaging would blur twice: a box would become a triangle
+twice as wide).
 
 Methods: nearest, linear, cubic (B-spline), lanczos, ibp (Gaussian forward model,
 10 iterations), medsr (the shipped default that `medsr infer` picks with no flags),
@@ -47,9 +53,10 @@ from medsr.pipeline import super_resolve_volume
 from medsr.training.data.sources import load_mni152
 from medsr.volume import Volume
 
-PROFILES = {
-    "gaussian": {"profile": "gaussian", "downsample": "area"},
-    "box": {"profile": "rect", "downsample": "area"},
+PIPELINES = Path(__file__).resolve().parent
+PROFILES = {  # None: the physical acquisition of benchmark_real.degrade
+    "gaussian": None,
+    "box": None,
     "kspace": {"profile": "none", "downsample": "kspace"},
 }
 CASES = [  # (name, factors)
@@ -77,7 +84,21 @@ def single_slice(vol: Volume, k: int = 90) -> Volume:
     return Volume(np.ascontiguousarray(vol.data[:, :, k:k + 1]), A, {"format": "nifti"})
 
 
+def sibling(name: str):
+    """A sibling script of pipelines/ as a module."""
+    import importlib
+    import sys
+
+    if str(PIPELINES) not in sys.path:
+        sys.path.insert(0, str(PIPELINES))
+    return importlib.import_module(name)
+
+
 def degrade(hr: Volume, factors, profile: str) -> Volume:
+    """The LR of ``hr``: ``gaussian`` / ``box`` by the real-scan benchmark's physical
+    acquisition (``benchmark_real.degrade``), ``kspace`` by medsr's Degradation."""
+    if PROFILES[profile] is None:
+        return sibling("benchmark_real").degrade(hr, factors, profile)
     d = Degradation.from_dict({"scale": list(factors), **PROFILES[profile]})
     d.set_random_state(0)
     return degrade_volume(hr, d)
@@ -104,11 +125,7 @@ SUITES = {"selfsup": "benchmark_selfsup", "frames": "benchmark_quality_frames",
 
 def run_suite(name: str, argv: list[str]) -> int:
     """Run another benchmark suite (a sibling script's ``main``)."""
-    import importlib
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    return int(importlib.import_module(SUITES[name]).main(argv) or 0)
+    return int(sibling(SUITES[name]).main(argv) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,6 +68,50 @@ def test_responses_are_those_of_the_degradation_kernels(family, centre):
         np.testing.assert_allclose(row, h * h, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", ["gaussian", "rect"])
+@pytest.mark.parametrize("centre", [0.0, 0.5])
+def test_integrated_taps_for_many_widths_are_the_kernels(family, centre):
+    """medsr.degrade.profiles.integrated_taps (the one implementation of the fine-grid
+    taps, the estimate's candidates) gives, per width, the degradation's kernel on a
+    common grid: each row sums to 1 and is the kernel padded with empty taps (a box
+    exactly; a Gaussian up to its tail beyond the kernel's own cut-off, 4 sigma + 1)."""
+    from medsr.degrade.profiles import gaussian_kernel, integrated_taps, rect_kernel
+
+    widths = np.array([0.3, 1.0, 2.5, 4.0, 6.3])
+    t, taps = integrated_taps(family, widths, centre)
+    assert taps.shape == (widths.size, t.size) and t.size % 2 == (centre == 0)
+    np.testing.assert_allclose(t, -t[::-1])
+    np.testing.assert_allclose(taps.sum(axis=1), 1.0, rtol=0, atol=1e-14)
+    kern = gaussian_kernel if family == "gaussian" else rect_kernel
+    for w, row in zip(widths, taps, strict=True):
+        k = kern(float(w), centre)
+        pad = (t.size - k.size) // 2
+        inner = row[pad:t.size - pad]
+        np.testing.assert_allclose(inner / inner.sum(), k, rtol=0, atol=1e-15)
+        tail = 1e-15 if family == "rect" else 1e-6
+        assert 1.0 - inner.sum() <= 2 * tail
+        assert np.all(row[:pad] <= tail) and np.all(row[t.size - pad:] <= tail)
+    with pytest.raises(ValueError):
+        integrated_taps(family, [0.0], centre)
+
+
+def test_the_estimate_imports_no_scipy():
+    """``medsr infer`` estimates a thick-slice scan's profile without scipy: neither
+    importing the estimate nor running it loads any of it (the taps' erf is math.erf)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from medsr.selfsup.profile_estimate import estimate_profile\n"
+            "from medsr.volume import Volume\n"
+            "x = np.random.default_rng(0).random((40, 40, 12)).astype(np.float32)\n"
+            "estimate_profile(Volume(x, np.diag([1.0, 1.0, 4.0, 1.0])))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_isotropic_volume_has_no_thick_axis(tissue):
     assert estimate_profile(Volume(tissue[:40, :40, :40], np.eye(4))) is None
 

@@ -392,6 +392,34 @@ def test_reference_blur_measures_an_axis_made_of_thick_slices():
     assert bench.one_axis(sp) == 0 and bench.one_axis((2.0, 1.0, 1.0)) == 1
 
 
+def test_template_benchmark_degrades_like_the_real_scan_benchmark():
+    """pipelines/benchmark_quality.py's ``gaussian`` and ``box`` LR are benchmark_real's
+    physical acquisition (a box is the mean of its k voxels, no area sampling on top),
+    in-plane and along one axis; ``kspace`` stays medsr's Degradation."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
+    try:
+        quality = importlib.import_module("benchmark_quality")
+        real = importlib.import_module("benchmark_real")
+    finally:
+        sys.path.pop(0)
+    truth = _phantom((12, 8, 24))
+    hr = Volume(truth, np.diag([1.0, 1.0, 1.0, 1.0]))
+    for factors in ((2, 2, 1), (4, 4, 1), (1, 1, 4), (1, 1, 6)):
+        for profile in ("gaussian", "box"):
+            lr = quality.degrade(hr, factors, profile)
+            ref = real.degrade(hr, factors, profile)
+            np.testing.assert_array_equal(lr.data, ref.data)
+            np.testing.assert_array_equal(lr.affine, ref.affine)
+        blocks = truth.reshape(12 // factors[0], factors[0], 8 // factors[1], factors[1],
+                               24 // factors[2], factors[2]).mean(axis=(1, 3, 5))
+        np.testing.assert_allclose(quality.degrade(hr, factors, "box").data, blocks,
+                                   rtol=0, atol=1e-4)
+    d = Degradation(scale=[1, 1, 4], profile="none", downsample="kspace")
+    d.set_random_state(0)
+    np.testing.assert_array_equal(quality.degrade(hr, (1, 1, 4), "kspace").data,
+                                  degrade_volume(hr, d).data)
+
+
 def test_mix_prior_averages_weights():
     a, b = build(3, depth=3, features=8), build(3, depth=3, features=8)
     with torch.no_grad():

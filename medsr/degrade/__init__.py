@@ -12,7 +12,7 @@ from __future__ import annotations
 from medsr._lazy import lazy_exports
 
 # name -> submodule, imported on first use (PEP 562): ``medsr infer`` needs only the
-# slice-profile kernels (:mod:`medsr.degrade.profiles`, numpy/scipy), not the MONAI
+# slice-profile kernels (:mod:`medsr.degrade.profiles`, numpy only), not the MONAI
 # transforms (torch, monai.transforms) that the other submodules build on.
 _WHERE = {
     "SliceProfileBlur": "blur",

@@ -7,6 +7,9 @@ element of an odd-length array), or, with ``centre=0.5``, half-way between its t
 taps (an even-length array): the profile of a sample that falls between two HR voxels, as
 the LR samples of an even factor k do (``medsr.degrade.downsample``: x_j = k j + (k-1)/2).
 ``medsr.degrade.blur.convolve_axis`` applies such an even kernel centred at j + 1/2.
+:func:`integrated_taps` makes these taps for many widths at once (the profile estimate's
+candidates); the single-width kernels are its rows, trimmed. No scipy: the Gaussian's
+erf is :func:`math.erf`, so the estimate in ``medsr infer`` loads no scipy.special.
 """
 
 from __future__ import annotations
@@ -15,23 +18,53 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy.special import erf
 
 from medsr.errors import UserError
 
-FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 PROFILES = ("gaussian", "rect", "none", "kernel")
 
 
-def _integrated(cdf, radius: int, centre: float) -> np.ndarray:
-    """Taps of a profile with cumulative ``cdf`` (of the offset from its centre), integrated
-    over the HR voxels [t - 1/2, t + 1/2] around ``centre`` (0: odd length, 0.5: even),
-    normalised and trimmed of empty outer taps (symmetrically)."""
+def _erf(x: np.ndarray) -> np.ndarray:
+    """:func:`math.erf` elementwise, in float64 (numpy has no erf)."""
+    return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
+
+
+def integrated_taps(profile: str, widths, centre: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, taps) of a named profile for many widths at once: ``profile`` "gaussian"
+    (width = FWHM) or "rect" (box of that total width), ``widths`` > 0 in voxels (1D);
+    taps[i, n] is profile i integrated over the HR voxel [t - 1/2, t + 1/2] at offset
+    t = offsets[n] from its centre (``centre`` 0: a voxel, odd length; 0.5: half-way
+    between two, even length), on one grid that holds the widest, each row normalised to
+    sum 1 (untrimmed: narrow profiles keep their empty outer taps)."""
     if centre not in (0.0, 0.5):
         raise ValueError(f"centre must be 0 or 0.5, got {centre}")
+    w = np.asarray(widths, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0 or not np.all(w > 0):
+        raise ValueError(f"widths must be a non-empty 1D array of values > 0, got {w!r}")
+    w = w[:, None]
+    if profile == "gaussian":
+        sigma = w / FWHM_PER_SIGMA
+        radius = int(math.ceil(4.0 * float(sigma.max()) + 1.0))
+
+        def cdf(x):  # less 1/2: only differences are taken
+            return 0.5 * _erf(x / (sigma * math.sqrt(2.0)))
+    elif profile == "rect":
+        radius = int(math.ceil(float(w.max()) / 2.0 + 0.5))
+
+        def cdf(x):
+            return np.clip(x + w / 2.0, 0.0, w)
+    else:
+        raise ValueError(f"integrated taps are for 'gaussian' or 'rect', got {profile!r}")
     t = np.arange(-radius, radius + 1 + (centre > 0), dtype=np.float64) - centre
     k = np.clip(cdf(t + 0.5) - cdf(t - 0.5), 0.0, None)
-    k = k / k.sum()
+    return t, k / k.sum(axis=1, keepdims=True)
+
+
+def _kernel(profile: str, width: float, centre: float) -> np.ndarray:
+    """The taps of one width (:func:`integrated_taps`), trimmed of empty outer taps
+    (symmetrically)."""
+    k = integrated_taps(profile, [width], centre)[1][0]
     nz = np.nonzero(k > 1e-15)[0]
     r = min(nz[0], k.size - 1 - nz[-1])
     return k[r: k.size - r]
@@ -44,10 +77,7 @@ def gaussian_kernel(fwhm: float, centre: float = 0.0) -> np.ndarray:
         raise UserError(f"FWHM must be >= 0, got {fwhm}")
     if fwhm == 0:
         return np.ones(1) if centre == 0 else np.full(2, 0.5)
-    sigma = fwhm * FWHM_TO_SIGMA
-    radius = int(math.ceil(4.0 * sigma + 1.0))
-    return _integrated(lambda x: 0.5 * (1.0 + erf(x / (sigma * math.sqrt(2.0)))), radius,
-                       centre)
+    return _kernel("gaussian", fwhm, centre)
 
 
 def rect_kernel(width: float, centre: float = 0.0) -> np.ndarray:
@@ -57,8 +87,7 @@ def rect_kernel(width: float, centre: float = 0.0) -> np.ndarray:
         raise UserError(f"slice thickness must be >= 0, got {width}")
     if width == 0:
         return np.ones(1) if centre == 0 else np.full(2, 0.5)
-    radius = int(math.ceil(width / 2.0 + 0.5))
-    return _integrated(lambda x: np.clip(x + width / 2.0, 0.0, width), radius, centre)
+    return _kernel("rect", width, centre)
 
 
 def load_kernel(path: str | Path) -> np.ndarray:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from medsr.degrade.profiles import gaussian_kernel, rect_kernel
 from medsr.errors import UserError
 from medsr.volume import Volume
 
@@ -143,10 +144,6 @@ def profile_kernel(tp: ThroughPlane, thickness_mm: float, profile: str = "gaussi
             kp = np.pad(k, 1)
             k = 0.5 * (kp[:-1] + kp[1:])
         return k / k.sum()
-    # here, not at the top: the profiles need scipy.special, which `medsr infer` on a
-    # thick-slice scan (axis detection, the profile estimate) otherwise never imports
-    from medsr.degrade.profiles import gaussian_kernel, rect_kernel
-
     width = thickness_mm / tp.spacing_hr
     centre = 0.5 if even else 0.0
     if profile == "gaussian":

@@ -12,9 +12,10 @@ and the anatomy is about isotropic, Z's (a, t) power spectrum is symmetric: its 
   length in-plane, about half overlapping; at most :data:`MAX_PATCHES` per fine axis,
   planes taken evenly), averaged: one batched float32 real FFT;
 * blurring along a multiplies by |H|^2 (the taps :mod:`medsr.degrade.profiles` makes,
-  integrated over the fine voxels and centred where the slices lie; computed here for all
-  candidate widths at once) and sampling every slice spacing folds the aliases back: one
-  einsum gives Z's spectrum on the slices' frequency grid for every candidate;
+  integrated over the fine voxels and centred where the slices lie, for all candidate
+  widths at once: ``integrated_taps``) and sampling every slice spacing folds the
+  aliases back: one einsum gives Z's spectrum on the slices' frequency grid for every
+  candidate;
 * the width of each family is where the full 2D comparison (mean squared difference of
   log Z at (u, v) and at (v, u)) is least; the family is the one whose marginal spectra
   (the mean over the other frequency, along a against along t) match best, where the
@@ -52,6 +53,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from medsr.degrade.profiles import integrated_taps
 from medsr.errors import UserError
 from medsr.selfsup.axes import detect_through_plane
 from medsr.volume import Volume
@@ -111,32 +113,15 @@ def _patch_spectrum(x: np.ndarray, n_a: int, n_t: int) -> np.ndarray:
     return full / (p.shape[0] * float(np.sum(w.astype(np.float64) ** 2)))
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    return np.frompyfunc(math.erf, 1, 1)(x).astype(np.float64)
-
-
 def _responses(family: str, widths_vox: np.ndarray, freq_cyc_per_vox: np.ndarray,
                centre: float) -> np.ndarray:
     """|H|^2 (widths, *freq shape) of the profiles' fine-grid taps (each the profile
-    integrated over a fine voxel, as :mod:`medsr.degrade.profiles` makes them; computed
-    here for all widths at once) at the given frequencies."""
-    w = np.asarray(widths_vox, dtype=np.float64)[:, None]
-    if family == "gaussian":
-        sigma = w / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-        radius = int(math.ceil(4.0 * float(sigma.max()) + 1.0))
-    else:
-        radius = int(math.ceil(float(w.max()) / 2.0 + 0.5))
-    j = np.arange(-radius, radius + 1 + (centre > 0), dtype=np.float64) - centre
-    if family == "gaussian":
-        cdf = 0.5 * _erf(np.concatenate([j - 0.5, j + 0.5])[None, :]
-                         / (sigma * math.sqrt(2.0)))
-    else:
-        cdf = np.clip(np.concatenate([j - 0.5, j + 0.5])[None, :] + w / 2.0, 0.0, w)
-    taps = np.clip(cdf[:, j.size:] - cdf[:, :j.size], 0.0, None)
-    taps /= taps.sum(axis=1, keepdims=True)
+    integrated over a fine voxel: :func:`medsr.degrade.profiles.integrated_taps`, all
+    widths at once) at the given frequencies."""
+    j, taps = integrated_taps(family, widths_vox, centre)
     f = np.asarray(freq_cyc_per_vox, dtype=np.float64)
     h = taps @ np.cos(2.0 * np.pi * np.multiply.outer(j, f.ravel()))
-    return (h * h).reshape(w.size, *f.shape)
+    return (h * h).reshape(taps.shape[0], *f.shape)
 
 
 def _starts(n: int, m: int) -> np.ndarray:
