@@ -15,7 +15,9 @@ grid). References wider than 192 voxels in-plane (the CT) are cropped to
 their central 192 x 192 (the whole head height), to keep the run short.
 
 Methods: nearest, cubic (B-spline), lanczos, ibp (10 iterations), ``default`` (what
-``medsr infer`` does with no flags: the shipped default model chosen by the factors),
+``medsr infer`` does with no flags: the shipped default model chosen by the factors,
+and on a one-axis case its output projected onto the LR slices under the profile it
+estimates, ``medsr.pipeline.projection.project``),
 ``default+proj`` (one-axis only: the default projected onto the LR slices under the
 true profile, ``--slice-profile gaussian|rect``, see medsr.pipeline.projection.project_onto_slices),
 and with ``--selfsup S[,S2...]`` ``selfsup Ss`` (one-axis only: ``--self-supervised``
@@ -145,9 +147,10 @@ def run(method: str, lr, factors, profile: str, device, weights: dict | None = N
     t0 = time.perf_counter()
     if method in ("default", "default+proj"):  # the runner of medsr infer
         passes = model_passes(plan, None, device)
+        proj = method == "default+proj"  # --slice-profile P; else estimated, as medsr infer
         out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
-                                   slice_profile=PROFILES[profile]  # --slice-profile P
-                                   if method == "default+proj" else None).volume
+                                   slice_profile=PROFILES[profile] if proj else None,
+                                   auto_profile=not proj).volume
     elif ss:
         from medsr.selfsup.api import super_resolve_self_supervised
 

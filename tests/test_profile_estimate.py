@@ -156,3 +156,32 @@ def test_a_confident_estimate_turns_the_projection_on(tmp_path, tissue, capsys,
             assert "projected onto the scan's slices" in err and gap < 1e-2
         else:
             assert "not projected" in err and gap > 0.1
+
+
+def test_an_unconfident_estimate_projects_under_the_mixture_of_its_widths(tmp_path, tissue,
+                                                                          capsys, monkeypatch):
+    """Not confident, the estimate's two widths (a box and a Gaussian) still set the
+    projection: the output re-acquires the scan's slices under their mean kernel exactly
+    (and not under either family alone); without widths nothing is projected."""
+    import medsr.pipeline.projection
+    from medsr.selfsup.axes import detect_through_plane
+    from medsr.selfsup.blind import mixture_kernels
+    from medsr.selfsup.consistency import thick_operator
+
+    src, lr = _thick_file(tmp_path, tissue)
+    est = ProfileEstimate("rect", 4.4, False, 2, 4.0, 0.05, 1.1, "forced",
+                          {"gaussian": [3.0, 0.1], "rect": [4.4, 0.1]})
+    monkeypatch.setattr(medsr.pipeline.projection, "auto_slice_profile", lambda vol: est)
+    out = tmp_path / "mix.nii.gz"
+    assert main(["infer", str(src), "-o", str(out), "--method", "cubic",
+                 "--keep-overshoot"]) == 0
+    err = capsys.readouterr().err
+    assert "projected onto the scan's slices (the mean of box 4.4 mm and Gaussian, FWHM " \
+           "3 mm)" in err
+    sr = nib.load(out).get_fdata()
+    tp = detect_through_plane(Volume(lr, np.diag([1.0, 1.0, 4.0, 1.0])))
+    _, mean, _ = mixture_kernels(tp, {"rect": 4.4, "gaussian": 3.0})
+    a = thick_operator(lr.shape[2], mean, 4)
+    assert np.abs(np.einsum("mn,ijn->ijm", a, sr) - lr).max() < 2e-4 * np.ptp(lr)
+    box = thick_operator(lr.shape[2], mixture_kernels(tp, {"rect": 4.4})[1], 4)
+    assert np.abs(np.einsum("mn,ijn->ijm", box, sr) - lr).max() > 1e-3 * np.ptp(lr)

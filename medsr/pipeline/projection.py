@@ -1,5 +1,6 @@
 """The optional last step of a scan's super-resolution: the output projected onto the
-scan's slices under a slice profile (given, or estimated and confident)."""
+scan's slices under a slice profile (given; or estimated: the confident estimate's, else
+the mean of a box and a Gaussian at the estimate's widths)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ from medsr.volume import Volume
 
 # The profile estimate and axis detection are numpy only; the rest of medsr.selfsup
 # (torch, scipy) is imported where used.
+
+# Without a confident estimate, project under the mean kernel of a box and a Gaussian at
+# the widths the estimate fits to each (as --self-supervised does). Measured on the
+# training subjects (development data, pipelines/projection_blind.py,
+# docs/benchmarks/projection_blind.md): within 0.0x dB of the true profile's gain.
+BLIND_PROJECTION = True
 
 
 def auto_slice_profile(vol: Volume) -> Any:
@@ -53,11 +60,14 @@ def read_slice_profile(arg: str | Path | None) -> tuple[str, np.ndarray | None]:
 
 def project_onto_slices(vol: Volume, out: Volume, plan: OutputGrid,
                         slice_profile: str | Path,
-                        slice_thickness: float | None = None) -> tuple[Volume, str]:
+                        slice_thickness: float | None = None, *,
+                        widths: dict[str, float] | None = None) -> tuple[Volume, str]:
     """``out`` made to re-acquire ``vol``'s slices under the slice profile
     (:mod:`medsr.selfsup.consistency`): for a one-axis integer upsampling of a thick-slice
     scan along its thick axis. Gains 0.3-0.9 dB over the shipped default when the
-    profile is right, loses up to 1.6 dB when it is wrong (docs/self-supervised.md)."""
+    profile is right, loses up to 1.6 dB when it is wrong (docs/self-supervised.md).
+    ``widths`` ({family: mm}): instead, the mean kernel of those profiles (the blind
+    mixture, :func:`medsr.selfsup.blind.mixture_kernels`)."""
     from medsr.selfsup import scan_profile
     from medsr.selfsup.consistency import project
 
@@ -73,8 +83,15 @@ def project_onto_slices(vol: Volume, out: Volume, plan: OutputGrid,
             or np.any(plan.factors < 1 - 1e-6)):
         raise UserError("--slice-profile needs the thick axis upsampled by an integer factor "
                         f"and nothing else (the plan is {np.round(plan.factors, 3).tolist()})")
-    data = project(out.data, vol.data, tp.axis, kernel, k)
     what = "a kernel from file" if taps is not None else f"{name} profile"
+    if widths:
+        from medsr.selfsup.blind import mixture_kernels
+
+        _, kernel, what = mixture_kernels(tp, widths)
+        what, source = f"the mean of {what}", "the estimate"
+    data = project(out.data, vol.data, tp.axis, kernel, k)
+    if widths:
+        return out.with_data(data), f"projected onto the scan's slices ({what})"
     return out.with_data(data), (f"projected onto the scan's slices ({what}, "
                                  f"thickness {mm:g} mm from {source})")
 
@@ -95,8 +112,9 @@ def project(vol: Volume, out: Volume, grid: OutputGrid, run: RunOptions,
             kind: str | None, *, auto: bool, estimate: Any = None) -> tuple[Volume, list[str]]:
     """The projection step: onto the slices under ``run.profile`` when given; with no
     profile and ``auto``, under the estimate (``estimate``, from :func:`estimate_for`,
-    else made here) for a scan whose thick axis alone is upsampled, when the estimate is
-    confident (a note either way)."""
+    else made here) for a scan whose thick axis alone is upsampled: its profile when it
+    is confident, else (``BLIND_PROJECTION``) the mean of a box and a Gaussian at the
+    widths it fits to each; not when it has none (a note either way)."""
     if run.profile is not None:
         out, note = project_onto_slices(vol, out, grid, run.profile, run.slice_thickness)
         return out, [note]
@@ -106,6 +124,11 @@ def project(vol: Volume, out: Volume, grid: OutputGrid, run: RunOptions,
     if est is not None and est.confident:
         out, _ = project_onto_slices(vol, out, grid, est.family, est.width_mm)
         return out, [f"slice profile: {est.describe()}: projected onto the scan's slices "
+                     "(--slice-profile gaussian|rect|FILE.npy sets it)"]
+    if est is not None and BLIND_PROJECTION and est.best:
+        out, note = project_onto_slices(vol, out, grid, "gaussian", widths={
+            fam: float(est.best[fam][0]) for fam in ("rect", "gaussian")})
+        return out, [f"slice profile: {est.describe()}: {note} "
                      "(--slice-profile gaussian|rect|FILE.npy sets it)"]
     if est is not None:
         return out, [f"slice profile: {est.describe()}: not projected onto the scan's "

@@ -12,7 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from medsr.selfsup.axes import detect_through_plane, profile_kernel, slice_thickness
+from medsr.selfsup.axes import (
+    ThroughPlane,
+    detect_through_plane,
+    profile_kernel,
+    slice_thickness,
+)
 from medsr.selfsup.profile_estimate import estimate_profile
 from medsr.volume import Volume
 
@@ -32,6 +37,16 @@ def _centred_mean(kernels: list[np.ndarray]) -> np.ndarray:
     """The mean of kernels centred alike (lengths of one parity), padded to one length."""
     n = max(kk.size for kk in kernels)
     return np.mean([np.pad(kk, (n - kk.size) // 2) for kk in kernels], axis=0)
+
+
+def mixture_kernels(tp: ThroughPlane, widths: dict[str, float]
+                    ) -> tuple[list[np.ndarray], np.ndarray, str]:
+    """(each family's taps on ``tp``'s fine grid at its width in mm, their centred mean,
+    words: "box 4.1 mm and Gaussian, FWHM 3.2 mm") for the families of ``widths``."""
+    kernels = [profile_kernel(tp, widths[fam], fam) for fam in widths]
+    words = " and ".join(f"{'box' if fam == 'rect' else 'Gaussian, FWHM'} "
+                         f"{widths[fam]:.3g} mm" for fam in widths)
+    return kernels, _centred_mean(kernels), words
 
 
 def blind_profiles(vol: Volume, thickness: float | None = None,
@@ -73,11 +88,9 @@ def blind_profiles(vol: Volume, thickness: float | None = None,
     if source == "spacing" and BLIND_WIDTHS == "estimate" and est is not None and est.best:
         widths = {fam: float(est.best[fam][0]) for fam in BLIND_FAMILIES}
         wsource = "estimate"
-    kernels = [profile_kernel(tp, widths[fam], fam) for fam in BLIND_FAMILIES]
-    words = " and ".join(f"{'box' if fam == 'rect' else 'Gaussian, FWHM'} "
-                         f"{widths[fam]:.3g} mm" for fam in BLIND_FAMILIES)
+    kernels, kernel, words = mixture_kernels(tp, widths)
     proj = BLIND_PROJECTION == "mean"
-    return {"task": tp, "kernels": kernels, "kernel": _centred_mean(kernels), "project": proj,
+    return {"task": tp, "kernels": kernels, "kernel": kernel, "project": proj,
             "profile": "mixture", "thickness_mm": float(np.mean(list(widths.values()))),
             "thickness_source": wsource, "estimate": est_d,
             "widths_mm": widths, "families": list(BLIND_FAMILIES),

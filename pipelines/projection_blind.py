@@ -1,0 +1,113 @@
+"""Development data for the default's projection onto the slices when the profile is not
+known: which kernel should plain ``medsr infer`` project under on a thick-slice scan?
+
+On the training subjects (development data: the defaults trained on them, so their own
+gains are optimistic; what is compared here is the projection step on top of the same
+output), one-axis x2/x4/x6 thick slices acquired as ``pipelines/benchmark_real.py``
+does (Gaussian FWHM = k voxels or a block average, point-sampled), the shipped default's
+output is projected onto the LR slices (``medsr.selfsup.consistency.project``) under:
+
+* ``true``: the true profile (what ``--slice-profile`` gives);
+* ``est``: the estimate's family at its width (``medsr.selfsup.profile_estimate``);
+* ``mix``: the mean kernel of a box and a Gaussian, each at the width the estimate fits
+  to it (what ``--self-supervised`` projects under when the profile is unknown);
+
+against ``none`` (no projection, the default's output) and cubic.
+
+    python pipelines/projection_blind.py [--subjects a,b] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBJECTS = ("pycortex_s1_t1", "colin27_t1", "heudiconv_b0_1")
+CROP = (144, 144, 144)  # central block (the one-axis axis is the first), for speed
+
+
+def development_volume(name: str):
+    """The central block of training volume ``name`` (first axis a multiple of 12)."""
+    from medsr import io
+
+    v = io.read(ROOT / "runs" / "data" / "real" / "train" / f"{name}.nii.gz")
+    data = np.asarray(v.data, dtype=np.float32)
+    size = [min(n, c) for n, c in zip(data.shape, CROP)]
+    size[0] -= size[0] % 12
+    start = [(n - m) // 2 for n, m in zip(data.shape, size)]
+    A = v.affine.copy()
+    A[:3, 3] = A[:3, :3] @ np.asarray(start, dtype=float) + A[:3, 3]
+    box = tuple(slice(a, a + m) for a, m in zip(start, size))
+    return type(v)(np.ascontiguousarray(data[box]), A, {"format": "nifti"})
+
+
+def kernels(lr, k: int, profile: str) -> dict[str, np.ndarray]:
+    """The projection kernels compared (on the plan's grid: spacing s_t / k)."""
+    from medsr.selfsup.axes import scan_profile
+    from medsr.selfsup.blind import _centred_mean
+    from medsr.selfsup.profile_estimate import estimate_profile
+
+    est = estimate_profile(lr)
+    s_t = float(lr.spacing[est.axis])
+    out = {"true": scan_profile(lr, profile, s_t, None, k=k)[1],
+           "est": scan_profile(lr, est.family, est.width_mm, None, k=k)[1]}
+    mix = [scan_profile(lr, fam, est.best[fam][0], None, k=k)[1] for fam in ("rect", "gaussian")]
+    out["mix"] = _centred_mean(mix)
+    return out, est
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(ROOT / "pipelines"))
+    import benchmark_real as br
+
+    from medsr.geometry import plan_grid
+    from medsr.inference.resolvers import model_passes
+    from medsr.pipeline import super_resolve_volume
+    from medsr.pipeline.result import clip_overshoot
+    from medsr.selfsup.consistency import project
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subjects", default=",".join(SUBJECTS))
+    ap.add_argument("--factors", default="2,4,6")
+    ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/projection_blind.json")
+    args = ap.parse_args(argv)
+    rows = []
+    for name in args.subjects.split(","):
+        ref = development_volume(name)
+        for k in (int(x) for x in args.factors.split(",")):
+            factors = (k, 1, 1)
+            for profile in ("gaussian", "box"):
+                lr = br.degrade(ref, factors, profile)
+                plan = plan_grid(lr, scale=factors)
+                out = super_resolve_volume(lr, plan, passes=model_passes(plan, None, "cpu"),
+                                           device="cpu", progress=False).volume
+                cubic = super_resolve_volume(lr, plan, method="cubic", progress=False).volume
+                ks, est = kernels(lr, k, br.PROFILES[profile])
+                outs = {"cubic": cubic.data, "none": out.data}
+                for kname, kern in ks.items():
+                    outs[kname] = project(out.data, lr.data, 0, kern, k)
+                row = {"subject": name, "k": k, "profile": profile,
+                       "estimate": est.describe()}
+                for m, data in outs.items():
+                    clipped, _ = clip_overshoot(lr, out.with_data(data))
+                    row[m] = br.scores(ref.data, np.asarray(clipped.data))["psnr"]
+                rows.append(row)
+                print(json.dumps({kk: (round(v, 2) if isinstance(v, float) else v)
+                                  for kk, v in row.items()}), flush=True)
+    methods = ("none", "true", "est", "mix")
+    for m in methods:
+        gain = [r[m] - r["none"] for r in rows]
+        print(f"{m:5s} - none: mean {np.mean(gain):+.2f} dB, min {np.min(gain):+.2f}, "
+              f"max {np.max(gain):+.2f}; above cubic in "
+              f"{sum(r[m] > r['cubic'] for r in rows)} of {len(rows)}")
+    args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
