@@ -14,7 +14,7 @@ output is projected onto the LR slices (``medsr.selfsup.consistency.project``) u
 
 against ``none`` (no projection, the default's output) and cubic.
 
-    python pipelines/projection_blind.py [--subjects a,b] [--json F]
+    python pipelines/projection_blind.py [--subjects a,b] [--json F]   # and F's .md
 """
 
 from __future__ import annotations
@@ -61,6 +61,24 @@ def kernels(lr, k: int, profile: str) -> dict[str, np.ndarray]:
     return out, est
 
 
+METHODS = ("none", "true", "est", "mix")
+
+
+def markdown(rows: list[dict]) -> str:
+    """The per-case table (PSNR dB) and the gain of each projection over none."""
+    lines = ["| subject | k | profile | cubic | none | true | est | mix | estimate |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['subject']} | {r['k']} | {r['profile']} | {r['cubic']:.2f} | "
+                     + " | ".join(f"{r[m]:.2f}" for m in METHODS) + f" | {r['estimate']} |")
+    lines.append("")
+    for m in METHODS[1:]:
+        gain = [r[m] - r["none"] for r in rows]
+        lines.append(f"- {m} - none: mean {np.mean(gain):+.2f} dB, min {np.min(gain):+.2f}, "
+                     f"max {np.max(gain):+.2f} ({len(rows)} cases)")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "pipelines"))
     import benchmark_real as br
@@ -75,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subjects", default=",".join(SUBJECTS))
     ap.add_argument("--factors", default="2,4,6")
     ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/projection_blind.json")
+    ap.add_argument("--render", action="store_true",
+                    help="only write the markdown of an existing --json")
     args = ap.parse_args(argv)
+    if args.render:
+        args.json.with_suffix(".md").write_text(markdown(json.loads(args.json.read_text())))
+        return 0
     rows = []
     for name in args.subjects.split(","):
         ref = development_volume(name)
@@ -99,13 +122,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps({kk: (round(v, 2) if isinstance(v, float) else v)
                                   for kk, v in row.items()}), flush=True)
-    methods = ("none", "true", "est", "mix")
-    for m in methods:
-        gain = [r[m] - r["none"] for r in rows]
-        print(f"{m:5s} - none: mean {np.mean(gain):+.2f} dB, min {np.min(gain):+.2f}, "
-              f"max {np.max(gain):+.2f}; above cubic in "
-              f"{sum(r[m] > r['cubic'] for r in rows)} of {len(rows)}")
+    table = markdown(rows)
+    print(table)
     args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    args.json.with_suffix(".md").write_text(table)
     return 0
 
 
