@@ -341,17 +341,22 @@ def test_projection_of_a_real_shaped_scan_reacquires_its_slices(k, n_lr, profile
             assert np.linalg.norm(x - truth) <= np.linalg.norm(guess - truth)
 
 
+def _pipelines(*names: str) -> list:
+    """The scripts ``names`` of pipelines/, imported as modules."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
+    try:
+        return [importlib.import_module(n) for n in names]
+    finally:
+        sys.path.pop(0)
+
+
 def test_benchmark_real_acquires_what_the_named_profile_projects():
     """pipelines/benchmark_real.py's ``degrade`` (written from first principles) acquires
     thick slices as ``--slice-profile gaussian|rect`` models them: a box is exactly the
     mean of its k voxels, and the projection's operator under the named profile (built
     on the plan's grid, as ``project_onto_slices`` builds it) reproduces the LR away from
     the borders."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
-    try:
-        bench = importlib.import_module("benchmark_real")
-    finally:
-        sys.path.pop(0)
+    (bench,) = _pipelines("benchmark_real")
     from medsr.selfsup.consistency import thick_operator
 
     truth = (10.0 * _phantom((6, 5, 36)) - 1024.0).astype(np.float32)
@@ -374,12 +379,7 @@ def test_reference_blur_measures_an_axis_made_of_thick_slices():
     """pipelines/reference_blur.py finds the box a reference's axis was acquired with
     (relative to its finest axis), and benchmark_real thickens the finest axis, not one
     carrying blur of its own."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
-    try:
-        blur = importlib.import_module("reference_blur")
-        bench = importlib.import_module("benchmark_real")
-    finally:
-        sys.path.pop(0)
+    blur, bench = _pipelines("reference_blur", "benchmark_real")
     rng = np.random.default_rng(0)
     fine = ndi.gaussian_filter(rng.standard_normal((96, 96, 288)), 0.7)  # 0.5 mm voxels
     # slices 3 mm thick (a box of six voxels), reconstructed every 1.5 mm (three voxels)
@@ -396,12 +396,7 @@ def test_template_benchmark_degrades_like_the_real_scan_benchmark():
     """pipelines/benchmark_quality.py's ``gaussian`` and ``box`` LR are benchmark_real's
     physical acquisition (a box is the mean of its k voxels, no area sampling on top),
     in-plane and along one axis; ``kspace`` stays medsr's Degradation."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipelines"))
-    try:
-        quality = importlib.import_module("benchmark_quality")
-        real = importlib.import_module("benchmark_real")
-    finally:
-        sys.path.pop(0)
+    quality, real = _pipelines("benchmark_quality", "benchmark_real")
     truth = _phantom((12, 8, 24))
     hr = Volume(truth, np.diag([1.0, 1.0, 1.0, 1.0]))
     for factors in ((2, 2, 1), (4, 4, 1), (1, 1, 4), (1, 1, 6)):
