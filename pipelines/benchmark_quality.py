@@ -106,14 +106,16 @@ def degrade(hr: Volume, factors, profile: str) -> Volume:
 
 def run_method(method: str, lr: Volume, factors, device) -> tuple[np.ndarray, float]:
     """Every method through the runner of ``medsr infer`` (:func:`super_resolve_volume`:
-    the network tiled and fused over planes, every output clipped at 0 as infer writes it)."""
+    the network tiled and fused over planes, a one-axis output projected onto the slices
+    under the estimated profile, every output clipped at 0 as infer writes it)."""
     plan = plan_grid(lr, scale=factors)
     t0 = time.perf_counter()
     if method == "medsr":
         passes = model_passes(plan, None, device)
         if not passes:
             raise SystemExit(f"no shipped model covers {factors}: run pipelines/train_default.py")
-        out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False)
+        out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
+                                   auto_profile=True)
     else:
         out = super_resolve_volume(lr, plan, method=method, progress=False)
     return out.volume.data, time.perf_counter() - t0

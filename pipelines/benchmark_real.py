@@ -20,6 +20,7 @@ and on a one-axis case its output projected onto the LR slices under the profile
 estimates, ``medsr.pipeline.projection.project``),
 ``default+proj`` (one-axis only: the default projected onto the LR slices under the
 true profile, ``--slice-profile gaussian|rect``, see medsr.pipeline.projection.project_onto_slices),
+``default-noproj`` (on request, one-axis only: the network's output, not projected),
 and with ``--selfsup S[,S2...]`` ``selfsup Ss`` (one-axis only: ``--self-supervised``
 with a budget of S seconds, NOT told the profile: it estimates it, or trains on a mixture
 of box and Gaussian, as ``medsr infer --self-supervised`` does; 60 s in the issue, 300 s
@@ -141,16 +142,16 @@ def run(method: str, lr, factors, profile: str, device, weights: dict | None = N
 
     one_axis = sum(k > 1 for k in factors) == 1
     ss = SELFSUP.match(method)
-    if (method.endswith("default+proj") or ss) and not one_axis:
+    if (method.endswith(("default+proj", "default-noproj")) or ss) and not one_axis:
         return None, 0.0
     plan = plan_grid(lr, scale=factors)
     t0 = time.perf_counter()
-    if method in ("default", "default+proj"):  # the runner of medsr infer
+    if method in ("default", "default+proj", "default-noproj"):  # medsr infer's runner
         passes = model_passes(plan, None, device)
         proj = method == "default+proj"  # --slice-profile P; else estimated, as medsr infer
         out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
                                    slice_profile=PROFILES[profile] if proj else None,
-                                   auto_profile=not proj).volume
+                                   auto_profile=method == "default").volume
     elif ss:
         from medsr.selfsup.api import super_resolve_self_supervised
 

@@ -160,9 +160,9 @@ def test_a_confident_estimate_turns_the_projection_on(tmp_path, tissue, capsys,
 
 def test_an_unconfident_estimate_projects_under_the_mixture_of_its_widths(tmp_path, tissue,
                                                                           capsys, monkeypatch):
-    """Not confident, the estimate's two widths (a box and a Gaussian) still set the
-    projection: the output re-acquires the scan's slices under their mean kernel exactly
-    (and not under either family alone); without widths nothing is projected."""
+    """With BLIND_PROJECTION (off by default), an unconfident estimate's two widths (a box
+    and a Gaussian) set the projection: the output re-acquires the scan's slices under
+    their mean kernel exactly (and not under either family alone)."""
     import medsr.pipeline.projection
     from medsr.selfsup.axes import detect_through_plane
     from medsr.selfsup.blind import mixture_kernels
@@ -172,6 +172,10 @@ def test_an_unconfident_estimate_projects_under_the_mixture_of_its_widths(tmp_pa
     est = ProfileEstimate("rect", 4.4, False, 2, 4.0, 0.05, 1.1, "forced",
                           {"gaussian": [3.0, 0.1], "rect": [4.4, 0.1]})
     monkeypatch.setattr(medsr.pipeline.projection, "auto_slice_profile", lambda vol: est)
+    off = tmp_path / "off.nii.gz"  # the default: off (measured, medsr/pipeline/projection.py)
+    assert main(["infer", str(src), "-o", str(off), "--method", "cubic"]) == 0
+    assert "not projected" in capsys.readouterr().err
+    monkeypatch.setattr(medsr.pipeline.projection, "BLIND_PROJECTION", True)
     out = tmp_path / "mix.nii.gz"
     assert main(["infer", str(src), "-o", str(out), "--method", "cubic",
                  "--keep-overshoot"]) == 0

@@ -18,12 +18,15 @@ from medsr.volume import Volume
 # The profile estimate and axis detection are numpy only; the rest of medsr.selfsup
 # (torch, scipy) is imported where used.
 
-# Without a confident estimate, project under the mean kernel of a box and a Gaussian at
-# the widths the estimate fits to each (as --self-supervised does). Measured on the
-# training subjects (development data, pipelines/projection_blind.py,
-# docs/benchmarks/projection_blind.md, 18 one-axis cases): +0.34 dB mean over no projection
-# (min +0.03), the true profile +0.40 (min +0.09).
-BLIND_PROJECTION = True
+# Without a confident estimate, the output may be projected under the mean kernel of a box
+# and a Gaussian at the widths the estimate fits to each (as --self-supervised does).
+# Off: on the training subjects (development data, pipelines/projection_blind.py,
+# docs/benchmarks/projection_blind.md, 18 one-axis cases) it gained +0.34 dB mean over no
+# projection (min +0.03; the true profile +0.40), but on the held-out real scans
+# (pipelines/benchmark_real.py, default against default-noproj) -0.08 dB mean, min -1.72:
+# where the thick axis has one fine axis beside it (the CT's and the ITK T1's 1.5 / 3 mm z
+# is not fine) the estimate's widths were half the truth.
+BLIND_PROJECTION = False
 
 
 def auto_slice_profile(vol: Volume) -> Any:
