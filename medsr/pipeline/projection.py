@@ -24,8 +24,8 @@ from medsr.volume import Volume
 # docs/benchmarks/projection_blind.md, 18 one-axis cases) it gained +0.34 dB mean over no
 # projection (min +0.03; the true profile +0.40), but on the held-out real scans
 # (pipelines/benchmark_real.py, default against default-noproj) -0.08 dB mean, min -1.72:
-# where the thick axis has one fine axis beside it (the CT's and the ITK T1's 1.5 / 3 mm z
-# is not fine) the estimate's widths were half the truth.
+# on the CT and the ITK T1 (thick x beside one fine axis, y) the estimate's widths came out
+# at half the truth or less (on development brains in that geometry: within ~20%).
 BLIND_PROJECTION = False
 
 
