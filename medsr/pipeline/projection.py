@@ -25,7 +25,8 @@ from medsr.volume import Volume
 # projection (min +0.03; the true profile +0.40), but on the held-out real scans
 # (pipelines/benchmark_real.py, default against default-noproj) -0.08 dB mean, min -1.72:
 # on the CT and the ITK T1 (thick x beside one fine axis, y) the estimate's widths came out
-# at half the truth or less (on development brains in that geometry: within ~20%).
+# at half the truth or less (on development brains in that geometry within 30%:
+# pipelines/profile_one_fine_axis.py).
 BLIND_PROJECTION = False
 
 
