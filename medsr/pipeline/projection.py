@@ -12,6 +12,7 @@ import numpy as np
 from medsr.errors import UserError
 from medsr.geometry import OutputGrid
 from medsr.options import RunOptions
+from medsr.selfsup.blind import mixture_kernels
 from medsr.selfsup.profile_estimate import estimate_profile, thick_axis
 from medsr.volume import Volume
 
@@ -90,8 +91,6 @@ def project_onto_slices(vol: Volume, out: Volume, plan: OutputGrid,
                         f"and nothing else (the plan is {np.round(plan.factors, 3).tolist()})")
     what = "a kernel from file" if taps is not None else f"{name} profile"
     if widths:
-        from medsr.selfsup.blind import mixture_kernels
-
         _, kernel, what = mixture_kernels(tp, widths)
         what, source = f"the mean of {what}", "the estimate"
     data = project(out.data, vol.data, tp.axis, kernel, k)
