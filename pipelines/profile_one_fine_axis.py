@@ -28,8 +28,8 @@ def main() -> int:
     from medsr.selfsup.axes import detect_through_plane
     from medsr.selfsup.profile_estimate import estimate_profile
 
-    print("| subject | k | profile | fine axes | true (mm) | box (mm) | Gaussian FWHM (mm) |")
-    print("|---|---|---|---|---|---|---|")
+    rows = ["| subject | k | profile | fine axes | true (mm) | box (mm) | Gaussian FWHM (mm) |",
+            "|---|---|---|---|---|---|---|"]
     for name in SUBJECTS:
         v = io.read(ROOT / "runs/data/real/train" / f"{name}.nii.gz")
         ref = v.with_data(np.ascontiguousarray(np.asarray(v.data, np.float32)[:168, :240, :240]))
@@ -39,9 +39,10 @@ def main() -> int:
                     lr = br.degrade(ref, (k, 1, z), profile)
                     est = estimate_profile(lr)
                     fine = detect_through_plane(lr).inplane_axes
-                    print(f"| {name} | {k} | {profile} | {fine} | {k * float(ref.spacing[0]):g} | "
-                          f"{est.best['rect'][0]:.2f} | {est.best['gaussian'][0]:.2f} |",
-                          flush=True)
+                    rows.append(f"| {name} | {k} | {profile} | {fine} | "
+                                f"{k * float(ref.spacing[0]):g} | {est.best['rect'][0]:.2f} | "
+                                f"{est.best['gaussian'][0]:.2f} |")
+    print("\n".join(rows))
     return 0
 
 
