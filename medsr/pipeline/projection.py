@@ -1,6 +1,7 @@
 """The optional last step of a scan's super-resolution: the output projected onto the
-scan's slices under a slice profile (given; or estimated: the confident estimate's, else
-the mean of a box and a Gaussian at the estimate's widths)."""
+scan's slices under a slice profile (given, or estimated and confident; with
+``BLIND_PROJECTION``, off by default, also the mean of a box and a Gaussian at an
+unconfident estimate's widths)."""
 
 from __future__ import annotations
 
