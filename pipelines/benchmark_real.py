@@ -74,21 +74,30 @@ def one_axis(spacing) -> int:
     return min(range(3), key=lambda a: (round(float(spacing[a]), 3), a))
 
 
+def central_block(v, size, multiples):
+    """The central ``size`` block of Volume ``v`` (each side cut down to a multiple of
+    ``multiples``), with its affine moved to the block's first voxel."""
+    data = np.asarray(v.data, dtype=np.float32)
+    size = [min(n, m) for n, m in zip(data.shape, size)]
+    size = [n - n % q for n, q in zip(size, multiples)]
+    start = [(n - m) // 2 for n, m in zip(data.shape, size)]
+    A = v.affine.copy()
+    A[:3, 3] = A[:3, :3] @ np.asarray(start, dtype=float) + A[:3, 3]
+    box = tuple(slice(a, a + m) for a, m in zip(start, size))
+    return type(v)(np.ascontiguousarray(data[box]), A, {"format": "nifti"})
+
+
 def reference(row: dict):
     """(The held-out volume of manifest ``row``, cropped so every factor divides it, the
     axis of its one-axis cases)."""
     from medsr import io
 
     v = io.read(ROOT / row["file"])
-    data = np.asarray(v.data, dtype=np.float32)
     thick = one_axis(v.spacing)
-    size = [min(n, MAX_INPLANE) if a < 2 else n for a, n in enumerate(data.shape)]
-    size = [n - n % (12 if a == thick else 4 if a < 2 else 1) for a, n in enumerate(size)]
-    start = [(n - m) // 2 for n, m in zip(data.shape, size)]
-    A = v.affine.copy()
-    A[:3, 3] = A[:3, :3] @ np.asarray(start, dtype=float) + A[:3, 3]
-    box = tuple(slice(a, a + m) for a, m in zip(start, size))
-    return type(v)(np.ascontiguousarray(data[box]), A, {"format": "nifti"}), thick
+    shape = v.data.shape[:3]
+    size = [MAX_INPLANE if a < 2 else n for a, n in enumerate(shape)]
+    multiples = [12 if a == thick else 4 if a < 2 else 1 for a in range(3)]
+    return central_block(v, size, multiples), thick
 
 
 def factors_of(case: str, thick: int) -> tuple[int, int, int]:

@@ -27,37 +27,33 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "pipelines"))
 SUBJECTS = ("pycortex_s1_t1", "colin27_t1", "heudiconv_b0_1")
 CROP = (144, 144, 144)  # central block (the one-axis axis is the first), for speed
 
 
 def development_volume(name: str):
     """The central block of training volume ``name`` (first axis a multiple of 12)."""
+    import benchmark_real as br
+
     from medsr import io
 
     v = io.read(ROOT / "runs" / "data" / "real" / "train" / f"{name}.nii.gz")
-    data = np.asarray(v.data, dtype=np.float32)
-    size = [min(n, c) for n, c in zip(data.shape, CROP)]
-    size[0] -= size[0] % 12
-    start = [(n - m) // 2 for n, m in zip(data.shape, size)]
-    A = v.affine.copy()
-    A[:3, 3] = A[:3, :3] @ np.asarray(start, dtype=float) + A[:3, 3]
-    box = tuple(slice(a, a + m) for a, m in zip(start, size))
-    return type(v)(np.ascontiguousarray(data[box]), A, {"format": "nifti"})
+    return br.central_block(v, CROP, (12, 1, 1))
 
 
-def kernels(lr, k: int, profile: str) -> dict[str, np.ndarray]:
-    """The projection kernels compared (on the plan's grid: spacing s_t / k)."""
-    from medsr.selfsup.axes import scan_profile
-    from medsr.selfsup.blind import _centred_mean
+def kernels(lr, k: int, profile: str) -> tuple[dict[str, np.ndarray], object]:
+    """The projection kernels compared (on the plan's grid: spacing s_t / k), and the
+    estimate."""
+    from medsr.selfsup.axes import detect_through_plane, profile_kernel
+    from medsr.selfsup.blind import mixture_kernels
     from medsr.selfsup.profile_estimate import estimate_profile
 
     est = estimate_profile(lr)
-    s_t = float(lr.spacing[est.axis])
-    out = {"true": scan_profile(lr, profile, s_t, None, k=k)[1],
-           "est": scan_profile(lr, est.family, est.width_mm, None, k=k)[1]}
-    mix = [scan_profile(lr, fam, est.best[fam][0], None, k=k)[1] for fam in ("rect", "gaussian")]
-    out["mix"] = _centred_mean(mix)
+    tp = detect_through_plane(lr).on_grid(k)
+    out = {"true": profile_kernel(tp, float(lr.spacing[est.axis]), profile),
+           "est": profile_kernel(tp, est.width_mm, est.family),
+           "mix": mixture_kernels(tp, {f: est.best[f][0] for f in ("rect", "gaussian")})[1]}
     return out, est
 
 
@@ -80,7 +76,6 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(ROOT / "pipelines"))
     import benchmark_real as br
 
     from medsr.geometry import plan_grid
