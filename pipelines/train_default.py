@@ -11,7 +11,7 @@ Each model is a `medsr train` run of a config in configs/default/ (blind degrada
 randomised slice profile, width, image- vs k-space sampling; noise-faithful targets:
 the noise-free sources get Rician noise on the HR patch before degrading, real scans keep
 their own, `degradation.target_noise`; a little extra LR noise). Runs are
-deterministic on CPU for a given thread count (1 per job here), so rerunning this script
+deterministic on CPU for a given thread count (each config's num_threads), so rerunning this script
 regenerates the weights bit for bit on the same software stack. The best checkpoint (by
 validation PSNR) is copied to medsr/weights/ with its JSON and a model card.
 
@@ -65,6 +65,19 @@ def make_training_data(out_dir: Path | None = None) -> Path:
     return files[0].parent
 
 
+def same_architecture(name: str, init: Path) -> bool:
+    """Whether ``init``'s previous default ``name`` is the network the config trains now
+    (a model whose config changed architecture trains from scratch: in_plane_x2, EDSR
+    since this commit, measured in docs/benchmarks/default_sizes.md)."""
+    import yaml
+
+    cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
+    sidecar = init / f"{name}.json"
+    if not sidecar.exists():
+        raise SystemExit(f"{sidecar} is missing: --init needs each model's .json beside it")
+    return json.loads(sidecar.read_text())["architecture"] == cfg["model"]["name"]
+
+
 def train_one(name: str, data_dir: Path, runs: Path, sets: list[str],
               init: Path | None = None) -> tuple[str, float, Path]:
     run_dir = runs / name
@@ -72,8 +85,8 @@ def train_one(name: str, data_dir: Path, runs: Path, sets: list[str],
         shutil.rmtree(run_dir)
     cmd = [sys.executable, "-m", "medsr", "train", str(CONFIGS / f"{name}.yaml"),
            "--run-dir", str(run_dir), "--set", f"data.path={data_dir}", "--no-progress"]
-    if init is not None:  # fine-tune: start from a previous default of the same name
-        cmd += ["--set", f"model.init={init / (name + '.safetensors')}"]
+    if init is not None and same_architecture(name, init):  # fine-tune: start from a
+        cmd += ["--set", f"model.init={init / (name + '.safetensors')}"]  # previous default
     for s in sets:
         cmd += ["--set", s]
     t0 = time.perf_counter()
@@ -117,6 +130,8 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
              f".safetensors > runs/previous/{name}.safetensors` (and its `.json`), then "
              f"`python pipelines/train_default.py --only {name} --init runs/previous`"
              if init else f"`python pipelines/train_default.py --only {name}`")
+    n_threads = int(cfg.get("num_threads", 1))
+    threads = f"{n_threads} CPU thread{'s' if n_threads > 1 else ''}"
     use = ("one coarse axis: applied on both planes that contain it, fused"
            if info["scale"][0] == 1 else "in-plane, slice by slice")
     return f"""# medsr default model `{name.replace('_', '-')}`
@@ -137,7 +152,7 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
   with {json.dumps(cfg['degradation']['params'])}.
 - **Training**: {init}{cfg['train']['steps']} steps, batch {cfg['sampling']['batch_size']},
   patches {cfg['sampling']['patch_size']}, {cfg['optim']['name']} lr {cfg['optim']['lr']}
-  ({cfg['schedule']['name']}), L1 loss, seed {cfg['seed']}, 1 CPU thread:
+  ({cfg['schedule']['name']}), L1 loss, seed {cfg['seed']}, {threads}:
   {seconds / 60:.1f} minutes on this project's shared 2-core machine (other jobs running).
 - **Validation** (held-back patches of the training block, last evaluation): {val}.
 - **Regenerate**: {regen}.

@@ -39,3 +39,42 @@ def test_config_builds_and_steps(path):
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads[:1])
+
+
+DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "default"
+WEIGHTS = Path(__file__).resolve().parents[1] / "medsr" / "weights"
+
+
+@pytest.mark.parametrize("path", sorted(DEFAULTS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_defaults_are_what_their_configs_train(path):
+    """Each shipped default's network (name, scale, hyper-parameters) is the one its
+    config in configs/default trains: the model card's regenerate command holds."""
+    import json
+
+    sidecar = WEIGHTS / f"{path.stem}.json"
+    if not sidecar.exists():
+        pytest.skip(f"{path.stem} is not shipped")
+    info, model = json.loads(sidecar.read_text()), load_config(path, [])["model"]
+    assert info["architecture"] == model["name"]
+    assert info["scale"] == list(model["scale"])
+    assert model.get("hparams", {}).items() <= info["hparams"].items()
+
+
+def test_fine_tuning_starts_only_from_the_same_architecture(tmp_path):
+    """pipelines/train_default.py --init: a model whose config changed network trains
+    from scratch; a missing sidecar is an error, not a silent from-scratch run."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "train_default", DEFAULTS.parents[1] / "pipelines" / "train_default.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    name = "thick_slice_x4"
+    arch = load_config(DEFAULTS / f"{name}.yaml", [])["model"]["name"]
+    (tmp_path / f"{name}.json").write_text(json.dumps({"architecture": arch}))
+    assert mod.same_architecture(name, tmp_path)
+    (tmp_path / f"{name}.json").write_text(json.dumps({"architecture": "not_" + arch}))
+    assert not mod.same_architecture(name, tmp_path)
+    with pytest.raises(SystemExit, match="missing"):
+        mod.same_architecture("in_plane_x2", tmp_path)

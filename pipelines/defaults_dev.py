@@ -1,0 +1,127 @@
+"""Development benchmark for candidate default weights: which folder of weights (and
+whether the flip self-ensemble) should ship, decided before the held-out scans are run.
+
+Data: the central blocks of training subjects (``projection_blind.development_volume``:
+pycortex's T1, heudiconv's first b0, Colin27). The defaults were trained on them, so
+every network's gain over cubic here is optimistic; what this compares is one set of
+weights against another trained on the same data. The LR is acquired as the held-out
+benchmark does (``benchmark_real.degrade``: Gaussian FWHM = k voxels or a block
+average, point-sampled), in-plane x2/x4 along the first two axes and one-axis x2/x4/x6
+along the first. Each weights folder runs as ``medsr infer`` does with no flags
+(``benchmark_real.run``: the default chosen by the factors, the profile estimate and its
+projection when confident), and with ``--tta`` the flip self-ensemble is added.
+
+    python pipelines/defaults_dev.py --weights NAME=DIR [NAME=DIR ...] [--tta]
+        [--cases in-plane-x2,...] [--json F]   # and F's .md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "pipelines"))
+SUBJECTS = ("pycortex_s1_t1", "heudiconv_b0_1", "colin27_t1")
+
+
+def run_default(lr, factors, weights: Path, tta: bool) -> np.ndarray:
+    """What ``medsr infer`` (``--tta`` when asked) makes of ``lr`` with these weights."""
+    from medsr import pretrained
+    from medsr.geometry import plan_grid
+    from medsr.inference.resolvers import model_passes
+    from medsr.pipeline import super_resolve_volume
+    from medsr.pipeline.result import clip_overshoot
+
+    pretrained.WEIGHTS_DIR = weights
+    plan = plan_grid(lr, scale=factors)
+    passes = model_passes(plan, None, "cpu")
+    out = super_resolve_volume(lr, plan, passes=passes, device="cpu", progress=False,
+                               auto_profile=True, tta=tta).volume
+    out, _ = clip_overshoot(lr, out)
+    return np.asarray(out.data, dtype=np.float32)
+
+
+def markdown(rows: list[dict], names: list[str]) -> str:
+    head = "| subject | case | profile | cubic | " + " | ".join(names) + " |\n"
+    head += "|---" * (4 + len(names)) + "|\n"
+    body = ""
+    keys = dict.fromkeys((r["subject"], r["case"], r["profile"]) for r in rows)
+    for key in keys:
+        cell = {r["method"]: r for r in rows if (r["subject"], r["case"], r["profile"]) == key}
+        body += f"| {' | '.join(key)} | " + " | ".join(
+            f"{cell[m]['psnr']:.2f} / {cell[m]['ssim']:.3f}" if m in cell else "-"
+            for m in ["cubic", *names]) + " |\n"
+    lines = []
+    for m in names:
+        gains = [r["psnr"] - c["psnr"] for r in rows if r["method"] == m
+                 for c in rows if c["method"] == "cubic"
+                 and (c["subject"], c["case"], c["profile"])
+                 == (r["subject"], r["case"], r["profile"])]
+        secs = sum(r["seconds"] for r in rows if r["method"] == m)
+        lines.append(f"- {m} - cubic: mean {np.mean(gains):+.2f} dB, min {min(gains):+.2f}, "
+                     f"max {max(gains):+.2f} ({len(gains)} cases, {secs:.0f} s in all)")
+    for a in names:
+        for b in names:
+            if a < b:
+                d = [ra["psnr"] - rb["psnr"] for ra in rows if ra["method"] == a
+                     for rb in rows if rb["method"] == b
+                     and (ra["subject"], ra["case"], ra["profile"])
+                     == (rb["subject"], rb["case"], rb["profile"])]
+                lines.append(f"- {a} - {b}: mean {np.mean(d):+.2f} dB, min {min(d):+.2f}, "
+                             f"max {max(d):+.2f}")
+    return head + body + "\n" + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import benchmark_real as br
+    import projection_blind as pb
+
+    from medsr.inference.model_sr import use_all_cores
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", nargs="+", required=True,
+                    help="NAME=DIR: a folder of default weights (medsr/weights' file names)")
+    ap.add_argument("--tta", action="store_true", help="also each NAME with the flips")
+    ap.add_argument("--cases", default=",".join(br.CASES))
+    ap.add_argument("--subjects", default=",".join(SUBJECTS))
+    ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/defaults_dev.json")
+    args = ap.parse_args(argv)
+    folders = dict(w.split("=", 1) for w in args.weights)
+    methods = [(n, Path(d).resolve(), False) for n, d in folders.items()]
+    methods += [(f"{n} + tta", d, True) for n, d, _ in methods] if args.tta else []
+    use_all_cores()
+    rows = []
+    for name in args.subjects.split(","):
+        ref = pb.development_volume(name)
+        for case in args.cases.split(","):
+            factors = br.factors_of(case, 0)
+            for profile in br.PROFILES:
+                lr = br.degrade(ref, factors, profile)
+                t0 = time.perf_counter()
+                cubic, _ = br.run("cubic", lr, factors, profile, "cpu")
+                todo = [("cubic", cubic, time.perf_counter() - t0)]
+                for label, folder, tta in methods:
+                    t0 = time.perf_counter()
+                    sr = run_default(lr, factors, folder, tta)
+                    todo.append((label, sr, time.perf_counter() - t0))
+                for label, sr, secs in todo:
+                    r = {"subject": name, "case": case, "profile": profile, "method": label,
+                         **br.scores(ref.data, sr), "seconds": secs}
+                    rows.append(r)
+                    print(f"{name:15s} {case:12s} {profile:8s} {label:18s} PSNR "
+                          f"{r['psnr']:6.2f} SSIM {r['ssim']:.4f} {secs:6.1f} s", flush=True)
+    table = markdown(rows, [m[0] for m in methods])
+    print(table)
+    args.json.write_text(json.dumps({"weights": folders, "rows": rows}, indent=1) + "\n")
+    args.json.with_suffix(".md").write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
