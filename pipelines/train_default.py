@@ -66,9 +66,9 @@ def make_training_data(out_dir: Path | None = None) -> Path:
 
 
 def same_architecture(name: str, init: Path) -> bool:
-    """Whether ``init``'s previous default ``name`` is the network the config trains now
-    (a model whose config changed architecture trains from scratch: in_plane_x2, EDSR
-    since this commit, measured in docs/benchmarks/default_sizes.md)."""
+    """Whether ``init``'s previous default ``name`` is the network the config trains now:
+    a model whose config changed architecture (a candidate such as
+    configs/in_plane_x2_edsr.yaml put in its place) trains from scratch."""
     import yaml
 
     cfg = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
