@@ -13,6 +13,7 @@ projection when confident), and with ``--tta`` the flip self-ensemble is added.
 
     python pipelines/defaults_dev.py --weights NAME=DIR [NAME=DIR ...] [--tta]
         [--cases in-plane-x2,...] [--json F]   # and F's .md
+    python pipelines/defaults_dev.py --json F --tables-only   # F's .md again from F
 """
 
 from __future__ import annotations
@@ -66,15 +67,14 @@ def markdown(rows: list[dict], names: list[str]) -> str:
         secs = sum(r["seconds"] for r in rows if r["method"] == m)
         lines.append(f"- {m} - cubic: mean {np.mean(gains):+.2f} dB, min {min(gains):+.2f}, "
                      f"max {max(gains):+.2f} ({len(gains)} cases, {secs:.0f} s in all)")
-    for a in names:
-        for b in names:
-            if a < b:
-                d = [ra["psnr"] - rb["psnr"] for ra in rows if ra["method"] == a
-                     for rb in rows if rb["method"] == b
-                     and (ra["subject"], ra["case"], ra["profile"])
-                     == (rb["subject"], rb["case"], rb["profile"])]
-                lines.append(f"- {a} - {b}: mean {np.mean(d):+.2f} dB, min {min(d):+.2f}, "
-                             f"max {max(d):+.2f}")
+    for i, b in enumerate(names):  # each later column against each earlier one
+        for a in names[i + 1:]:
+            d = [ra["psnr"] - rb["psnr"] for ra in rows if ra["method"] == a
+                 for rb in rows if rb["method"] == b
+                 and (ra["subject"], ra["case"], ra["profile"])
+                 == (rb["subject"], rb["case"], rb["profile"])]
+            lines.append(f"- {a} - {b}: mean {np.mean(d):+.2f} dB, min {min(d):+.2f}, "
+                         f"max {max(d):+.2f}")
     return head + body + "\n" + "\n".join(lines) + "\n"
 
 
@@ -85,13 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     from medsr.inference.model_sr import use_all_cores
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", nargs="+", required=True,
+    ap.add_argument("--weights", nargs="+", default=[],
                     help="NAME=DIR: a folder of default weights (medsr/weights' file names)")
     ap.add_argument("--tta", action="store_true", help="also each NAME with the flips")
     ap.add_argument("--cases", default=",".join(br.CASES))
     ap.add_argument("--subjects", default=",".join(SUBJECTS))
     ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/defaults_dev.json")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="rewrite --json's .md from its rows (no runs)")
     args = ap.parse_args(argv)
+    if args.tables_only:
+        rows = json.loads(args.json.read_text())["rows"]
+        names = list(dict.fromkeys(r["method"] for r in rows if r["method"] != "cubic"))
+        args.json.with_suffix(".md").write_text(markdown(rows, names))
+        return 0
+    if not args.weights:
+        ap.error("--weights NAME=DIR is required")
     folders = dict(w.split("=", 1) for w in args.weights)
     methods = [(n, Path(d).resolve(), False) for n, d in folders.items()]
     methods += [(f"{n} + tta", d, True) for n, d, _ in methods] if args.tta else []
