@@ -375,6 +375,23 @@ def test_benchmark_real_acquires_what_the_named_profile_projects():
                                        lr.data[..., inner], rtol=0, atol=1e-3)
 
 
+def test_defaults_dev_summarises_gains_per_case():
+    """pipelines/defaults_dev.py's summary: each candidate against cubic and each later
+    column against each earlier one, matched case by case (not by row order)."""
+    (dev,) = _pipelines("defaults_dev")
+    rows = []
+    for case, scores in (("a", {"cubic": 30.0, "old": 31.0, "new": 31.5}),
+                         ("b", {"new": 29.0, "cubic": 28.0, "old": 29.5})):
+        for method, p in scores.items():
+            rows.append({"subject": "s", "case": case, "profile": "box", "method": method,
+                         "psnr": p, "ssim": 0.9, "seconds": 1.0})
+    text = dev.markdown(rows, ["old", "new"])
+    assert "- old - cubic: mean +1.25 dB, min +1.00, max +1.50 (2 cases, 2 s in all)" in text
+    assert "- new - cubic: mean +1.25 dB, min +1.00, max +1.50" in text
+    assert "- new - old: mean +0.00 dB, min -0.50, max +0.50" in text
+    assert "| s | a | box | 30.00 / 0.900 | 31.00 / 0.900 | 31.50 / 0.900 |" in text
+
+
 def test_reference_blur_measures_an_axis_made_of_thick_slices():
     """pipelines/reference_blur.py finds the box a reference's axis was acquired with
     (relative to its finest axis), and benchmark_real thickens the finest axis, not one
