@@ -179,8 +179,12 @@ def test_bicubic_matches_pil_antialiased_bicubic(k):
 @pytest.mark.parametrize("scale", [(2, 3, 1), (1, 2.5, 4)])
 @pytest.mark.filterwarnings("ignore:axis")
 def test_constant_stays_constant(mode, profile, scale):
-    y = Degradation(scale=list(scale), profile=profile, downsample=mode)(
-        np.full((2, 13, 15, 17), 7.25))
+    d = Degradation(scale=list(scale), profile=profile, downsample=mode)
+    if mode == "acquire" and any(k != int(k) for k in scale):
+        with pytest.raises(UserError, match="integer factors"):
+            d(np.full((2, 13, 15, 17), 7.25))
+        return
+    y = d(np.full((2, 13, 15, 17), 7.25))
     np.testing.assert_allclose(y, 7.25, rtol=0, atol=1e-9)
 
 
@@ -226,3 +230,81 @@ def test_user_kernel_npy(tmp_path):
     np.save(tmp_path / "psf.npy", psf)
     y3 = Degradation(profile="kernel", kernel=str(tmp_path / "psf.npy"))(x)
     np.testing.assert_allclose(y3[0, :, :, 9:12], 1 / 27)
+
+
+def _acquired(n: int, k: int, profile: str, width: float) -> np.ndarray:
+    """Independent reference: LR sample j is the profile centred at c = k j + (k - 1) / 2,
+    integrated over each HR voxel by quadrature (1001 points a voxel), weight past a
+    border mirrored back (half-sample symmetric), rows normalised."""
+    from scipy.stats import norm
+
+    c = k * np.arange(n // k) + (k - 1) / 2.0
+    sub = (np.arange(1001) + 0.5) / 1001 - 0.5
+    pad = int(3 * width) + 2
+    i = np.arange(-pad, n + pad)
+    t = (i[:, None] + sub[None, :])[None] - c[:, None, None]  # (m, voxels, quadrature)
+    if profile == "gaussian":
+        h = norm.pdf(t, scale=width / (2 * np.sqrt(2 * np.log(2))))
+    else:
+        h = (np.abs(t) < width / 2).astype(float)
+    w = h.mean(axis=2)
+    src = np.where(i < 0, -1 - i, np.where(i >= n, 2 * n - 1 - i, i))
+    out = np.zeros((c.size, n))
+    np.add.at(out.T, src, w.T)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 6])
+@pytest.mark.parametrize("profile", ["gaussian", "rect"])
+@pytest.mark.parametrize("rel", [0.7, 1.0, 1.5])
+def test_acquire_is_the_profile_centred_on_each_lr_sample(k, profile, rel):
+    """``acquire``: the profile integrated over the HR voxels, centred on the LR sample
+    itself (half-way between two voxels for even k), as a reference by quadrature."""
+    from medsr.degrade.downsample import acquisition_matrix
+
+    n = 12 * k
+    np.testing.assert_allclose(acquisition_matrix(n, k, profile, rel * k),
+                               _acquired(n, k, profile, rel * k), atol=2e-3)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_acquired_box_is_the_block_mean_and_decimate_is_wider(k):
+    """A box as thick as the spacing acquires exactly the mean of each block of k voxels;
+    blur then ``decimate`` (profile centred on HR voxels, then interpolated between two of
+    them for even k) spreads it over k + 1 voxels."""
+    x = np.random.default_rng(k).random((1, 8 * k, 6 * k, 3))
+    block = x.reshape(1, 8, k, 6, k, 3).mean(axis=(2, 4))
+    d = dict(scale=[k, k, 1], profile="rect", thickness=[k, k, 0])
+    np.testing.assert_allclose(Degradation(downsample="acquire", **d)(x), block, atol=1e-12)
+    dec = Degradation(downsample="decimate", **d)(x)
+    assert np.abs(dec - block).max() > 0.05
+    assert dec.std() < 0.95 * block.std()  # the extra half-voxel interpolation blurs
+    imp = np.zeros((1, 8 * k, 1, 1))
+    imp[0, 4 * k] = 1.0
+    taps = Degradation(downsample="decimate", scale=[k, 1, 1], profile="rect",
+                       thickness=[k, 0, 0])(imp)[0, :, 0, 0]
+    assert np.count_nonzero(taps > 1e-12) == 2  # one HR voxel reaches two LR samples
+
+
+def test_acquire_refuses_a_kernel_and_a_fractional_factor():
+    with pytest.raises(UserError, match="named profile"):
+        Degradation(scale=2, profile="kernel", kernel="k.npy", downsample="acquire")(
+            np.zeros((1, 8, 8)))
+    with pytest.raises(UserError, match="integer factors"):
+        Degradation(scale=2.5, profile="gaussian", downsample="acquire")(np.zeros((1, 10, 10)))
+
+
+def test_random_degradation_draws_acquire_like_the_defaults():
+    """The defaults' randomised degradation (``mri-random`` with ``acquire`` among the
+    samplers, thickness in LR units) gives LR patches on the LR grid, reproducibly."""
+    from medsr.degrade import load_preset
+
+    d = load_preset("mri-random", scale=(2, 2), profile=["gaussian", "rect", "none"],
+                    thickness=[[0.7, 1.5], [0.7, 1.5]], downsample=["acquire"],
+                    sigma=[0.0, 0.01])
+    x = np.random.default_rng(0).random((1, 48, 48)).astype(np.float32)
+    d.set_random_state(3)
+    a = d(x)
+    d.set_random_state(3)
+    np.testing.assert_array_equal(d(x), a)
+    assert a.shape == (1, 24, 24) and d.last_params["downsample"] == "acquire"

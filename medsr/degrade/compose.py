@@ -19,7 +19,14 @@ from monai.transforms import Randomizable, Transform
 
 from medsr.degrade import _array
 from medsr.degrade.blur import UNITS, blur, blur_widths
-from medsr.degrade.downsample import MODES, WINDOWS, downsample, lr_affine, resolve_factors
+from medsr.degrade.downsample import (
+    MODES,
+    WINDOWS,
+    acquire,
+    downsample,
+    lr_affine,
+    resolve_factors,
+)
 from medsr.degrade.jpeg import jpeg
 from medsr.degrade.noise import MAX_PHOTONS, NOISES, absolute_levels, add_noise
 from medsr.degrade.profiles import PROFILES, load_kernel
@@ -159,6 +166,9 @@ def _check(p: dict[str, Any]) -> None:
         raise UserError(f"JPEG quality must be in 1..100, got {q}")
     if p["zero_filled"] and p["downsample"] != "kspace":
         raise UserError("zero_filled applies to downsample: kspace only")
+    if p["downsample"] == "acquire" and p["profile"] == "kernel":
+        raise UserError("downsample 'acquire' needs a named profile (gaussian, rect or none), "
+                        "not a kernel; use decimate after the kernel")
     if p["profile"] == "kernel" and not p["kernel"]:
         raise UserError("profile 'kernel' needs kernel: a .npy file")
 
@@ -171,8 +181,10 @@ class Degradation(Randomizable, Transform):
         profile: "gaussian" | "rect" | "none" | "kernel"; fwhm / thickness per axis
             (None: k where k > 1, i.e. thickness = spacing), in ``units`` "voxel", "mm"
             or "lr" (multiples of the LR spacing).
-        downsample: "decimate" | "area" | "kspace" | "bicubic"; window (kspace): None |
-            "hann" | "tukey" (``window_alpha``); zero_filled: kspace result on the HR grid.
+        downsample: "decimate" | "area" | "kspace" | "bicubic" | "acquire" (the profile
+            centred on each LR sample, integer k: an exact slice acquisition); window
+            (kspace): None | "hann" | "tukey" (``window_alpha``); zero_filled: kspace
+            result on the HR grid.
         artefacts: MONAI artefacts applied to the LR image, e.g. [{"type": "gibbs",
             "alpha": [0.2, 0.5]}, {"type": "bias_field", "coeff_range": [0, 0.1]}].
         noise: "none" | "gaussian" | "rician" | "poisson-gaussian"; sigma, gain (Poisson,
@@ -244,9 +256,14 @@ class Degradation(Randomizable, Transform):
                 raise UserError(f"Poisson gain {min(gain_abs):g} is too small for intensities "
                                 f"up to {peak:g} (over {MAX_PHOTONS:g} photons per voxel)")
 
-        y = blur(x, p["profile"], widths, p["kernel"])
-        y = downsample(y, factors, p["downsample"], p["window"], p["window_alpha"],
-                       p["zero_filled"])
+        if p["downsample"] == "acquire":  # the profile centred on each LR sample itself
+            y = blur(x, p["profile"], [w if k == 1.0 else 0.0 for w, k in zip(widths, factors)],
+                     p["kernel"])
+            y = acquire(y, factors, p["profile"], widths)
+        else:
+            y = blur(x, p["profile"], widths, p["kernel"])
+            y = downsample(y, factors, p["downsample"], p["window"], p["window_alpha"],
+                           p["zero_filled"])
         seeds = np.random.RandomState(p["noise_seed"] % (2**32)).randint(2**31, size=1 + len(
             p["artefacts"]))
         for spec, s in zip(p["artefacts"], seeds[1:]):

@@ -17,6 +17,12 @@ Every mode is a linear map per axis (an (n_lr, n) matrix), exact for any k:
   - bicubic:  antialiased Keys cubic (a = -0.5) widened by k, rows normalised, symmetric
     borders: MATLAB ``imresize`` / PIL ``BICUBIC`` on this grid.
 ``zero_filled`` (kspace only) returns the truncated spectrum on the HR grid instead.
+
+``acquire`` (integer k; :func:`acquire`) is blur and sampling in one: the slice profile
+centred at x_j itself and integrated over each HR voxel, as a 2D multi-slice acquisition
+records a slice. Blur then ``decimate`` centres the profile on HR voxels and, for even k,
+interpolates between two of them: one more [1/2, 1/2] blur (a box of k voxels becomes
+k + 1 voxels of trapezoid), so ``acquire`` is what the profile alone gives.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from medsr import geometry
 from medsr.degrade import _array
 from medsr.errors import UserError
 
-MODES = ("decimate", "area", "kspace", "bicubic")
+MODES = ("decimate", "area", "kspace", "bicubic", "acquire")
 WINDOWS = (None, "none", "hann", "tukey")
 
 
@@ -146,7 +152,7 @@ def axis_matrix(n: int, k: float, mode: str, window: str | None = None,
     x = k * np.arange(m) + o
     T = np.zeros((m, n))
     rows = np.arange(m)
-    if mode == "decimate":
+    if mode in ("decimate", "acquire"):  # acquire without a profile: point sampling
         xc = np.clip(x, 0, n - 1)
         i0 = np.floor(xc).astype(int)
         i1 = np.minimum(i0 + 1, n - 1)
@@ -168,6 +174,53 @@ def axis_matrix(n: int, k: float, mode: str, window: str | None = None,
             w = _keys((i - x) / s)
             np.add.at(T, (rows, _reflect(i, n)), w)
     return T / T.sum(axis=1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=256)
+def acquisition_matrix(n: int, k: int, profile: str, width: float) -> np.ndarray:
+    """The (n // k, n) matrix of an exact acquisition along one axis: LR sample j is the
+    profile (``gaussian`` of FWHM ``width`` or ``rect`` of that width, in HR voxels; no
+    blur: ``decimate``) centred at x_j = k j + (k - 1) / 2 and integrated over each HR voxel
+    [i - 1/2, i + 1/2] (``profiles.integrated_taps``), weight past a border mirrored back
+    in (half-sample symmetric), rows summing to 1. A box of width k is exactly the mean of
+    each block of k voxels."""
+    from medsr.degrade.profiles import integrated_taps
+
+    if profile == "none" or width <= 0:
+        return axis_matrix(n, float(k), "decimate")
+    m, o = lr_grid(n, float(k))
+    offsets, taps = integrated_taps(profile, [float(width)], centre=o % 1.0)
+    x = k * np.arange(m) + o
+    idx = np.rint(x[:, None] + offsets[None, :]).astype(int)  # HR voxel of each tap
+    T = np.zeros((m, n))
+    np.add.at(T, (np.repeat(np.arange(m), offsets.size), _reflect(idx, n).ravel()),
+              np.tile(taps[0], m))
+    return T / T.sum(axis=1, keepdims=True)
+
+
+def acquire(x: torch.Tensor, factors: Sequence[float], profile: str,
+            widths: Sequence[float]) -> torch.Tensor:
+    """Channel-first ``x`` acquired along every axis with k > 1 by
+    :func:`acquisition_matrix` (a named profile of ``widths[axis]`` HR voxels); axes with
+    k == 1 are left as they are (blur them first where asked)."""
+    if profile not in ("gaussian", "rect", "none"):
+        raise UserError(f"downsample 'acquire' needs a named profile (gaussian, rect or "
+                        f"none), not {profile!r}; use decimate after the kernel")
+    for ax, k in enumerate(factors):
+        if k == 1.0:
+            continue
+        ki = _as_int(k)
+        if ki is None:
+            raise UserError(f"downsample 'acquire' needs integer factors, got {k:g}; use "
+                            "decimate or area")
+        n = int(x.shape[ax + 1])
+        lr_grid(n, float(ki))  # refuses an axis shorter than k
+        if n % ki:
+            warnings.warn(f"axis {ax}: {n} voxels is not a multiple of {ki}; the last "
+                          f"{n % ki} are not covered by the LR grid", stacklevel=3)
+        T = acquisition_matrix(n, ki, profile, float(widths[ax]))
+        x = _array.apply_along(x, T, ax + 1)
+    return x
 
 
 def resolve_factors(scale: Any, spatial_shape: Sequence[int]) -> list[float]:
