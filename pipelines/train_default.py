@@ -38,12 +38,14 @@ CONFIGS = ROOT / "configs" / "default"
 WEIGHTS = ROOT / "medsr" / "weights"
 # the commit whose medsr/weights the shipped defaults were fine-tuned from, and its lineage:
 # b976409 (MNI152 template only) -> fca3aa5 (1000 steps on real scans, area / k-space
-# sampling) -> 2e34849 -> b9716ad (1000 steps more, with decimate: profiles acquired as
-# such) -> this commit's (4000 steps more, same data and degradations)
-PREVIOUS = "b9716ad"
-LINEAGE = ("itself fine-tuned 1000 steps with decimate among the downsamplers from commit "
-           "2e34849's, which were fine-tuned 1000 steps on these real scans (commit fca3aa5) "
-           "from the MNI152-template-only weights of commit b976409")
+# sampling) -> 2e34849 -> b9716ad (1000 steps more, with decimate) -> 76e9127 (4000 steps
+# more, same data and degradations) -> this commit's (4000 steps more, acquire in place of
+# decimate: the profile centred on each LR sample, docs/degradation.md)
+PREVIOUS = "76e9127"
+LINEAGE = ("itself fine-tuned 4000 steps from commit b9716ad's, which were fine-tuned 1000 "
+           "steps with decimate among the downsamplers from commit 2e34849's, which were "
+           "fine-tuned 1000 steps on these real scans (commit fca3aa5) from the "
+           "MNI152-template-only weights of commit b976409")
 MODELS = ["thick_slice_x4", "in_plane_x2", "thick_slice_x2", "in_plane_x4", "thick_slice_x6",
           "thick_slice_x3", "thick_slice_x5"]
 
