@@ -39,6 +39,7 @@ from monai.transforms import Transform
 
 from medsr import geometry
 from medsr.degrade import _array
+from medsr.degrade.profiles import integrated_taps
 from medsr.errors import UserError
 
 MODES = ("decimate", "area", "kspace", "bicubic", "acquire")
@@ -184,8 +185,6 @@ def acquisition_matrix(n: int, k: int, profile: str, width: float) -> np.ndarray
     [i - 1/2, i + 1/2] (``profiles.integrated_taps``), weight past a border mirrored back
     in (half-sample symmetric), rows summing to 1. A box of width k is exactly the mean of
     each block of k voxels."""
-    from medsr.degrade.profiles import integrated_taps
-
     if profile == "none" or width <= 0:
         return axis_matrix(n, float(k), "decimate")
     m, o = lr_grid(n, float(k))
