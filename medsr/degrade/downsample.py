@@ -214,12 +214,17 @@ def acquire(x: torch.Tensor, factors: Sequence[float], profile: str,
                             "decimate or area")
         n = int(x.shape[ax + 1])
         lr_grid(n, float(ki))  # refuses an axis shorter than k
-        if n % ki:
-            warnings.warn(f"axis {ax}: {n} voxels is not a multiple of {ki}; the last "
-                          f"{n % ki} are not covered by the LR grid", stacklevel=3)
+        _warn_uncovered(ax, n, ki)
         T = acquisition_matrix(n, ki, profile, float(widths[ax]))
         x = _array.apply_along(x, T, ax + 1)
     return x
+
+
+def _warn_uncovered(ax: int, n: int, k: int) -> None:
+    """Warn (at the caller's caller) when the LR grid leaves the last n mod k voxels out."""
+    if n % k:
+        warnings.warn(f"axis {ax}: {n} voxels is not a multiple of {k}; the last "
+                      f"{n % k} are not covered by the LR grid", stacklevel=4)
 
 
 def resolve_factors(scale: Any, spatial_shape: Sequence[int]) -> list[float]:
@@ -252,9 +257,8 @@ def downsample(x: torch.Tensor, factors: Sequence[float], mode: str = "area",
         if k == 1.0 and not (zero_filled and mode == "kspace"):
             continue
         ki = _as_int(k)
-        if ki is not None and not zero_filled and n % ki:
-            warnings.warn(f"axis {ax}: {n} voxels is not a multiple of {ki}; the last "
-                          f"{n % ki} are not covered by the LR grid", stacklevel=3)
+        if ki is not None and not zero_filled:
+            _warn_uncovered(ax, n, ki)
         T = axis_matrix(int(n), float(k), mode, window, float(alpha), bool(zero_filled))
         x = _array.apply_along(x, T, ax + 1)
     return x
