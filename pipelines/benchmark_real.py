@@ -131,10 +131,11 @@ def degrade(hr, factors, profile: str):
 
 
 def run(method: str, lr, factors, profile: str, device, weights: dict | None = None,
-        info: dict | None = None):
+        info: dict | None = None, tta: bool = False):
     """(SR array or None when the method does not apply, seconds); ``weights`` maps a
     method prefix ("old ") to the folder of default weights it uses; ``info`` receives a
-    self-supervised run's profile used, steps and load average."""
+    self-supervised run's profile used, steps and load average; ``tta``: the default
+    networks with the flip self-ensemble (``--tta``)."""
     from medsr import pretrained
 
     for prefix, folder in sorted((weights or {}).items(), key=lambda kv: -len(kv[0])):
@@ -160,7 +161,7 @@ def run(method: str, lr, factors, profile: str, device, weights: dict | None = N
         proj = method == "default+proj"  # --slice-profile P; else estimated, as medsr infer
         out = super_resolve_volume(lr, plan, passes=passes, device=device, progress=False,
                                    slice_profile=PROFILES[profile] if proj else None,
-                                   auto_profile=method == "default").volume
+                                   auto_profile=method == "default", tta=tta).volume
     elif ss:
         from medsr.selfsup.api import super_resolve_self_supervised
 
@@ -202,6 +203,12 @@ def scores(ref: np.ndarray, sr: np.ndarray) -> dict:
     return out
 
 
+def _by(rows: list[dict], key: tuple, method: str) -> dict | None:
+    """The row of ``method`` for (subject, case, profile) ``key``, or None."""
+    return next((r for r in rows if (r["subject"], r["case"], r["profile"]) == key
+                 and r["method"] == method), None)
+
+
 def markdown(rows: list[dict], methods: list[str]) -> str:
     """One line per subject, case and profile: 3D PSNR / SSIM of each method, and the
     default's gain over cubic (3D and slice-wise PSNR, 3D SSIM)."""
@@ -235,9 +242,21 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
                      f"dB, min {g[:, 0].min():+.2f}, max {g[:, 0].max():+.2f} (slice-wise mean "
                      f"{g[:, 1].mean():+.2f}); SSIM above cubic in {(g[:, 2] > 0).sum()} of "
                      f"{len(g)} cases (mean {g[:, 2].mean():+.4f}).")
+    if gains:
+        for kind in ("in-plane", "one-axis"):
+            k = np.array([gi[0] for gi, key in zip(gains, keys) if key[1].startswith(kind)])
+            if k.size:
+                lines.append(f"{kind}: default - cubic mean {k.mean():+.2f} dB, min "
+                             f"{k.min():+.2f}; {(k >= 0.5).sum()} of {k.size} cases >= +0.5 dB.")
     if gains_old:
         lines.append(f"Old default vs cubic: PSNR gain mean {np.mean(gains_old):+.2f} dB, "
                      f"min {np.min(gains_old):+.2f}, max {np.max(gains_old):+.2f}.")
+    for a, b in (("default", "old default"), ("default+proj", "default")):
+        d = [_by(rows, key, a)["psnr"] - _by(rows, key, b)["psnr"] for key in keys
+             if _by(rows, key, a) and _by(rows, key, b)]
+        if d:
+            lines.append(f"{a} - {b}: mean {np.mean(d):+.2f} dB, min {np.min(d):+.2f}, max "
+                         f"{np.max(d):+.2f}; above in {(np.array(d) > 0).sum()} of {len(d)}.")
     ss = [r for r in rows if "steps" in r]
     if ss:  # self-supervised runs: against cubic, with what they trained and under what load
         lines += ["", "| subject | case | profile | method | PSNR / SSIM | - cubic: PSNR, SSIM "

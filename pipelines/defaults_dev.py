@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,23 +28,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "pipelines"))
 SUBJECTS = ("pycortex_s1_t1", "heudiconv_b0_1", "colin27_t1")
-
-
-def run_default(lr, factors, weights: Path, tta: bool) -> np.ndarray:
-    """What ``medsr infer`` (``--tta`` when asked) makes of ``lr`` with these weights."""
-    from medsr import pretrained
-    from medsr.geometry import plan_grid
-    from medsr.inference.resolvers import model_passes
-    from medsr.pipeline import super_resolve_volume
-    from medsr.pipeline.result import clip_overshoot
-
-    pretrained.WEIGHTS_DIR = weights
-    plan = plan_grid(lr, scale=factors)
-    passes = model_passes(plan, None, "cpu")
-    out = super_resolve_volume(lr, plan, passes=passes, device="cpu", progress=False,
-                               auto_profile=True, tta=tta).volume
-    out, _ = clip_overshoot(lr, out)
-    return np.asarray(out.data, dtype=np.float32)
 
 
 def markdown(rows: list[dict], names: list[str]) -> str:
@@ -58,21 +40,20 @@ def markdown(rows: list[dict], names: list[str]) -> str:
         body += f"| {' | '.join(key)} | " + " | ".join(
             f"{cell[m]['psnr']:.2f} / {cell[m]['ssim']:.3f}" if m in cell else "-"
             for m in ["cubic", *names]) + " |\n"
+    def diffs(a: str, b: str) -> list[float]:  # PSNR of a - b, case by case
+        psnr = {(r["subject"], r["case"], r["profile"], r["method"]): r["psnr"] for r in rows}
+        return [psnr[(*key, a)] - psnr[(*key, b)] for key in keys
+                if (*key, a) in psnr and (*key, b) in psnr]
+
     lines = []
     for m in names:
-        gains = [r["psnr"] - c["psnr"] for r in rows if r["method"] == m
-                 for c in rows if c["method"] == "cubic"
-                 and (c["subject"], c["case"], c["profile"])
-                 == (r["subject"], r["case"], r["profile"])]
+        gains = diffs(m, "cubic")
         secs = sum(r["seconds"] for r in rows if r["method"] == m)
         lines.append(f"- {m} - cubic: mean {np.mean(gains):+.2f} dB, min {min(gains):+.2f}, "
                      f"max {max(gains):+.2f} ({len(gains)} cases, {secs:.0f} s in all)")
     for i, b in enumerate(names):  # each later column against each earlier one
         for a in names[i + 1:]:
-            d = [ra["psnr"] - rb["psnr"] for ra in rows if ra["method"] == a
-                 for rb in rows if rb["method"] == b
-                 and (ra["subject"], ra["case"], ra["profile"])
-                 == (rb["subject"], rb["case"], rb["profile"])]
+            d = diffs(a, b)
             lines.append(f"- {a} - {b}: mean {np.mean(d):+.2f} dB, min {min(d):+.2f}, "
                          f"max {max(d):+.2f}")
     return head + body + "\n" + "\n".join(lines) + "\n"
@@ -112,13 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             factors = br.factors_of(case, 0)
             for profile in br.PROFILES:
                 lr = br.degrade(ref, factors, profile)
-                t0 = time.perf_counter()
-                cubic, _ = br.run("cubic", lr, factors, profile, "cpu")
-                todo = [("cubic", cubic, time.perf_counter() - t0)]
-                for label, folder, tta in methods:
-                    t0 = time.perf_counter()
-                    sr = run_default(lr, factors, folder, tta)
-                    todo.append((label, sr, time.perf_counter() - t0))
+                todo = [("cubic", *br.run("cubic", lr, factors, profile, "cpu"))]
+                for label, folder, tta in methods:  # as medsr infer with no flags
+                    sr, secs = br.run("default", lr, factors, profile, "cpu",
+                                      {"": folder}, tta=tta)
+                    todo.append((label, sr, secs))
                 for label, sr, secs in todo:
                     r = {"subject": name, "case": case, "profile": profile, "method": label,
                          **br.scores(ref.data, sr), "seconds": secs}
