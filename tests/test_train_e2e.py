@@ -147,6 +147,38 @@ def test_other_sampling_modes(tmp_path, mode, extra):
         assert info["in_channels"] == 3 and info["out_channels"] == 1
 
 
+def test_max_anisotropy_leaves_out_scans_without_a_sharp_plane(tmp_path, capsys):
+    """A folder with an isotropic and a 5 mm-slice scan: a sampling across the slices
+    (normals x, y) trains on the isotropic one only, and the same weights come out as
+    without the thick scan; a folder of thick scans only is a one-line error."""
+    data = _volumes(tmp_path, n=1, shape=(24, 24, 24))
+    iso = nib.load(data / "vol0.nii.gz")
+    nib.save(nib.Nifti1Image(iso.get_fdata(dtype=np.float32), np.eye(4)),
+             data / "vol0.nii.gz")
+    sampling = ("{mode: 2d, axes: [0, 1], max_anisotropy: 1.5, patch_size: 16, "
+                "batch_size: 2, val_patches: 2, min_foreground: 0.0}")
+    cfg = _config(tmp_path, data, sampling=sampling)
+    sets = ["--set", "train.steps=3", "--set", "train.val_every=3", "--set",
+            "data.val_fraction=0.0"]
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "a"), "--no-progress",
+                 *sets]) == 0
+    thick = np.random.default_rng(1).random((24, 24, 6)).astype(np.float32) * 1000
+    nib.save(nib.Nifti1Image(thick, np.diag([0.6, 0.6, 5.0, 1.0])), data / "vol1.nii.gz")
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "b"), "--no-progress",
+                 *sets]) == 0
+    a, _ = load_model(tmp_path / "a/checkpoints/last.safetensors")
+    b, _ = load_model(tmp_path / "b/checkpoints/last.safetensors")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    (data / "vol0.nii.gz").unlink()
+    capsys.readouterr()
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "c"), "--no-progress",
+                 *sets]) == 2
+    err = capsys.readouterr().err
+    assert "max_anisotropy" in err and err.count("\n") == 1
+    assert not (tmp_path / "c" / "checkpoints").exists()
+
+
 def test_adversarial_training_runs_and_resumes_state(tmp_path):
     data = _volumes(tmp_path, n=2)
     cfg = _config(tmp_path, data, loss="{l1: 1.0, adversarial: 0.01, adversarial_kind:"

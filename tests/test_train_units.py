@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from medsr.errors import UserError
 from medsr.training.build import lr_at
 from medsr.training.data.sampling import SamplingSpec, draw
 from medsr.training.determinism import rng_state, set_rng_state
@@ -75,6 +76,30 @@ def test_sampling_geometry_and_permutation_rules():
     d = np.diff(s["hr"][:, 4, 4])
     assert set(d.tolist()) <= {0.0, 1.0} and d.sum() >= 2  # edges replicate at the border
     assert math.isclose(float(s["hr"][2, 0, 0] % 1), 0.0)
+
+
+def test_max_anisotropy_samples_only_the_acquired_planes_of_thick_slice_scans():
+    """sampling.max_anisotropy: a 0.6 x 0.6 x 5 mm scan gives only axial patches; an
+    isotropic one every orientation, drawn exactly as without the option."""
+    vol = np.arange(20 * 18 * 16, dtype=np.float32).reshape(1, 20, 18, 16)
+    base = dict(mode="2d", axes=(0, 1, 2), context=1, patch=(8, 8), scale=(2, 2),
+                flips=False, permute=False)
+    spec = SamplingSpec(**base, max_anisotropy=1.5)
+    thick, iso = (0.6, 0.6, 5.0), (1.0, 1.0, 1.0)
+    assert spec.normals_for(thick) == (2,) and spec.normals_for(iso) == (0, 1, 2)
+    assert spec.normals_for((1.0, 1.4, 1.0)) == (0, 1, 2)        # within 1.5 x
+    assert SamplingSpec(**base).normals_for(thick) == (0, 1, 2)  # option off: all
+    normals = {draw({"image": vol, "spacing": thick}, spec, np.random.default_rng(s))["normal"]
+               for s in range(30)}
+    assert normals == {2}
+    for seed in range(10):  # an isotropic volume: the same draws as with the option off
+        a = draw({"image": vol, "spacing": iso}, spec, np.random.default_rng(seed))
+        b = draw({"image": vol, "spacing": iso}, SamplingSpec(**base), np.random.default_rng(seed))
+        assert a["normal"] == b["normal"] and np.array_equal(a["hr"], b["hr"])
+    with pytest.raises(UserError, match="max_anisotropy"):
+        draw({"image": vol, "spacing": thick},
+             SamplingSpec(**{**base, "axes": (0, 1)}, max_anisotropy=1.5),
+             np.random.default_rng(0))
 
 
 def test_intensity_augmentation_gamma_remap_and_paired_refusal():

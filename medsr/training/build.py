@@ -94,7 +94,9 @@ def sampling_spec(cfg: dict) -> SamplingSpec:
                         min_foreground=float(s["min_foreground"]),
                         gamma=None if s["gamma"] is None else (float(s["gamma"][0]),
                                                                float(s["gamma"][1])),
-                        remap=float(s["remap"]))
+                        remap=float(s["remap"]),
+                        max_anisotropy=(None if s["max_anisotropy"] is None
+                                        else float(s["max_anisotropy"])))
 
 
 def create_model(cfg: dict, in_ch: int, out_ch: int) -> nn.Module:

@@ -179,6 +179,22 @@ def _batch_sizes(cfg: dict) -> tuple[int, int]:
     return bs, local_bs
 
 
+def _with_planes(volumes: list[dict], spec) -> list[dict]:
+    """The volumes with at least one plane ``spec`` may sample (``sampling.max_anisotropy``);
+    the others are left out, by name in the log (a thick-slice scan under a sampling that
+    would cut across its slices)."""
+    keep = [v for v in volumes if spec.normals_for(v["spacing"])]
+    for v in volumes:
+        if not spec.normals_for(v["spacing"]):
+            log.info("left out %s: spacing %s has no plane of sampling.axes %s within "
+                     "sampling.max_anisotropy %s", v.get("source"), tuple(v["spacing"]),
+                     list(spec.axes), spec.max_anisotropy)
+    if volumes and not keep:
+        raise UserError(f"no volume has a plane of sampling.axes {list(spec.axes)} within "
+                        f"sampling.max_anisotropy {spec.max_anisotropy} of its finest spacing")
+    return keep
+
+
 class _Data:
     """The run's volumes (read and normalised), patch datasets and validation patches."""
 
@@ -188,9 +204,11 @@ class _Data:
         self.train_items, self.val_items = split_items(
             items, float(cfg["data"]["val_fraction"]), seed, cfg["data"]["val_paths"])
         norm, cache = cfg["data"]["normalise"], cfg["data"]["cache"]
-        self.train_vols = load_volumes(self.train_items, norm["lower"], norm["upper"], cache)
+        self.train_vols = _with_planes(
+            load_volumes(self.train_items, norm["lower"], norm["upper"], cache), spec)
         self.val_vols = (self.train_vols if self.val_items == self.train_items
-                         else load_volumes(self.val_items, norm["lower"], norm["upper"], cache))
+                         else _with_planes(load_volumes(self.val_items, norm["lower"],
+                                                        norm["upper"], cache), spec))
         self.degradation = build_degradation(cfg, spec.scale)
         target_noise = cfg["degradation"]["target_noise"]
         self.train_ds = SRPatchDataset(self.train_vols, spec, self.degradation, seed, stream=0,

@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
         "min_foreground": 0.25,  # share of voxels above 0.1 a patch needs (retries)
         "gamma": None,           # [lo, hi]: HR intensity augmentation x ** g (log-uniform g)
         "remap": 0.0,            # probability of a random smooth intensity look-up table
+        "max_anisotropy": None,  # 2d / 2.5d: sample only planes whose axes are at most this
+                                 # x the volume's finest spacing (thick-slice scans: their
+                                 # acquired planes); volumes with none are left out
         "num_workers": 0,
         "val_patches": 16,
     },
@@ -250,6 +253,8 @@ def validate(cfg: dict) -> None:
     _num(cfg, "sampling.batch_size", integer=True, ge=1, le=65536)
     _num(cfg, "sampling.min_foreground", ge=0, le=1)
     _num(cfg, "sampling.remap", ge=0, le=1)
+    if s["max_anisotropy"] is not None:
+        _num(cfg, "sampling.max_anisotropy", ge=1, le=1000)
     _num(cfg, "sampling.num_workers", integer=True, ge=0, le=1024)
     _num(cfg, "sampling.val_patches", integer=True, ge=1, le=100_000)
     g = s["gamma"]

@@ -97,7 +97,7 @@ class SRPatchDataset(Dataset):
         for v in volumes:
             where = f"{v['source']}: " if v.get("source") else ""
             try:
-                check_volume(v["image"].shape[1:], spec)
+                check_volume(v["image"].shape[1:], spec, v.get("spacing"))
             except UserError as exc:
                 raise UserError(f"{where}{exc}") from exc
             if spec.mode == "2.5d" and v["image"].shape[0] != 1:

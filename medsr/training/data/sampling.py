@@ -30,6 +30,19 @@ class SamplingSpec:
     min_foreground: float = 0.0
     gamma: tuple[float, float] | None = None  # HR intensity x -> x ** g, log g uniform
     remap: float = 0.0                        # probability of a random smooth intensity LUT
+    max_anisotropy: float | None = None       # 2d / 2.5d: planes coarser than this x finest
+
+    def normals_for(self, spacing) -> tuple[int, ...]:
+        """The slice normals of ``axes`` whose planes are a sharp truth for a volume of
+        voxel ``spacing``: every patch axis at most ``max_anisotropy`` times the volume's
+        finest spacing (all of ``axes`` when it is None). A scan of 5 mm slices gives only
+        its acquired planes: a patch across its slices would teach the network a blurred
+        target."""
+        if self.mode == "3d" or self.max_anisotropy is None:
+            return self.axes
+        sp = np.asarray(spacing, dtype=np.float64)
+        limit = float(sp.min()) * self.max_anisotropy * (1 + 1e-6)
+        return tuple(n for n in self.axes if all(sp[a] <= limit for a in self.patch_axes(n)))
 
     @property
     def spatial_dims(self) -> int:
@@ -47,9 +60,11 @@ class SamplingSpec:
         return tuple(out)  # type: ignore[return-value]
 
 
-def check_volume(shape: tuple[int, ...], spec: SamplingSpec) -> None:
-    """UserError when a volume is too small for the patch along a sampled orientation."""
-    normals = [None] if spec.mode == "3d" else list(spec.axes)
+def check_volume(shape: tuple[int, ...], spec: SamplingSpec, spacing=None) -> None:
+    """UserError when a volume is too small for the patch along a sampled orientation
+    (the orientations ``spec.normals_for(spacing)`` allows, when ``spacing`` is given)."""
+    normals = [None] if spec.mode == "3d" else list(
+        spec.axes if spacing is None else spec.normals_for(spacing))
     for normal in normals:
         for ax, p in zip(spec.patch_axes(normal), spec.patch):
             if shape[ax] < p:
@@ -86,8 +101,13 @@ def draw(vol: dict, spec: SamplingSpec, rng: np.random.Generator, augment: bool 
     paired = vol.get("lr")
     mask = vol.get("mask")
     tries = 20 if (spec.min_foreground > 0 or mask is not None) else 1
+    normals = spec.normals_for(vol["spacing"])
+    if not normals:
+        raise UserError(f"no plane of sampling.axes {list(spec.axes)} is within "
+                        f"sampling.max_anisotropy {spec.max_anisotropy} of the finest "
+                        f"spacing {tuple(vol['spacing'])}")
     for _ in range(tries):
-        normal = None if spec.mode == "3d" else int(spec.axes[rng.integers(len(spec.axes))])
+        normal = None if spec.mode == "3d" else int(normals[rng.integers(len(normals))])
         pax = spec.patch_axes(normal)
         vscale = spec.volume_scale(normal)
         align = vscale if paired is not None else (1, 1, 1)
