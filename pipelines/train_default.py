@@ -36,16 +36,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "default"
 WEIGHTS = ROOT / "medsr" / "weights"
-# the commit whose medsr/weights the shipped defaults were fine-tuned from, and its lineage:
+# the commit whose medsr/weights each shipped default was fine-tuned from, and its lineage:
 # b976409 (MNI152 template only) -> fca3aa5 (1000 steps on real scans, area / k-space
 # sampling) -> 2e34849 -> b9716ad (1000 steps more, with decimate) -> 76e9127 (4000 steps
-# more, same data and degradations) -> this commit's (4000 steps more, acquire in place of
-# decimate: the profile centred on each LR sample, docs/degradation.md)
-PREVIOUS = "76e9127"
-LINEAGE = ("itself fine-tuned 4000 steps from commit b9716ad's, which were fine-tuned 1000 "
-           "steps with decimate among the downsamplers from commit 2e34849's, which were "
-           "fine-tuned 1000 steps on these real scans (commit fca3aa5) from the "
-           "MNI152-template-only weights of commit b976409")
+# more, same data and degradations) -> 79126dc (4000 steps more, acquire in place of
+# decimate: the profile centred on each LR sample, docs/degradation.md) -> the in-plane
+# defaults of this commit (4000 + 4000 steps more with pyradiomics' thick-slice scans,
+# their axial planes: two chest CTs, two post-contrast T1 brains, docs/data.md)
+LINEAGE_76 = ("itself fine-tuned 4000 steps from commit b9716ad's, which were fine-tuned "
+              "1000 steps with decimate among the downsamplers from commit 2e34849's, which "
+              "were fine-tuned 1000 steps on these real scans (commit fca3aa5) from the "
+              "MNI152-template-only weights of commit b976409")
+LINEAGE_79 = ("themselves fine-tuned 4000 steps with acquire in place of decimate from "
+              f"commit 76e9127's, {LINEAGE_76.replace('itself ', '')}")
+PREVIOUS = {"in_plane_x2": ("79126dc", LINEAGE_79), "in_plane_x4": ("79126dc", LINEAGE_79)}
+PREVIOUS_OTHERS = ("76e9127", LINEAGE_76)  # the thick-slice defaults
+
+
+def previous(name: str) -> tuple[str, str]:
+    """(commit, lineage) of the weights default ``name`` is fine-tuned from."""
+    return PREVIOUS.get(name, PREVIOUS_OTHERS)
+
+
 MODELS = ["thick_slice_x4", "in_plane_x2", "thick_slice_x2", "in_plane_x4", "thick_slice_x6",
           "thick_slice_x3", "thick_slice_x5"]
 
@@ -99,12 +111,14 @@ def train_one(name: str, data_dir: Path, runs: Path, sets: list[str],
 
 def collect_run(name: str, data_dir: Path, runs: Path, sets: list[str],
                 init: Path | None = None) -> tuple[str, float, Path]:
-    """A finished run; its training time from the run's own files (manifest -> best)."""
+    """A finished run; its training time from the run's own files (manifest -> the last
+    checkpoint written, the end of training)."""
     run_dir = runs / name
     best = run_dir / "checkpoints" / "best.safetensors"
     if not best.exists():
         raise SystemExit(f"{run_dir} has no best checkpoint; train it first")
-    secs = best.stat().st_mtime - (run_dir / "manifest.json").stat().st_mtime
+    end = max(p.stat().st_mtime for p in (run_dir / "checkpoints").glob("*.safetensors"))
+    secs = end - (run_dir / "manifest.json").stat().st_mtime
     return name, secs, run_dir
 
 
@@ -119,8 +133,9 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
         [f" gamma x ** g, log g uniform in {smp['gamma']};" if smp.get("gamma") else "",
          f" a random smooth look-up table (contrasts may reorder) for {smp['remap']:.0%} of "
          "patches" if smp.get("remap") else ""]).rstrip(";") or " none"
+    commit, lineage = previous(name)
     init = ("fine-tuned from the previous default of the same name (medsr/weights at "
-            f"commit {PREVIOUS}, {LINEAGE}), "
+            f"commit {commit}, {lineage}), "
             if cfg["model"].get("init") else "")
     tn = cfg["degradation"].get("target_noise") or {"kind": "none"}
     target_noise = ("none (targets as the sources are)" if tn["kind"] == "none" else
@@ -128,12 +143,25 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
                     f"the HR patch before degrading, for sources matching {tn['match']} "
                     "(templates, averages and pycortex's flattened white matter); the real "
                     "scans keep their own noise, so the networks do not learn to denoise")
-    regen = (f"`mkdir -p runs/previous && git show {PREVIOUS}:medsr/weights/{name}"
+    regen = (f"`mkdir -p runs/previous && git show {commit}:medsr/weights/{name}"
              f".safetensors > runs/previous/{name}.safetensors` (and its `.json`), then "
              f"`python pipelines/train_default.py --only {name} --init runs/previous`"
              if init else f"`python pipelines/train_default.py --only {name}`")
     n_threads = int(cfg.get("num_threads", 1))
     threads = f"{n_threads} CPU thread{'s' if n_threads > 1 else ''}"
+    # pyradiomics' 5-6.5 mm scans: only a sampling with the axial planes (normal 2) uses them
+    axial = 2 in cfg["sampling"]["axes"] and cfg["sampling"].get("max_anisotropy")
+    thick = ("; the axial planes of four clinical thick-slice scans of four more adults "
+             "(pyradiomics: two chest CTs, 0.57-0.63 mm in-plane, and two post-contrast T1 "
+             "brains, 0.78 mm in-plane)" if axial else "")
+    aniso = (f", only planes within {cfg['sampling']['max_anisotropy']} x a volume's finest "
+             "spacing" if cfg["sampling"].get("max_anisotropy") else "")
+    limits_thick = ", four clinical thick-slice scans" if axial else ""
+    limits_ct = ("brain MRI and chest CT (the held-out head CT measures the transfer to "
+                 "another body part)" if axial else
+                 "brain MRI only (T1, diffusion; the intensity augmentation stands in for "
+                 "other contrasts); no CT in training (the held-out CT measures the "
+                 "transfer)")
     use = ("one coarse axis: applied on both planes that contain it, fused"
            if info["scale"][0] == 1 else "in-plane, slice by slice")
     return f"""# medsr default model `{name.replace('_', '-')}`
@@ -143,8 +171,8 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
 - **Data** (`pipelines/real_data.py`, table in docs/data.md): scans of real people:
   pycortex's adult T1 (1 mm), heudiconv's diffusion b0 x2 and b1500 of one adult
   (1.5 mm); Colin27 (one adult, average of 27 scans, 1 mm); the INIA19 macaque template
-  (0.5 mm); the MNI152 T1 template's anterior block (y < 110 voxels, 1 mm); slices from
-  orientations {cfg['sampling']['axes']}; robust percentile normalisation
+  (0.5 mm); the MNI152 T1 template's anterior block (y < 110 voxels, 1 mm){thick};
+  slices from orientations {cfg['sampling']['axes']}{aniso}; robust percentile normalisation
   {cfg['data']['normalise']}. Held out (never trained on): a head CT, the ITK T1 and
   dipy's b0 (`pipelines/benchmark_real.py`), and the MNI152 posterior block
   (`pipelines/benchmark_quality.py`).
@@ -159,8 +187,7 @@ def model_card(name: str, info: dict, seconds: float, run_dir: Path) -> str:
 - **Validation** (held-back patches of the training block, last evaluation): {val}.
 - **Regenerate**: {regen}.
 - **Known limits**: few subjects (three real adults, two averages, one macaque
-  template), brain MRI only (T1, diffusion; the intensity augmentation stands in for
-  other contrasts); no CT in training (the held-out CT measures the transfer); trained
+  template{limits_thick}), {limits_ct}; trained
   on magnitude images normalised to [0, 1] by percentiles; the output keeps the input's
   noise (it does not denoise). Use
   `medsr infer --self-supervised` for scans unlike the training data.
