@@ -36,6 +36,7 @@ last axis (2D), data range = reference max - min (``medsr.metrics``).
 
     python pipelines/benchmark_real.py [--weights DIR] [--compare OLD_DIR] [--selfsup 60,300]
         [--cases in-plane-x2] [--subjects itk_t1] [--profiles box] [--methods cubic]
+    python pipelines/benchmark_real.py --readme-table   # README's table from the JSON
     python pipelines/benchmark_quality.py real ...       # the same
 Writes docs/benchmarks/quality_real.{json,md} (``--json`` / ``--markdown`` elsewhere).
 """
@@ -277,6 +278,24 @@ def markdown(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(rows: list[dict]) -> str:
+    """README's "Quality" table from the rows: cubic, ibp, the previous weights, the
+    default (bold), the default under the true profile, and the default's gain."""
+    cols = ("cubic", "ibp", "old default", "default", "default+proj")
+    lines = ["| scan | case | profile | cubic | ibp | previous default | **default** | "
+             "default + `--slice-profile` | default - cubic |", "|" + "---|" * 9]
+    for key in dict.fromkeys((r["subject"], r["case"], r["profile"]) for r in rows):
+        by = {m: _by(rows, key, m) for m in cols}
+        if not (by["default"] and by["cubic"]):
+            continue
+        cell = {m: f"{r['psnr']:.2f} / {r['ssim']:.3f}" if r else "-" for m, r in by.items()}
+        d, c = by["default"], by["cubic"]
+        lines.append(f"| {' | '.join(key)} | {cell['cubic']} | {cell['ibp']} | "
+                     f"{cell['old default']} | **{cell['default']}** | {cell['default+proj']} "
+                     f"| {d['psnr'] - c['psnr']:+.2f} dB, {d['ssim'] - c['ssim']:+.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     import real_data
 
@@ -305,10 +324,15 @@ def main(argv: list[str] | None = None) -> int:
                          "--json (e.g. a later case)"),
         "--json": dict(type=Path, default=ROOT / "docs/benchmarks/quality_real.json"),
         "--markdown": dict(type=Path, default=ROOT / "docs/benchmarks/quality_real.md"),
+        "--readme-table": dict(action="store_true", help="print README's table from "
+                               "--json's rows and stop (no runs)"),
     }
     for flag, kw in options.items():
         ap.add_argument(flag, **kw)
     args = ap.parse_args(argv)
+    if args.readme_table:
+        print(readme_table(json.loads(args.json.read_text())["rows"]), end="")
+        return 0
     weights = {"": (args.weights or pretrained.WEIGHTS_DIR).resolve()}
     budgets = [f"{float(b):g}" for b in args.selfsup.split(",") if b.strip()]
     methods = [m for m in args.methods.split(",") if m] + [f"selfsup {b}s" for b in budgets]

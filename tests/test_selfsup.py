@@ -392,6 +392,21 @@ def test_defaults_dev_summarises_gains_per_case():
     assert "| s | a | box | 30.00 / 0.900 | 31.00 / 0.900 | 31.50 / 0.900 |" in text
 
 
+def test_benchmark_real_readme_table_from_rows():
+    """README's table (``benchmark_real.py --readme-table``): the default in bold, its
+    gain over cubic in PSNR and SSIM, '-' where a method did not run (in-plane
+    projection)."""
+    (bench,) = _pipelines("benchmark_real")
+    rows = [{"subject": "ct", "case": "in-plane-x2", "profile": "box", "method": m,
+             "psnr": p, "ssim": q} for m, p, q in (("cubic", 38.3, 0.985), ("ibp", 31.75, 0.934),
+                                                    ("old default", 38.23, 0.986),
+                                                    ("default", 39.71, 0.990))]
+    text = bench.readme_table(rows)
+    assert ("| ct | in-plane-x2 | box | 38.30 / 0.985 | 31.75 / 0.934 | 38.23 / 0.986 | "
+            "**39.71 / 0.990** | - | +1.41 dB, +0.005 |") in text
+    assert bench.readme_table(rows[:2]).count("\n") == 2  # no default: header only
+
+
 def test_reference_blur_measures_an_axis_made_of_thick_slices():
     """pipelines/reference_blur.py finds the box a reference's axis was acquired with
     (relative to its finest axis), and benchmark_real thickens the finest axis, not one
