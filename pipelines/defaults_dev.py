@@ -6,13 +6,14 @@ pycortex's T1, heudiconv's first b0, Colin27). The defaults were trained on them
 every network's gain over cubic here is optimistic; what this compares is one set of
 weights against another trained on the same data. The LR is acquired as the held-out
 benchmark does (``benchmark_real.degrade``: Gaussian FWHM = k voxels or a block
-average, point-sampled), in-plane x2/x4 along the first two axes and one-axis x2/x4/x6
-along the first. Each weights folder runs as ``medsr infer`` does with no flags
+average, point-sampled; ``--profiles kspace`` adds k-space truncation, as
+``benchmark_quality.degrade`` simulates it), in-plane x2/x4 along the first two axes and
+one-axis x2/x4/x6 along the first. Each weights folder runs as ``medsr infer`` does with no flags
 (``benchmark_real.run``: the default chosen by the factors, the profile estimate and its
 projection when confident), and with ``--tta`` the flip self-ensemble is added.
 
     python pipelines/defaults_dev.py --weights NAME=DIR [NAME=DIR ...] [--tta]
-        [--cases in-plane-x2,...] [--json F]   # and F's .md
+        [--cases in-plane-x2,...] [--profiles gaussian,box,kspace] [--json F]   # and F's .md
     python pipelines/defaults_dev.py --json F --tables-only   # F's .md again from F
 """
 
@@ -60,6 +61,7 @@ def markdown(rows: list[dict], names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import benchmark_quality as bq
     import benchmark_real as br
     import projection_blind as pb
 
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="NAME=DIR: a folder of default weights (medsr/weights' file names)")
     ap.add_argument("--tta", action="store_true", help="also each NAME with the flips")
     ap.add_argument("--cases", default=",".join(br.CASES))
+    ap.add_argument("--profiles", default=",".join(br.PROFILES),
+                    help="gaussian,box (benchmark_real's acquisition) and kspace (k-space "
+                    "truncation, benchmark_quality's)")
     ap.add_argument("--subjects", default=",".join(SUBJECTS))
     ap.add_argument("--json", type=Path, default=ROOT / "docs/benchmarks/defaults_dev.json")
     ap.add_argument("--tables-only", action="store_true",
@@ -91,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         ref = pb.development_volume(name)
         for case in args.cases.split(","):
             factors = br.factors_of(case, 0)
-            for profile in br.PROFILES:
-                lr = br.degrade(ref, factors, profile)
+            for profile in args.profiles.split(","):
+                lr = bq.degrade(ref, factors, profile)  # gaussian / box: br.degrade
                 todo = [("cubic", *br.run("cubic", lr, factors, profile, "cpu"))]
                 for label, folder, tta in methods:  # as medsr infer with no flags
                     sr, secs = br.run("default", lr, factors, profile, "cpu",
