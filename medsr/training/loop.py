@@ -183,9 +183,11 @@ def _with_planes(volumes: list[dict], spec) -> list[dict]:
     """The volumes with at least one plane ``spec`` may sample (``sampling.max_anisotropy``);
     the others are left out, by name in the log (a thick-slice scan under a sampling that
     would cut across its slices)."""
-    keep = [v for v in volumes if spec.normals_for(v["spacing"])]
+    keep = []
     for v in volumes:
-        if not spec.normals_for(v["spacing"]):
+        if spec.normals_for(v["spacing"]):
+            keep.append(v)
+        else:
             log.info("left out %s: spacing %s has no plane of sampling.axes %s within "
                      "sampling.max_anisotropy %s", v.get("source"), tuple(v["spacing"]),
                      list(spec.axes), spec.max_anisotropy)
