@@ -41,8 +41,9 @@ WEIGHTS = ROOT / "medsr" / "weights"
 # sampling) -> 2e34849 -> b9716ad (1000 steps more, with decimate) -> 76e9127 (4000 steps
 # more, same data and degradations) -> 79126dc (4000 steps more, acquire in place of
 # decimate: the profile centred on each LR sample, docs/degradation.md) -> the in-plane
-# defaults of this commit (4000 + 4000 steps more with pyradiomics' thick-slice scans,
-# their axial planes: two chest CTs, two post-contrast T1 brains, docs/data.md)
+# defaults of this commit (4000 steps more with pyradiomics' thick-slice scans, their
+# axial planes: two chest CTs, two post-contrast T1 brains, docs/data.md; in-plane x2 with
+# blurs up to 1.2 x the spacing); the thick-slice defaults: fine-tuned from 76e9127's
 LINEAGE_76 = ("itself fine-tuned 4000 steps from commit b9716ad's, which were fine-tuned "
               "1000 steps with decimate among the downsamplers from commit 2e34849's, which "
               "were fine-tuned 1000 steps on these real scans (commit fca3aa5) from the "
