@@ -746,14 +746,25 @@ def test_the_blind_default_mixes_both_profiles(monkeypatch):
     mix = rep["profile_mixture"]
     assert mix["families"] == ["rect", "gaussian"]
     assert mix["widths_mm"] == {"gaussian": 9.0, "rect": pytest.approx(11.7)}
+    # the pairs span the estimate's error: each family at 0.8, 1 and 1.25 x its width
+    assert mix["spread"] == [0.8, 1.0, 1.25] and len(mix["kernels"]) == 6
     tp = detect_through_plane(vol)
-    np.testing.assert_allclose(mix["kernels"][0], profile_kernel(tp, 11.7, "rect"))
-    np.testing.assert_allclose(mix["kernels"][1], profile_kernel(tp, 9.0, "gaussian"))
+    for i, (width, fam) in enumerate([(11.7 * f, "rect") for f in (0.8, 1.0, 1.25)]
+                                     + [(9.0 * f, "gaussian") for f in (0.8, 1.0, 1.25)]):
+        np.testing.assert_allclose(mix["kernels"][i], profile_kernel(tp, width, fam))
+    # ... while the projection stays under the mean of the two at their widths
+    two = [profile_kernel(tp, 11.7, "rect"), profile_kernel(tp, 9.0, "gaussian")]
+    n = max(kk.size for kk in two)
+    np.testing.assert_allclose(rep["slice_profile"],
+                               np.mean([np.pad(kk, (n - kk.size) // 2) for kk in two], 0))
+    assert "each at 0.8, 1 and 1.25x" in rep["profile_used"]
     assert rep["profile_estimate"]["family"] == "gaussian"
     assert rep["slice_thickness_source"] == "estimate"
     # a thickness given (or from the header) sets both widths
     _, rep = super_resolve_self_supervised(vol, slice_thickness=5.0, **kw)
     assert rep["profile_mixture"]["widths_mm"] == {"rect": 5.0, "gaussian": 5.0}
+    assert rep["profile_mixture"]["spread"] == [1.0]  # a thickness is not spread
+    assert len(rep["profile_mixture"]["kernels"]) == 2
     # a confident estimate still mixes (it can be confidently wrong), and says so
     monkeypatch.setattr(pe, "estimate_profile", lambda v: _estimate("rect", True, 4.4))
     _, rep = super_resolve_self_supervised(vol, **kw)

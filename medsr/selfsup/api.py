@@ -140,6 +140,7 @@ def _prepare(vol: Volume, *, slice_thickness: float | None, slice_profile: np.nd
         if len(kernels) > 1:
             evidence["profile_mixture"] = {
                 "families": blind["families"], "widths_mm": blind["widths_mm"],
+                "spread": blind["spread"],
                 "kernels": [[float(v) for v in kk] for kk in kernels]}
     else:
         tp, kernel, thickness, source = scan_profile(vol, profile, slice_thickness,
