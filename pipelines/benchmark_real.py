@@ -326,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         "--markdown": dict(type=Path, default=ROOT / "docs/benchmarks/quality_real.md"),
         "--readme-table": dict(action="store_true", help="print README's table from "
                                "--json's rows and stop (no runs)"),
+        "--merge": dict(type=Path, nargs="+", help="no runs: write --json and --markdown "
+                        "from the rows of these JSON files (runs split over processes)"),
     }
     for flag, kw in options.items():
         ap.add_argument(flag, **kw)
@@ -342,11 +344,19 @@ def main(argv: list[str] | None = None) -> int:
         methods += [f"old {m}" for m in methods if m.startswith("default")]
     use_all_cores()
     device = select_device("cpu")
-    rows_in = real_data.heldout()
-    if args.subjects:
-        rows_in = [r for r in rows_in if r["name"] in args.subjects.split(",")]
     old = json.loads(args.json.read_text()) if args.append else {}
     rows, refused = old.get("rows", []), old.get("refused", [])
+    if args.merge:  # rows already run (e.g. subjects split over processes): tables only
+        parts = [json.loads(f.read_text()) for f in args.merge]
+        rows = [r for part in parts for r in part["rows"]]
+        refused = [r for part in parts for r in part.get("refused", [])]
+        rows_in, methods = [], []
+        names = list(dict.fromkeys(r["subject"] for r in rows))
+    else:
+        rows_in = real_data.heldout()
+        names = [x["name"] for x in rows_in]
+        if args.subjects:
+            rows_in = [r for r in rows_in if r["name"] in args.subjects.split(",")]
     for row in rows_in:
         ref, thick = reference(row)
         for case in args.cases.split(","):
@@ -379,8 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                           + (f" steps {info['steps']} load {info['load_average'][0]}"
                              f" profile: {info['profile_used']}" if info else ""), flush=True)
     order = {c: i for i, c in enumerate(CASES)}
-    rows.sort(key=lambda r: ([x["name"] for x in real_data.heldout()].index(r["subject"]),
-                             order[r["case"]]))
+    rows.sort(key=lambda r: (names.index(r["subject"]), order[r["case"]]))
     methods = list(dict.fromkeys(m for m in METHODS + tuple(methods)
                                  + tuple(r["method"] for r in rows)
                                  for r in rows if r["method"] == m))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -405,6 +406,39 @@ def test_benchmark_real_readme_table_from_rows():
     assert ("| ct | in-plane-x2 | box | 38.30 / 0.985 | 31.75 / 0.934 | 38.23 / 0.986 | "
             "**39.71 / 0.990** | - | +1.41 dB, +0.005 |") in text
     assert bench.readme_table(rows[:2]).count("\n") == 2  # no default: header only
+
+
+def test_benchmark_real_merges_runs_split_over_processes(tmp_path):
+    """``benchmark_real.py --merge A B``: one JSON and one table from runs split over
+    processes, no runs and no data needed; rows in subject and case order, each
+    subject's gain over cubic from its own rows."""
+    (bench,) = _pipelines("benchmark_real")
+
+    def part(name, subject, cases):
+        rows = [{"subject": subject, "contrast": "T1", "case": case, "factors": [2, 1, 1],
+                 "profile": "box", "method": m, "psnr": p, "ssim": q, "psnr_slices": p,
+                 "ssim_slices": q, "seconds": 1.0}
+                for case in cases for m, p, q in (("cubic", 28.0, 0.90),
+                                                  ("selfsup 300s", 29.5, 0.93))]
+        for r in rows[1::2]:  # what a self-supervised run records
+            r.update(steps=900, init="default:thick_slice_x2.safetensors",
+                     load_average=[4.0, 4.0, 4.0], profile_used="unknown: a mixture")
+        f = tmp_path / name
+        f.write_text(json.dumps({"rows": rows, "refused": []}))
+        return f
+
+    a = part("a.json", "ct", ["one-axis-x4", "one-axis-x2"])
+    b = part("b.json", "b0", ["one-axis-x2"])
+    out, md = tmp_path / "all.json", tmp_path / "all.md"
+    assert bench.main(["--merge", str(a), str(b), "--json", str(out),
+                       "--markdown", str(md)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["subject"], r["case"]) for r in rows][::2] == [
+        ("ct", "one-axis-x2"), ("ct", "one-axis-x4"), ("b0", "one-axis-x2")]
+    table = md.read_text()
+    assert "| ct | one-axis-x2 | box | 28.00 / 0.900 | 29.50 / 0.930 |" in table
+    assert "| b0 | one-axis-x2 | box |" in table
+    assert "above cubic in PSNR and SSIM: 3 of 3 runs" in table
 
 
 def test_reference_blur_measures_an_axis_made_of_thick_slices():

@@ -90,8 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ss.add_argument("--slice-profile", metavar="auto|gaussian|rect|FILE.npy",
                     help="slice profile: auto (the default: estimated from a thick-slice "
                          "scan and used when the estimate is confident, else no projection; "
-                         "--self-supervised trains on a mixture of box and Gaussian at the "
-                         "estimated widths), gaussian (FWHM = "
+                         "--self-supervised trains on a mixture of box and Gaussian at "
+                         "0.8-1.25x the estimated widths), gaussian (FWHM = "
                          "thickness), rect (box of width = thickness) or a 1D kernel on the "
                          "output grid; it projects the output onto the scan's slices")
     ss.add_argument("--save-model", metavar="PATH",
