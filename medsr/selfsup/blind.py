@@ -98,10 +98,11 @@ def blind_profiles(vol: Volume, thickness: float | None = None,
     if source == "spacing" and BLIND_WIDTHS == "estimate" and est is not None and est.best:
         widths = {fam: float(est.best[fam][0]) for fam in BLIND_FAMILIES}
         wsource = "estimate"
-    kernels, kernel, words = mixture_kernels(tp, widths)
+    _, kernel, words = mixture_kernels(tp, widths)  # the projection stays at 1x
     spread = BLIND_SPREAD if wsource == "estimate" else (1.0,)
-    if len(spread) > 1:  # the pairs span the estimate's error; the projection stays at 1x
-        kernels = [profile_kernel(tp, widths[fam] * f, fam) for fam in widths for f in spread]
+    # the pairs span the estimate's error: each family at each multiple of its width
+    kernels = [profile_kernel(tp, widths[fam] * f, fam) for fam in widths for f in spread]
+    if len(spread) > 1:
         words += f", each at {', '.join(f'{f:g}' for f in spread[:-1])} and {spread[-1]:g}x"
     proj = BLIND_PROJECTION == "mean"
     return {"task": tp, "kernels": kernels, "kernel": kernel, "project": proj,
